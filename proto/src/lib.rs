@@ -1,0 +1,32 @@
+//! Wire protocol of assist-relay, version 1. No I/O: pure types, codecs and validation.
+//!
+//! # Layout
+//! - [`codec`]: the two codecs (JSON text frames, MessagePack binary frames), chosen by WebSocket
+//!   subprotocol, and the single [`Envelope`] both of them carry.
+//! - [`frame`]: typed frames on top of the envelope. [`ClientFrame`] is what a client may send and is
+//!   validated on decode; [`ServerFrame`] is what the relay sends.
+//! - [`event`]: rrweb events. They stay opaque raw JSON ([`serde_json::value::RawValue`]); only a
+//!   cheap head scan ([`EventHead`]) reads their `type` and `data.source`.
+//! - [`error`]: stable error codes ([`ErrorCode`]) and WebSocket close codes ([`CloseCode`]).
+//! - [`auth`]: the JWT claims a token carries ([`Claims`]), and the id rules for rooms and participants.
+//!
+//! The protocol is specified for humans in `docs/protocol.md`; every code listed there is defined here.
+
+pub mod auth;
+pub mod codec;
+pub mod error;
+pub mod event;
+pub mod frame;
+
+pub use auth::{validate_id, Claims, Role};
+pub use codec::{Codec, Envelope};
+pub use error::{CloseCode, ErrorCode, ProtoError};
+pub use event::{EventHead, EventKind, EventPayload};
+pub use frame::{ClientFrame, JoinMode, Member, Position, ResyncReason, ServerFrame};
+
+/// Protocol version carried in the subprotocol names.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Longest accepted client-chosen id (chat message id, event id, participant id, room id), in bytes.
+pub const MAX_ID_LEN: usize = 128;
+/// Longest accepted chat text, in bytes of UTF-8.
+pub const MAX_CHAT_TEXT: usize = 8 * 1024;
