@@ -80,6 +80,14 @@ impl Codec {
 
     /// Decodes an envelope, borrowing from `bytes` where it can (the rrweb payload always).
     pub fn decode(self, bytes: &[u8]) -> Result<Envelope<'_>, ProtoError> {
+        // serde's derive would also read a struct from an array (fields by position, i.e. the
+        // declaration order of `Envelope`), which the protocol does not define: a frame is a map.
+        if !self.starts_with_map(bytes) {
+            return Err(ProtoError::Malformed(match self {
+                Codec::Json => "expected a JSON object".to_owned(),
+                Codec::MsgPack => "expected a MessagePack map".to_owned(),
+            }));
+        }
         match self {
             Codec::Json => {
                 serde_json::from_slice(bytes).map_err(|e| ProtoError::Malformed(e.to_string()))
@@ -87,6 +95,17 @@ impl Codec {
             Codec::MsgPack => {
                 rmp_serde::from_slice(bytes).map_err(|e| ProtoError::Malformed(e.to_string()))
             }
+        }
+    }
+
+    /// Whether `bytes` open a map: `{` after JSON whitespace, or a MessagePack map marker.
+    fn starts_with_map(self, bytes: &[u8]) -> bool {
+        match self {
+            Codec::Json => bytes
+                .iter()
+                .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+                .is_some_and(|&b| b == b'{'),
+            Codec::MsgPack => matches!(bytes.first(), Some(0x80..=0x8f | 0xde | 0xdf)),
         }
     }
 }

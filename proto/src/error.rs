@@ -103,6 +103,12 @@ pub enum ProtoError {
     /// The rrweb payload is not an rrweb event.
     #[error("invalid rrweb event: {0}")]
     InvalidEvent(String),
+    /// A binary frame on a JSON connection, or a text frame on a MessagePack connection.
+    #[error("this connection uses {expected} frames")]
+    WrongFrameKind {
+        /// `text` or `binary`.
+        expected: &'static str,
+    },
 }
 
 impl ProtoError {
@@ -113,6 +119,7 @@ impl ProtoError {
             ProtoError::Invalid { .. } => ErrorCode::InvalidFrame,
             ProtoError::UnknownType(_) => ErrorCode::UnknownType,
             ProtoError::InvalidEvent(_) => ErrorCode::InvalidEvent,
+            ProtoError::WrongFrameKind { .. } => ErrorCode::WrongFrameKind,
         }
     }
 }

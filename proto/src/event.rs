@@ -96,10 +96,29 @@ pub struct EventHead {
 struct HeadScan {
     #[serde(rename = "type")]
     kind: u8,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "data_object")]
     data: Option<DataScan>,
     #[serde(default)]
     timestamp: Option<f64>,
+}
+
+/// `data` as an object only: serde's derive would also read [`DataScan`] from an array, taking
+/// `[1]` for `{"source":1}`. Anything but an object or null fails the strict scan.
+fn data_object<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DataScan>, D::Error> {
+    struct ObjectOnly;
+    impl<'de> de::Visitor<'de> for ObjectOnly {
+        type Value = Option<DataScan>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object or null")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            DataScan::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+    d.deserialize_any(ObjectOnly)
 }
 
 #[derive(Deserialize)]
@@ -113,6 +132,13 @@ impl EventHead {
     /// Reads the head of a raw rrweb event. Fails unless it is a JSON object with an integer `type`
     /// in 0..=255.
     pub fn scan(raw: &RawValue) -> Result<EventHead, crate::ProtoError> {
+        // serde's derive would also read the structs below from an array (fields by position).
+        // A raw value never starts with whitespace.
+        if !raw.get().starts_with('{') {
+            return Err(crate::ProtoError::InvalidEvent(
+                "expected a JSON object with an integer \"type\" (0-255)".to_owned(),
+            ));
+        }
         // `data` of non-incremental events may be any JSON value; tolerate that.
         let head: HeadScan = serde_json::from_str(raw.get())
             .or_else(|_| {
@@ -130,6 +156,19 @@ impl EventHead {
                     kind: l.kind,
                     data: None,
                     timestamp: l.timestamp,
+                })
+            })
+            .or_else(|_| {
+                // Nor must a non-numeric `timestamp` make an event with an integer `type` invalid.
+                #[derive(Deserialize)]
+                struct TypeOnly {
+                    #[serde(rename = "type")]
+                    kind: u8,
+                }
+                serde_json::from_str::<TypeOnly>(raw.get()).map(|t| HeadScan {
+                    kind: t.kind,
+                    data: None,
+                    timestamp: None,
                 })
             })
             .map_err(|e| {

@@ -350,6 +350,28 @@ impl<'a> ServerFrame<'a> {
         }
     }
 
+    /// Detaches the frame from the buffer it was decoded from.
+    pub fn into_owned(self) -> ServerFrame<'static> {
+        match self {
+            ServerFrame::Event { offset, event } => {
+                ServerFrame::Event { offset, event: EventPayload(Cow::Owned(event.into_owned())) }
+            }
+            ServerFrame::Joined { room, epoch, you, members, mode, reason, head } => {
+                ServerFrame::Joined { room, epoch, you, members, mode, reason, head }
+            }
+            ServerFrame::Chat { offset, id, from, text, ts } => {
+                ServerFrame::Chat { offset, id, from, text, ts }
+            }
+            ServerFrame::Ack { id, offset, duplicate } => ServerFrame::Ack { id, offset, duplicate },
+            ServerFrame::MemberJoined { member } => ServerFrame::MemberJoined { member },
+            ServerFrame::MemberLeft { member } => ServerFrame::MemberLeft { member },
+            ServerFrame::Resync { epoch, reason } => ServerFrame::Resync { epoch, reason },
+            ServerFrame::CaughtUp { offset } => ServerFrame::CaughtUp { offset },
+            ServerFrame::Error { code, message, id } => ServerFrame::Error { code, message, id },
+            ServerFrame::Pong { id } => ServerFrame::Pong { id },
+        }
+    }
+
     /// The envelope of this frame.
     pub fn to_envelope(&self) -> Envelope<'_> {
         let mut env = Envelope {

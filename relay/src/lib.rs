@@ -1,1 +1,25 @@
-pub fn x() {}
+//! assist-relay node: a WebSocket relay for rrweb co-browsing and chat.
+//!
+//! # Layout
+//! - [`server`]: the accept loop. [`server::run`] takes a bound listener, a [`server::Node`] and a
+//!   shutdown future; the HTTP upgrade is decided in [`auth::admit`] (token, room, codec).
+//! - `conn` (private): one task per connection. Frames are decoded there (`Conn::on_frame`), stored
+//!   through the [`store::RoomLog`], and the room's live stream is fanned out to the socket there
+//!   (`Conn::on_room_msg`), with catch-up, resume and resync in `Conn::recover`.
+//! - [`store`]: the `RoomLog` / `Broker` seam. [`store::memory`] is embedded mode.
+//!   An [`store::Entry`] caches its encoded frame per codec: encode once, send many.
+//! - [`admin`]: `/livez`, `/readyz`, `/metrics` on their own port.
+//! - [`config`]: flags, `RELAY_*` environment, validation. [`telemetry`]: metrics.
+//!
+//! The wire protocol (frames, codecs, codes) is the `assist-relay-proto` crate and
+//! `docs/protocol.md`.
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+mod conn;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+
+pub use server::{run, Node};

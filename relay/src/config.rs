@@ -1,0 +1,179 @@
+//! Node configuration: clap flags with `RELAY_*` environment fallbacks, validated before anything
+//! binds. Tests build a [`NodeConfig`] directly.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::store::LogConfig;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable, coloured when on a terminal.
+    Pretty,
+}
+
+/// `relay serve` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address of the public WebSocket listener (path /ws).
+    #[arg(long, env = "RELAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Address of the admin listener (/livez, /readyz, /metrics).
+    #[arg(long, env = "RELAY_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    pub admin_listen: SocketAddr,
+    /// HS256 secret that signs participant tokens (use 32+ random bytes in production).
+    #[arg(long, env = "RELAY_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+    /// Recent chat messages a joining participant receives.
+    #[arg(long, env = "RELAY_CHAT_HISTORY", default_value_t = 50)]
+    pub chat_history: usize,
+    /// Chat messages kept per room for joins and resyncs.
+    #[arg(long, env = "RELAY_CHAT_RETAIN", default_value_t = 1000)]
+    pub chat_retain: usize,
+    /// Largest WebSocket message accepted, in bytes; larger ones close the connection with 1009.
+    #[arg(long, env = "RELAY_MAX_FRAME_BYTES", default_value_t = 1024 * 1024)]
+    pub max_frame_bytes: usize,
+    /// Upper bound of one room's log in memory, in bytes.
+    #[arg(long, env = "RELAY_MAX_LOG_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_log_bytes: usize,
+    /// Live messages buffered per room before a slow viewer must recover from the log.
+    #[arg(long, env = "RELAY_ROOM_BUFFER", default_value_t = 1024)]
+    pub room_buffer: usize,
+    /// Client ids remembered per room so that resends are not stored twice.
+    #[arg(long, env = "RELAY_DEDUP_WINDOW", default_value_t = 10_000)]
+    pub dedup_window: usize,
+    /// Most open WebSocket connections on this node.
+    #[arg(long, env = "RELAY_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Time allowed for the HTTP upgrade to complete.
+    #[arg(long, env = "RELAY_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+    /// Time allowed between the upgrade and the `join` frame.
+    #[arg(long, env = "RELAY_JOIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub join_timeout: Duration,
+    /// Interval of server WebSocket pings.
+    #[arg(long, env = "RELAY_PING_INTERVAL", default_value = "25s", value_parser = humantime::parse_duration)]
+    pub ping_interval: Duration,
+    /// A connection that sends nothing (not even a pong) for this long is closed (4003).
+    #[arg(long, env = "RELAY_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// A write that cannot complete for this long closes the connection as slow (4001).
+    #[arg(long, env = "RELAY_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
+    /// How long a room with no members keeps its log (embedded mode).
+    #[arg(long, env = "RELAY_EMPTY_ROOM_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub empty_room_ttl: Duration,
+    /// On SIGTERM/SIGINT, how long to wait for connections to close before exiting.
+    #[arg(long, env = "RELAY_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+    /// Log format.
+    #[arg(long, env = "RELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+}
+
+/// Why a configuration was refused (exit code 64).
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// Validated settings of one node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// HS256 secret.
+    pub jwt_secret: Vec<u8>,
+    /// Recent chat on join.
+    pub chat_history: usize,
+    /// Largest accepted WebSocket message.
+    pub max_frame_bytes: usize,
+    /// Connection cap.
+    pub max_connections: usize,
+    /// Upgrade deadline.
+    pub handshake_timeout: Duration,
+    /// Join deadline.
+    pub join_timeout: Duration,
+    /// Ping interval.
+    pub ping_interval: Duration,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+    /// Write deadline.
+    pub write_timeout: Duration,
+    /// Drain deadline.
+    pub drain_timeout: Duration,
+    /// Room log shape.
+    pub log: LogConfig,
+}
+
+impl NodeConfig {
+    /// Defaults with a given secret (for tests and embedding).
+    pub fn with_secret(secret: &str) -> NodeConfig {
+        NodeConfig {
+            jwt_secret: secret.as_bytes().to_vec(),
+            chat_history: 50,
+            max_frame_bytes: 1024 * 1024,
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            join_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(25),
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(10),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl TryFrom<&ServeArgs> for NodeConfig {
+    type Error = ConfigError;
+
+    fn try_from(a: &ServeArgs) -> Result<Self, ConfigError> {
+        if a.jwt_secret.is_empty() {
+            return Err(ConfigError(
+                "--jwt-secret / RELAY_JWT_SECRET must not be empty".into(),
+            ));
+        }
+        if a.listen == a.admin_listen && a.listen.port() != 0 {
+            return Err(ConfigError(
+                "--listen and --admin-listen must differ".into(),
+            ));
+        }
+        if a.max_frame_bytes < 1024 {
+            return Err(ConfigError(
+                "--max-frame-bytes must be at least 1024".into(),
+            ));
+        }
+        if a.room_buffer == 0 || a.max_connections == 0 {
+            return Err(ConfigError(
+                "--room-buffer and --max-connections must be positive".into(),
+            ));
+        }
+        if a.idle_timeout <= a.ping_interval {
+            return Err(ConfigError(
+                "--idle-timeout must be longer than --ping-interval".into(),
+            ));
+        }
+        Ok(NodeConfig {
+            jwt_secret: a.jwt_secret.as_bytes().to_vec(),
+            chat_history: a.chat_history,
+            max_frame_bytes: a.max_frame_bytes,
+            max_connections: a.max_connections,
+            handshake_timeout: a.handshake_timeout,
+            join_timeout: a.join_timeout,
+            ping_interval: a.ping_interval,
+            idle_timeout: a.idle_timeout,
+            write_timeout: a.write_timeout,
+            drain_timeout: a.drain_timeout,
+            log: LogConfig {
+                chat_retain: a.chat_retain.max(a.chat_history).max(1),
+                dedup_window: a.dedup_window.max(1),
+                max_log_bytes: a.max_log_bytes,
+                room_buffer: a.room_buffer,
+                empty_room_ttl: a.empty_room_ttl,
+            },
+        })
+    }
+}

@@ -1,0 +1,229 @@
+//! The node: accept loop, handshake, and the shared state every connection sees.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tracing::Instrument;
+
+use crate::auth::{admit, Admission, Auth, RejectReason};
+use crate::config::NodeConfig;
+use crate::store::{Broker, RoomLog};
+use crate::telemetry::Metrics;
+
+/// State shared by the accept loop, every connection and the admin listener.
+pub struct Node {
+    /// Settings.
+    pub config: NodeConfig,
+    /// Token verification.
+    pub auth: Auth,
+    /// Room logs.
+    pub log: Arc<dyn RoomLog>,
+    /// Live fan-out and presence.
+    pub broker: Arc<dyn Broker>,
+    /// Metrics.
+    pub metrics: Metrics,
+    draining: AtomicBool,
+    shutdown: watch::Sender<bool>,
+    next_conn: AtomicU64,
+    open: AtomicUsize,
+}
+
+impl Node {
+    /// A node over a store.
+    pub fn new(config: NodeConfig, log: Arc<dyn RoomLog>, broker: Arc<dyn Broker>) -> Arc<Node> {
+        Arc::new(Node {
+            auth: Auth::new(&config.jwt_secret),
+            config,
+            log,
+            broker,
+            metrics: Metrics::new(),
+            draining: AtomicBool::new(false),
+            shutdown: watch::channel(false).0,
+            next_conn: AtomicU64::new(1),
+            open: AtomicUsize::new(0),
+        })
+    }
+
+    /// Whether the node should receive traffic.
+    pub async fn ready(&self) -> bool {
+        !self.draining.load(Ordering::SeqCst) && self.broker.healthy().await
+    }
+
+    /// Whether draining has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Open WebSocket connections.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    fn begin_drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.metrics.draining.set(1);
+        self.shutdown.send_replace(true);
+    }
+
+    fn ws_config(&self) -> WebSocketConfig {
+        let max = self.config.max_frame_bytes;
+        WebSocketConfig::default()
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max))
+            // Viewers mostly write; a small read buffer keeps idle connections cheap.
+            .read_buffer_size(4 * 1024)
+            .write_buffer_size(0)
+            // Bounded: a stalled peer makes writes wait (and time out) instead of growing memory.
+            .max_write_buffer_size(max.saturating_mul(2).max(64 * 1024))
+    }
+}
+
+/// Counts a connection for its whole life.
+struct OpenGuard(Arc<Node>);
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Serves WebSocket clients on `listener` until `shutdown` resolves, then drains: stops accepting,
+/// tells every client to reconnect elsewhere (close 4000), and returns once they are gone or the
+/// drain deadline passes.
+pub async fn run(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<Output = ()>) {
+    let mut conns = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let node = node.clone();
+                    conns.spawn(accept(node, stream).instrument(tracing::debug_span!("accept", %peer)));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            () = &mut shutdown => break,
+        }
+    }
+    tracing::info!(open = node.open_connections(), "draining");
+    node.begin_drain();
+    drop(listener);
+    let deadline = tokio::time::sleep(node.config.drain_timeout);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            next = conns.join_next() => if next.is_none() { break },
+            () = &mut deadline => {
+                tracing::warn!(left = conns.len(), "drain deadline passed; closing the rest");
+                conns.abort_all();
+                break;
+            }
+        }
+    }
+    tracing::info!("drained");
+}
+
+async fn accept(node: Arc<Node>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    if node.is_draining() {
+        reject_raw(&node, stream, RejectReason::ShuttingDown).await;
+        return;
+    }
+    if node.open.fetch_add(1, Ordering::SeqCst) >= node.config.max_connections {
+        node.open.fetch_sub(1, Ordering::SeqCst);
+        reject_raw(&node, stream, RejectReason::TooManyConnections).await;
+        return;
+    }
+    let _open = OpenGuard(node.clone());
+
+    let mut admission: Result<Admission, RejectReason> = Err(RejectReason::BadHandshake);
+    let callback = |req: &Request, mut resp: Response| {
+        admission = admit(&node.auth, req);
+        match &admission {
+            Ok(a) => {
+                if a.echo_protocol {
+                    resp.headers_mut().insert(
+                        "sec-websocket-protocol",
+                        HeaderValue::from_static(a.codec.subprotocol()),
+                    );
+                }
+                Ok(resp)
+            }
+            Err(reason) => Err(reason.response()),
+        }
+    };
+    let handshake =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(node.ws_config()));
+    let ws = match tokio::time::timeout(node.config.handshake_timeout, handshake).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            let reason = admission.err().unwrap_or(RejectReason::BadHandshake);
+            node.metrics
+                .handshake_rejections
+                .with_label_values(&[reason.as_str()])
+                .inc();
+            tracing::debug!(reason = reason.as_str(), error = %e, "upgrade refused");
+            return;
+        }
+        Err(_) => {
+            node.metrics
+                .handshake_rejections
+                .with_label_values(&[RejectReason::BadHandshake.as_str()])
+                .inc();
+            tracing::debug!("upgrade timed out");
+            return;
+        }
+    };
+    let Ok(admission) = admission else { return };
+    let conn_id = node.next_conn.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!(
+        "conn",
+        conn = conn_id,
+        room = %admission.claims.room,
+        role = %admission.claims.role,
+        sub = %admission.claims.sub,
+    );
+    crate::conn::serve(node, ws, admission, conn_id)
+        .instrument(span)
+        .await;
+}
+
+/// Answers a connection we will not upgrade with a plain HTTP error, without reading the request.
+async fn reject_raw(node: &Node, mut stream: TcpStream, reason: RejectReason) {
+    use tokio::io::AsyncWriteExt;
+    node.metrics
+        .handshake_rejections
+        .with_label_values(&[reason.as_str()])
+        .inc();
+    let body =
+        serde_json::json!({ "error": reason.as_str(), "message": reason.message() }).to_string();
+    let status = reason.status();
+    let resp = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n{}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len(),
+        body
+    );
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        stream.write_all(resp.as_bytes()),
+    )
+    .await;
+    let _ = stream.shutdown().await;
+}

@@ -1,0 +1,278 @@
+//! The seam between a node and where rooms live.
+//!
+//! [`RoomLog`] stores a room's entries (rrweb events and chat) under per-room offsets and answers
+//! catch-up and resume reads; [`Broker`] fans a room's live traffic and presence out to the nodes
+//! that have members in it. [`memory::MemoryStore`] implements both in-process (embedded mode); the
+//! Redis implementation fills the same traits for cluster mode.
+//!
+//! Contract every implementation keeps (the connection logic in `conn.rs` relies on it):
+//! - `append` assigns the next offset of the room and publishes the entry to subscribers as one
+//!   atomic step: subscribers see entries in offset order, and an entry is in the log before any
+//!   subscriber sees it.
+//! - A subscriber that subscribed before a `catch_up` read sees every entry with an offset above
+//!   that read's `head` (possibly some at or below it too, which the reader drops by offset).
+
+pub mod memory;
+
+use std::sync::{Arc, OnceLock};
+
+use assist_relay_proto::{
+    Codec, EventKind, EventPayload, JoinMode, Member, Position, ResyncReason, ServerFrame,
+};
+use async_trait::async_trait;
+use serde_json::value::RawValue;
+use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+/// One stored entry of a room log: an rrweb event or a chat message, with its offset.
+///
+/// The encoded frame is cached per codec, so a relayed entry is serialized at most once per codec
+/// however many viewers receive it; each viewer gets a reference-counted clone.
+#[derive(Debug)]
+pub struct Entry {
+    /// Room offset.
+    pub offset: u64,
+    /// Room epoch this offset belongs to.
+    pub epoch: Arc<str>,
+    /// What was stored.
+    pub body: EntryBody,
+    frames: [OnceLock<Message>; 2],
+}
+
+/// The payload of an [`Entry`].
+#[derive(Debug, Clone)]
+pub enum EntryBody {
+    /// An rrweb event, raw JSON.
+    Event {
+        /// The event.
+        event: Box<RawValue>,
+        /// Its rrweb type.
+        kind: EventKind,
+    },
+    /// A chat message.
+    Chat {
+        /// Sender's message id.
+        id: String,
+        /// Sender.
+        from: Member,
+        /// Text.
+        text: String,
+        /// Acceptance time, ms since the Unix epoch.
+        ts: u64,
+    },
+}
+
+impl EntryBody {
+    /// Whether this is a chat message (delivered to every role) rather than an rrweb event.
+    pub fn is_chat(&self) -> bool {
+        matches!(self, EntryBody::Chat { .. })
+    }
+
+    /// Size of the payload, for memory accounting.
+    pub fn size(&self) -> usize {
+        match self {
+            EntryBody::Event { event, .. } => event.get().len(),
+            EntryBody::Chat { id, text, from, .. } => id.len() + text.len() + from.id.len() + 32,
+        }
+    }
+}
+
+impl Entry {
+    /// A new entry.
+    pub fn new(offset: u64, epoch: Arc<str>, body: EntryBody) -> Entry {
+        Entry {
+            offset,
+            epoch,
+            body,
+            frames: Default::default(),
+        }
+    }
+
+    /// The frame for this entry in `codec`, encoded on first use and shared afterwards.
+    pub fn message(&self, codec: Codec) -> Message {
+        self.frames[codec.index()]
+            .get_or_init(|| encode_message(codec, &self.frame()))
+            .clone()
+    }
+
+    /// The entry as a server frame.
+    pub fn frame(&self) -> ServerFrame<'_> {
+        match &self.body {
+            EntryBody::Event { event, .. } => ServerFrame::Event {
+                offset: self.offset,
+                event: EventPayload(std::borrow::Cow::Borrowed(&**event)),
+            },
+            EntryBody::Chat { id, from, text, ts } => ServerFrame::Chat {
+                offset: self.offset,
+                id: id.clone(),
+                from: from.clone(),
+                text: text.clone(),
+                ts: *ts,
+            },
+        }
+    }
+
+    /// Whether a participant of `role` receives this entry. Customers get chat only.
+    pub fn is_for(&self, receives_events: bool) -> bool {
+        receives_events || self.body.is_chat()
+    }
+}
+
+/// Encodes a server frame as a ready-to-send WebSocket message.
+pub fn encode_message(codec: Codec, frame: &ServerFrame<'_>) -> Message {
+    let bytes = match frame.encode(codec) {
+        Ok(b) => b,
+        // Only a bug in the frame types can get here; send an `internal` error instead.
+        Err(e) => {
+            tracing::error!(error = %e, frame = frame.type_name(), "frame encoding failed");
+            let fallback = ServerFrame::Error {
+                code: assist_relay_proto::ErrorCode::Internal,
+                message: "encoding failed".into(),
+                id: None,
+            };
+            fallback.encode(codec).unwrap_or_default()
+        }
+    };
+    match codec {
+        Codec::MsgPack => Message::Binary(bytes.into()),
+        // serde_json writes UTF-8 only.
+        Codec::Json => match String::from_utf8(bytes) {
+            Ok(s) => Message::Text(Utf8Bytes::from(s)),
+            Err(e) => Message::Binary(e.into_bytes().into()),
+        },
+    }
+}
+
+/// What a sender asks to store.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    /// The payload.
+    pub body: EntryBody,
+    /// (sender, client id): a second append with the same key returns the first offset.
+    pub dedup: Option<(String, String)>,
+}
+
+/// Result of an append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The offset of the entry (the original one for a duplicate).
+    pub offset: u64,
+    /// The key had been stored before; nothing was appended or published.
+    pub duplicate: bool,
+}
+
+/// What a joining or recovering client needs.
+#[derive(Debug, Clone)]
+pub struct CatchUpRequest {
+    /// Where the client left off, if anywhere.
+    pub resume: Option<Position>,
+    /// Whether the client receives rrweb events (agents) or chat only (customers).
+    pub events: bool,
+    /// How many recent chat messages a fresh join gets.
+    pub chat_limit: usize,
+}
+
+/// The answer to a [`CatchUpRequest`].
+#[derive(Debug, Clone)]
+pub struct CatchUp {
+    /// Current room epoch.
+    pub epoch: Arc<str>,
+    /// The room's last offset when the read was made.
+    pub head: u64,
+    /// Fresh, resume or resync.
+    pub mode: JoinMode,
+    /// With resync, why.
+    pub reason: Option<ResyncReason>,
+    /// Entries to send, in offset order, already filtered for the client's role.
+    pub entries: Vec<Arc<Entry>>,
+}
+
+/// Live traffic of one room.
+#[derive(Debug, Clone)]
+pub enum RoomMsg {
+    /// A newly stored entry.
+    Entry(Arc<Entry>),
+    /// A participant's first connection entered the room.
+    Joined(Member),
+    /// A participant's last connection left the room.
+    Left(Member),
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The backing store cannot be reached; retry later.
+    #[error("room store unavailable: {0}")]
+    Unavailable(String),
+    /// The store holds data this node cannot read.
+    #[error("room store data corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A live subscription to one room. Dropping it unsubscribes.
+pub struct Subscription {
+    /// Entries and presence, in order. A receiver that falls more than the channel capacity behind
+    /// gets `Lagged` and must recover through [`RoomLog::catch_up`].
+    pub rx: broadcast::Receiver<RoomMsg>,
+    /// Kept alive while subscribed; implementations use it to unsubscribe on drop.
+    pub guard: Box<dyn Send + Sync>,
+}
+
+/// Per-room ordered storage.
+#[async_trait]
+pub trait RoomLog: Send + Sync + 'static {
+    /// Stores an entry under the next offset and publishes it, atomically.
+    async fn append(&self, room: &str, entry: NewEntry) -> Result<Appended, StoreError>;
+
+    /// Reads what a joining or recovering client needs.
+    async fn catch_up(&self, room: &str, req: CatchUpRequest) -> Result<CatchUp, StoreError>;
+}
+
+/// Per-room live fan-out and presence.
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// Subscribes to a room's live traffic. Returns once the subscription is in effect.
+    async fn subscribe(&self, room: &str) -> Result<Subscription, StoreError>;
+
+    /// Registers one connection of `member`; returns everyone present afterwards. Publishes
+    /// [`RoomMsg::Joined`] if this is the member's first connection in the room.
+    async fn enter(
+        &self,
+        room: &str,
+        member: &Member,
+        conn: u64,
+    ) -> Result<Vec<Member>, StoreError>;
+
+    /// Removes one connection of `member`. Publishes [`RoomMsg::Left`] if it was the last.
+    async fn exit(&self, room: &str, member: &Member, conn: u64) -> Result<(), StoreError>;
+
+    /// Whether the backing store is reachable (feeds `/readyz`).
+    async fn healthy(&self) -> bool;
+}
+
+/// Settings that shape every room log, whatever the backend.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Chat messages kept per room for joins and resyncs.
+    pub chat_retain: usize,
+    /// Client ids remembered per room for idempotent resends.
+    pub dedup_window: usize,
+    /// Upper bound of a room's log in bytes; past it the oldest events are trimmed.
+    pub max_log_bytes: usize,
+    /// Live messages buffered per room per node before a slow receiver lags.
+    pub room_buffer: usize,
+    /// How long a room with no members is kept before its log is dropped.
+    pub empty_room_ttl: std::time::Duration,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            chat_retain: 1000,
+            dedup_window: 10_000,
+            max_log_bytes: 256 * 1024 * 1024,
+            room_buffer: 1024,
+            empty_room_ttl: std::time::Duration::from_secs(600),
+        }
+    }
+}

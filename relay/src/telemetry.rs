@@ -1,0 +1,159 @@
+//! Metrics in one place. Names are `relay_<name>_<unit>`, counters end in `_total`, and label
+//! values are bounded enumerations (roles, frame types, codes), never room or participant ids.
+
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// The node's metrics, registered in their own registry.
+pub struct Metrics {
+    registry: Registry,
+    /// Open WebSocket connections by role (joined or not).
+    pub connections: IntGaugeVec,
+    /// Frames received from clients by type (`invalid` for undecodable ones).
+    pub frames_in: IntCounterVec,
+    /// Frames sent to clients by type.
+    pub frames_out: IntCounterVec,
+    /// Bytes received in WebSocket messages.
+    pub bytes_in: IntCounter,
+    /// Bytes sent in WebSocket messages.
+    pub bytes_out: IntCounter,
+    /// Error frames sent, by code.
+    pub errors: IntCounterVec,
+    /// Refused upgrades, by reason.
+    pub handshake_rejections: IntCounterVec,
+    /// Connections closed by the relay, by close reason.
+    pub closes: IntCounterVec,
+    /// Resyncs sent, by reason.
+    pub resyncs: IntCounterVec,
+    /// Entries stored.
+    pub appends: IntCounterVec,
+    /// 1 while the node is draining.
+    pub draining: IntGauge,
+}
+
+fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
+    reg.register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+impl Metrics {
+    /// Registers every metric.
+    #[allow(clippy::expect_used)]
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let connections = IntGaugeVec::new(
+            Opts::new("relay_connections", "Open WebSocket connections by role."),
+            &["role"],
+        )
+        .expect("static metric definition");
+        registry
+            .register(Box::new(connections.clone()))
+            .expect("metric registered once");
+        let draining = IntGauge::new("relay_draining", "1 while the node is draining.")
+            .expect("static metric definition");
+        registry
+            .register(Box::new(draining.clone()))
+            .expect("metric registered once");
+        let build = IntGaugeVec::new(
+            Opts::new("relay_build_info", "Build information; always 1."),
+            &["version"],
+        )
+        .expect("static metric definition");
+        registry
+            .register(Box::new(build.clone()))
+            .expect("metric registered once");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+
+        let m = Metrics {
+            connections,
+            frames_in: counter_vec(
+                &registry,
+                "relay_frames_in_total",
+                "Frames received, by type.",
+                &["type"],
+            ),
+            frames_out: counter_vec(
+                &registry,
+                "relay_frames_out_total",
+                "Frames sent, by type.",
+                &["type"],
+            ),
+            bytes_in: IntCounter::new(
+                "relay_bytes_in_total",
+                "Bytes received in WebSocket messages.",
+            )
+            .expect("static metric definition"),
+            bytes_out: IntCounter::new(
+                "relay_bytes_out_total",
+                "Bytes sent in WebSocket messages.",
+            )
+            .expect("static metric definition"),
+            errors: counter_vec(
+                &registry,
+                "relay_errors_total",
+                "Error frames sent, by code.",
+                &["code"],
+            ),
+            handshake_rejections: counter_vec(
+                &registry,
+                "relay_handshake_rejections_total",
+                "Refused WebSocket upgrades, by reason.",
+                &["reason"],
+            ),
+            closes: counter_vec(
+                &registry,
+                "relay_closes_total",
+                "Connections closed by the relay, by reason.",
+                &["reason"],
+            ),
+            resyncs: counter_vec(
+                &registry,
+                "relay_resyncs_total",
+                "Resyncs sent, by reason.",
+                &["reason"],
+            ),
+            appends: counter_vec(
+                &registry,
+                "relay_appends_total",
+                "Entries stored, by kind.",
+                &["kind"],
+            ),
+            draining,
+            registry,
+        };
+        m.registry
+            .register(Box::new(m.bytes_in.clone()))
+            .expect("metric registered once");
+        m.registry
+            .register(Box::new(m.bytes_out.clone()))
+            .expect("metric registered once");
+        for role in ["customer", "agent"] {
+            m.connections.with_label_values(&[role]);
+        }
+        for code in assist_relay_proto::ErrorCode::ALL {
+            m.errors.with_label_values(&[code.as_str()]);
+        }
+        for r in crate::auth::RejectReason::ALL {
+            m.handshake_rejections.with_label_values(&[r.as_str()]);
+        }
+        m
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,450 @@
+//! Test harness: starts real relay nodes on port 0 and talks to them with real WebSocket clients
+//! over loopback. Tests only use this API, so the same tests can later run against a cluster.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use assist_relay::auth::Auth;
+use assist_relay::config::NodeConfig;
+use assist_relay::store::memory::MemoryStore;
+use assist_relay::Node;
+use assist_relay_proto::{
+    Claims, ClientFrame, Codec, EventHead, EventPayload, Member, Position, Role, ServerFrame,
+};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::value::RawValue;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const SECRET: &str = "test-secret-test-secret-test-secret";
+/// Longest a test waits for one expected frame.
+pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running relay node.
+pub struct Relay {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub node: Arc<Node>,
+    pub store: Arc<MemoryStore>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    pub async fn start() -> Relay {
+        Relay::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut NodeConfig)) -> Relay {
+        let mut config = NodeConfig::with_secret(SECRET);
+        tweak(&mut config);
+        let store = MemoryStore::new(config.log.clone());
+        store.spawn_sweeper();
+        let node = Node::new(config, store.clone(), store.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind admin");
+        let addr = listener.local_addr().expect("addr");
+        let admin = admin_listener.local_addr().expect("admin addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let n = node.clone();
+        let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(assist_relay::admin::serve(
+            admin_listener,
+            node.clone(),
+            async move {
+                let _ = admin_stop_rx.await;
+            },
+        ));
+        let task = tokio::spawn(async move {
+            assist_relay::run(listener, n, async move {
+                let _ = stopped.await;
+            })
+            .await;
+            let _ = admin_stop_tx.send(());
+        });
+        Relay {
+            addr,
+            admin,
+            node,
+            store,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn token(&self, room: &str, role: Role, sub: &str) -> String {
+        token_with(room, role, sub, 3600)
+    }
+
+    pub fn url(&self, room: &str) -> String {
+        format!("ws://{}/ws?room={room}", self.addr)
+    }
+
+    /// Connects with a bearer token and the given codec; does not join.
+    pub async fn connect(&self, room: &str, role: Role, sub: &str, codec: Codec) -> Client {
+        let token = self.token(room, role, sub);
+        let mut req = self.url(room).into_client_request().expect("request");
+        req.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+        );
+        req.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static(codec.subprotocol()),
+        );
+        let (ws, resp) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("connect");
+        assert_eq!(
+            resp.headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok()),
+            Some(codec.subprotocol())
+        );
+        Client {
+            ws,
+            codec,
+            me: Member {
+                id: sub.into(),
+                role,
+            },
+            epoch: String::new(),
+            last: 0,
+        }
+    }
+
+    /// Connects and joins fresh.
+    pub async fn join(&self, room: &str, role: Role, sub: &str, codec: Codec) -> (Client, Joined) {
+        let mut c = self.connect(room, role, sub, codec).await;
+        let j = c.join(None).await;
+        (c, j)
+    }
+
+    /// Begins draining, as on SIGTERM.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Drains and waits for the node to stop.
+    pub async fn shutdown(mut self) {
+        self.begin_shutdown();
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        }
+    }
+
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        http_get(self.admin, path).await
+    }
+}
+
+/// Minimal HTTP/1.1 GET over a raw socket (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    raw_http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+/// Sends a raw HTTP request and reads the whole response (status, body).
+pub async fn raw_http(addr: SocketAddr, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(RECV_TIMEOUT, s.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+pub fn token_with(room: &str, role: Role, sub: &str, ttl_secs: i64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    Auth::new(SECRET.as_bytes())
+        .mint(&Claims {
+            sub: sub.into(),
+            room: room.into(),
+            role,
+            exp: (now + ttl_secs).max(0) as u64,
+            iat: Some(now as u64),
+        })
+        .expect("mint")
+}
+
+/// What a join returned: the `joined` frame fields and the catch-up up to `caught_up`.
+#[derive(Debug)]
+pub struct Joined {
+    pub frame: ServerFrame<'static>,
+    pub catch_up: Vec<ServerFrame<'static>>,
+    pub caught_up: u64,
+}
+
+impl Joined {
+    pub fn mode(&self) -> assist_relay_proto::JoinMode {
+        match &self.frame {
+            ServerFrame::Joined { mode, .. } => *mode,
+            _ => unreachable!(),
+        }
+    }
+    pub fn members(&self) -> Vec<Member> {
+        match &self.frame {
+            ServerFrame::Joined { members, .. } => members.clone(),
+            _ => unreachable!(),
+        }
+    }
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub codec: Codec,
+    pub me: Member,
+    pub epoch: String,
+    /// The last offset received (event, chat or caught_up).
+    pub last: u64,
+}
+
+/// What a closed connection said.
+#[derive(Debug, PartialEq)]
+pub enum Closed {
+    Frame(u16, String),
+    NoFrame,
+}
+
+impl Client {
+    pub async fn send(&mut self, frame: &ClientFrame<'_>) {
+        let bytes = frame.encode(self.codec).expect("encode");
+        let msg = if self.codec.is_binary() {
+            Message::Binary(bytes.into())
+        } else {
+            Message::Text(String::from_utf8(bytes).expect("utf8").into())
+        };
+        self.ws.send(msg).await.expect("send");
+    }
+
+    pub async fn send_raw(&mut self, msg: Message) {
+        self.ws.send(msg).await.expect("send");
+    }
+
+    /// Next data frame, decoded; fails the test on timeout or close.
+    pub async fn recv(&mut self) -> ServerFrame<'static> {
+        match tokio::time::timeout(RECV_TIMEOUT, self.next_frame()).await {
+            Ok(Some(f)) => f,
+            Ok(None) => panic!(
+                "{}: connection closed while a frame was expected",
+                self.me.id
+            ),
+            Err(_) => panic!("{}: no frame within {RECV_TIMEOUT:?}", self.me.id),
+        }
+    }
+
+    async fn next_frame(&mut self) -> Option<ServerFrame<'static>> {
+        loop {
+            let msg = self.ws.next().await?.ok()?;
+            let bytes: Vec<u8> = match msg {
+                Message::Text(t) => {
+                    assert!(!self.codec.is_binary(), "text frame on a binary connection");
+                    t.as_bytes().to_vec()
+                }
+                Message::Binary(b) => {
+                    assert!(self.codec.is_binary(), "binary frame on a text connection");
+                    b.to_vec()
+                }
+                Message::Close(_) => return None,
+                _ => continue,
+            };
+            let frame = ServerFrame::decode(self.codec, &bytes)
+                .expect("server frame decodes")
+                .into_owned();
+            match &frame {
+                ServerFrame::Event { offset, .. } | ServerFrame::Chat { offset, .. } => {
+                    assert!(
+                        *offset > self.last,
+                        "{}: offset {offset} after {}",
+                        self.me.id,
+                        self.last
+                    );
+                    self.last = *offset;
+                }
+                ServerFrame::CaughtUp { offset } => self.last = *offset,
+                ServerFrame::Joined { epoch, .. } | ServerFrame::Resync { epoch, .. } => {
+                    self.epoch = epoch.clone();
+                    self.last = 0;
+                }
+                _ => {}
+            }
+            return Some(frame);
+        }
+    }
+
+    /// Sends `join` and reads `joined`, the catch-up and `caught_up`.
+    pub async fn join(&mut self, resume: Option<Position>) -> Joined {
+        self.send(&ClientFrame::Join { resume }).await;
+        let frame = self.recv().await;
+        assert!(
+            matches!(frame, ServerFrame::Joined { .. }),
+            "expected joined, got {frame:?}"
+        );
+        let (catch_up, caught_up) = self.read_catch_up().await;
+        Joined {
+            frame,
+            catch_up,
+            caught_up,
+        }
+    }
+
+    /// Reads entries until `caught_up`; presence frames in between are skipped.
+    pub async fn read_catch_up(&mut self) -> (Vec<ServerFrame<'static>>, u64) {
+        let mut entries = Vec::new();
+        loop {
+            match self.recv().await {
+                ServerFrame::CaughtUp { offset } => return (entries, offset),
+                f @ (ServerFrame::Event { .. } | ServerFrame::Chat { .. }) => entries.push(f),
+                ServerFrame::MemberJoined { .. } | ServerFrame::MemberLeft { .. } => {}
+                other => panic!("unexpected frame during catch-up: {other:?}"),
+            }
+        }
+    }
+
+    /// Where this client would resume from.
+    pub fn position(&self) -> Position {
+        Position {
+            epoch: self.epoch.clone(),
+            offset: self.last,
+        }
+    }
+
+    pub async fn publish(&mut self, raw: &str, id: Option<&str>) {
+        let raw: &RawValue = serde_json::from_str(raw).expect("raw event");
+        let head = EventHead::scan(raw).expect("event head");
+        self.send(&ClientFrame::Event {
+            id: id.map(str::to_owned),
+            event: EventPayload(std::borrow::Cow::Borrowed(raw)),
+            head,
+        })
+        .await;
+    }
+
+    pub async fn chat(&mut self, id: &str, text: &str) {
+        self.send(&ClientFrame::Chat {
+            id: id.into(),
+            text: text.into(),
+        })
+        .await;
+    }
+
+    /// Reads frames until one matches, returning it; fails on timeout.
+    pub async fn recv_until(
+        &mut self,
+        mut pred: impl FnMut(&ServerFrame<'static>) -> bool,
+    ) -> ServerFrame<'static> {
+        let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
+        loop {
+            let f = tokio::time::timeout_at(deadline, self.next_frame())
+                .await
+                .unwrap_or_else(|_| panic!("{}: expected frame never came", self.me.id))
+                .unwrap_or_else(|| panic!("{}: closed while waiting", self.me.id));
+            if pred(&f) {
+                return f;
+            }
+        }
+    }
+
+    /// Asserts that no data frame arrives for `d`.
+    pub async fn expect_silence(&mut self, d: Duration) {
+        if let Ok(Some(f)) = tokio::time::timeout(d, self.next_frame()).await {
+            panic!("{}: unexpected frame {f:?}", self.me.id);
+        }
+    }
+
+    /// Asserts that no room entry (event or chat) arrives for `d`; presence frames are allowed.
+    pub async fn expect_no_entries(&mut self, d: Duration) {
+        let deadline = tokio::time::Instant::now() + d;
+        while let Ok(Some(f)) = tokio::time::timeout_at(deadline, self.next_frame()).await {
+            assert!(
+                !matches!(f, ServerFrame::Event { .. } | ServerFrame::Chat { .. }),
+                "{}: unexpected entry {f:?}",
+                self.me.id
+            );
+        }
+    }
+
+    /// Waits for the connection to close and returns the close frame.
+    pub async fn closed(&mut self) -> Closed {
+        let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => panic!("{}: connection did not close", self.me.id),
+                Ok(None) | Ok(Some(Err(_))) => return Closed::NoFrame,
+                Ok(Some(Ok(Message::Close(Some(CloseFrame { code, reason }))))) => {
+                    return Closed::Frame(code.into(), reason.to_string())
+                }
+                Ok(Some(Ok(Message::Close(None)))) => return Closed::NoFrame,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
+    /// Drops the TCP connection without a close handshake.
+    pub fn drop_abruptly(self) {
+        drop(self.ws);
+    }
+}
+
+/// The rrweb events of a fixture recording, as raw JSON text, in order.
+pub fn fixture_events(name: &str) -> Vec<String> {
+    let path = format!(
+        "{}/../../shared/fixtures/rrweb/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    let events: Vec<&RawValue> = serde_json::from_str(&text).expect("fixture is a JSON array");
+    events.into_iter().map(|r| r.get().to_owned()).collect()
+}
+
+/// A synthetic rrweb event of the given type, `n` for uniqueness.
+pub fn synthetic(kind: u8, n: u64) -> String {
+    match kind {
+        4 => format!(
+            r#"{{"type":4,"data":{{"href":"https://shop.example/{n}","width":1280,"height":800}},"timestamp":{n}}}"#
+        ),
+        2 => format!(
+            r#"{{"type":2,"data":{{"node":{{"type":0,"childNodes":[],"id":1}},"initialOffset":{{"left":0,"top":0}}}},"timestamp":{n}}}"#
+        ),
+        _ => format!(
+            r#"{{"type":3,"data":{{"source":1,"positions":[{{"x":{n},"y":2,"id":5,"timeOffset":0}}]}},"timestamp":{n}}}"#
+        ),
+    }
+}
+
+/// Raw JSON of an event frame.
+pub fn event_json(f: &ServerFrame<'_>) -> Option<(u64, String)> {
+    match f {
+        ServerFrame::Event { offset, event } => Some((*offset, event.json().to_owned())),
+        _ => None,
+    }
+}
