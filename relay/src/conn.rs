@@ -329,7 +329,12 @@ impl Conn {
             .await?;
         let resync = cu.mode != JoinMode::Resume;
         if resync {
-            let reason = cu.reason.unwrap_or(cause);
+            // Mid-stream, the cause (lag, a gap) is what the client and operator need to know;
+            // a new epoch overrides it because the client must discard its offsets.
+            let reason = match cu.reason {
+                Some(ResyncReason::EpochChanged) => ResyncReason::EpochChanged,
+                _ => cause,
+            };
             node.metrics
                 .resyncs
                 .with_label_values(&[reason.as_str()])
