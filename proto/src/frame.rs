@@ -353,16 +353,49 @@ impl<'a> ServerFrame<'a> {
     /// Detaches the frame from the buffer it was decoded from.
     pub fn into_owned(self) -> ServerFrame<'static> {
         match self {
-            ServerFrame::Event { offset, event } => {
-                ServerFrame::Event { offset, event: EventPayload(Cow::Owned(event.into_owned())) }
-            }
-            ServerFrame::Joined { room, epoch, you, members, mode, reason, head } => {
-                ServerFrame::Joined { room, epoch, you, members, mode, reason, head }
-            }
-            ServerFrame::Chat { offset, id, from, text, ts } => {
-                ServerFrame::Chat { offset, id, from, text, ts }
-            }
-            ServerFrame::Ack { id, offset, duplicate } => ServerFrame::Ack { id, offset, duplicate },
+            ServerFrame::Event { offset, event } => ServerFrame::Event {
+                offset,
+                event: EventPayload(Cow::Owned(event.into_owned())),
+            },
+            ServerFrame::Joined {
+                room,
+                epoch,
+                you,
+                members,
+                mode,
+                reason,
+                head,
+            } => ServerFrame::Joined {
+                room,
+                epoch,
+                you,
+                members,
+                mode,
+                reason,
+                head,
+            },
+            ServerFrame::Chat {
+                offset,
+                id,
+                from,
+                text,
+                ts,
+            } => ServerFrame::Chat {
+                offset,
+                id,
+                from,
+                text,
+                ts,
+            },
+            ServerFrame::Ack {
+                id,
+                offset,
+                duplicate,
+            } => ServerFrame::Ack {
+                id,
+                offset,
+                duplicate,
+            },
             ServerFrame::MemberJoined { member } => ServerFrame::MemberJoined { member },
             ServerFrame::MemberLeft { member } => ServerFrame::MemberLeft { member },
             ServerFrame::Resync { epoch, reason } => ServerFrame::Resync { epoch, reason },

@@ -46,6 +46,15 @@ impl Auth {
     pub fn verify(&self, token: &str) -> Result<Claims, RejectReason> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
+                // The JOSE header itself does not parse: valid JSON naming an algorithm we do not
+                // know (`"alg":"none"`) is not signed with our key; anything else is not a JWT.
+                ErrorKind::Json(j) if jsonwebtoken::decode_header(token).is_err() => {
+                    if j.is_data() {
+                        RejectReason::TokenBadSignature
+                    } else {
+                        RejectReason::TokenMalformed
+                    }
+                }
                 ErrorKind::ExpiredSignature => RejectReason::TokenExpired,
                 ErrorKind::InvalidSignature
                 | ErrorKind::InvalidAlgorithm

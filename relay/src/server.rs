@@ -138,6 +138,8 @@ pub async fn run(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<O
     tracing::info!("drained");
 }
 
+// The handshake callback's error type is tungstenite's `ErrorResponse`, which we cannot box.
+#[allow(clippy::result_large_err)]
 async fn accept(node: Arc<Node>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     if node.is_draining() {

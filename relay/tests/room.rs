@@ -117,7 +117,7 @@ async fn agents_joining_while_the_customer_publishes_get_no_gap_and_no_duplicate
             while segments
                 .last()
                 .and_then(|s| s.last())
-                .map_or(true, |(o, _)| *o < total)
+                .is_none_or(|(o, _)| *o < total)
             {
                 match agent.recv().await {
                     ServerFrame::Resync { reason, .. } => {
