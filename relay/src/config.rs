@@ -71,6 +71,31 @@ pub struct ServeArgs {
     /// On SIGTERM/SIGINT, how long to wait for connections to close before exiting.
     #[arg(long, env = "RELAY_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
+    /// Frames a connection may send per second (sustained); bursts of twice that pass at once.
+    #[arg(long, env = "RELAY_MAX_MSGS_PER_SEC", default_value_t = 500)]
+    pub max_msgs_per_sec: u32,
+    /// Bytes a connection may send per second (sustained); bursts of twice that (at least one
+    /// maximal frame) pass at once.
+    #[arg(long, env = "RELAY_MAX_BYTES_PER_SEC", default_value_t = 8 * 1024 * 1024)]
+    pub max_bytes_per_sec: u32,
+    /// How long a frame over the rate is held back (slowing the sender) before it is refused with
+    /// `rate_limited`.
+    #[arg(long, env = "RELAY_MAX_RATE_DELAY", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub max_rate_delay: Duration,
+    /// Refused frames (errors caused by the client) a connection may accumulate in a burst before
+    /// it is closed with 4501; one is forgiven per second.
+    #[arg(long, env = "RELAY_MAX_VIOLATIONS", default_value_t = 20)]
+    pub max_violations: u32,
+    /// Bytes a viewer may fall behind the room before its backlog is dropped and it is brought
+    /// up to date from the log (resumed, or resynced from the keyframe).
+    #[arg(long, env = "RELAY_MAX_QUEUE_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_queue_bytes: u64,
+    /// A viewer that stays behind for this long is closed with 4001 (slow).
+    #[arg(long, env = "RELAY_SLOW_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub slow_timeout: Duration,
+    /// Most participants in one room (a participant's extra connections do not count).
+    #[arg(long, env = "RELAY_MAX_ROOM_MEMBERS", default_value_t = 50)]
+    pub max_room_members: usize,
     /// Log format.
     #[arg(long, env = "RELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
@@ -104,6 +129,20 @@ pub struct NodeConfig {
     pub write_timeout: Duration,
     /// Drain deadline.
     pub drain_timeout: Duration,
+    /// Sustained frames per second per connection.
+    pub max_msgs_per_sec: u32,
+    /// Sustained bytes per second per connection.
+    pub max_bytes_per_sec: u32,
+    /// Longest hold-back of a frame over the rate.
+    pub max_rate_delay: Duration,
+    /// Violation budget per connection.
+    pub max_violations: u32,
+    /// Backlog bound per viewer, bytes.
+    pub max_queue_bytes: u64,
+    /// Deadline for a viewer that stays behind.
+    pub slow_timeout: Duration,
+    /// Member cap per room.
+    pub max_room_members: usize,
     /// Room log shape.
     pub log: LogConfig,
 }
@@ -122,6 +161,13 @@ impl NodeConfig {
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
+            max_msgs_per_sec: 500,
+            max_bytes_per_sec: 8 * 1024 * 1024,
+            max_rate_delay: Duration::from_secs(2),
+            max_violations: 20,
+            max_queue_bytes: 8 * 1024 * 1024,
+            slow_timeout: Duration::from_secs(30),
+            max_room_members: 50,
             log: LogConfig::default(),
         }
     }
@@ -151,6 +197,15 @@ impl TryFrom<&ServeArgs> for NodeConfig {
                 "--room-buffer and --max-connections must be positive".into(),
             ));
         }
+        if a.max_msgs_per_sec == 0 || a.max_bytes_per_sec == 0 || a.max_violations == 0 {
+            return Err(ConfigError(
+                "--max-msgs-per-sec, --max-bytes-per-sec and --max-violations must be positive"
+                    .into(),
+            ));
+        }
+        if a.max_room_members == 0 {
+            return Err(ConfigError("--max-room-members must be positive".into()));
+        }
         if a.idle_timeout <= a.ping_interval {
             return Err(ConfigError(
                 "--idle-timeout must be longer than --ping-interval".into(),
@@ -167,6 +222,13 @@ impl TryFrom<&ServeArgs> for NodeConfig {
             idle_timeout: a.idle_timeout,
             write_timeout: a.write_timeout,
             drain_timeout: a.drain_timeout,
+            max_msgs_per_sec: a.max_msgs_per_sec,
+            max_bytes_per_sec: a.max_bytes_per_sec,
+            max_rate_delay: a.max_rate_delay,
+            max_violations: a.max_violations,
+            max_queue_bytes: a.max_queue_bytes,
+            slow_timeout: a.slow_timeout,
+            max_room_members: a.max_room_members,
             log: LogConfig {
                 chat_retain: a.chat_retain.max(a.chat_history).max(1),
                 dedup_window: a.dedup_window.max(1),

@@ -3,9 +3,18 @@
 //!
 //! Ordering without gaps or duplicates rests on one rule: subscribe to the room *before* reading the
 //! catch-up, then drop live entries at or below the last offset already sent. An entry above
-//! `last + 1`, a lagged receiver, or a new epoch sends the connection through [`Conn::recover`],
-//! which resumes from the log when it can and resyncs (clearly marked) when it cannot.
+//! `last + 1`, a lagged receiver, a backlog over the byte bound, or a new epoch sends the connection
+//! through [`Conn::recover`], which resumes from the log when it can and resyncs (clearly marked)
+//! when it cannot.
+//!
+//! Backpressure: the room's live stream is a bounded ring shared by every local member
+//! (`--room-buffer` messages); each member also has a byte bound (`--max-queue-bytes`) on how far it
+//! may fall behind. A member past either bound skips its backlog and recovers from the log; one that
+//! stays behind for `--slow-timeout`, or whose socket accepts nothing for `--write-timeout`, is
+//! closed with 4001. The publisher never waits for viewers.
 
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +23,8 @@ use assist_relay_proto::{
     ServerFrame,
 };
 use futures_util::{SinkExt, StreamExt};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
@@ -23,13 +34,18 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::auth::Admission;
+use crate::config::NodeConfig;
 use crate::server::Node;
 use crate::store::{
-    encode_message, CatchUpRequest, Entry, EntryBody, NewEntry, RoomMsg, StoreError, Subscription,
+    encode_message, now_us, CatchUp, CatchUpRequest, Entered, Entry, EntryBody, NewEntry, RoomMsg,
+    StoreError, Subscription,
 };
 
 /// Live entries written before one flush.
 const WRITE_BATCH: usize = 64;
+
+/// rrweb incremental sources that only move a pointer; a lagging viewer needs only the last one.
+const POINTER_SOURCES: [u8; 2] = [1, 6]; // MouseMove, TouchMove
 
 /// How a connection ends.
 #[derive(Debug)]
@@ -49,6 +65,55 @@ impl From<StoreError> for Exit {
     }
 }
 
+/// Per-connection rate limits: frames and bytes (paced, then refused), and a budget of refused
+/// frames after which the connection is closed.
+struct Limits {
+    msgs: DefaultDirectRateLimiter,
+    bytes: DefaultDirectRateLimiter,
+    violations: DefaultDirectRateLimiter,
+    max_delay: Duration,
+}
+
+fn nonzero(v: u64) -> NonZeroU32 {
+    NonZeroU32::new(v.clamp(1, u64::from(u32::MAX)) as u32).unwrap_or(NonZeroU32::MIN)
+}
+
+impl Limits {
+    fn new(cfg: &NodeConfig) -> Limits {
+        let msgs = u64::from(cfg.max_msgs_per_sec);
+        let bytes = u64::from(cfg.max_bytes_per_sec);
+        let byte_burst = (bytes * 2).max(cfg.max_frame_bytes as u64);
+        Limits {
+            msgs: RateLimiter::direct(
+                Quota::per_second(nonzero(msgs)).allow_burst(nonzero(msgs * 2)),
+            ),
+            bytes: RateLimiter::direct(
+                Quota::per_second(nonzero(bytes)).allow_burst(nonzero(byte_burst)),
+            ),
+            violations: RateLimiter::direct(
+                Quota::per_second(NonZeroU32::MIN)
+                    .allow_burst(nonzero(u64::from(cfg.max_violations))),
+            ),
+            max_delay: cfg.max_rate_delay,
+        }
+    }
+
+    /// How long a frame of `len` bytes must wait to fit the rates; `None` if it never can.
+    fn wait_for(&self, len: usize) -> Option<Duration> {
+        let now = DefaultClock::default().now();
+        let msg_wait = match self.msgs.check() {
+            Ok(()) => Duration::ZERO,
+            Err(not_until) => not_until.wait_time_from(now),
+        };
+        let byte_wait = match self.bytes.check_n(nonzero(len as u64)) {
+            Ok(Ok(())) => Duration::ZERO,
+            Ok(Err(not_until)) => not_until.wait_time_from(now),
+            Err(_) => return None,
+        };
+        Some(msg_wait.max(byte_wait))
+    }
+}
+
 struct Conn {
     node: Arc<Node>,
     ws: WebSocketStream<TcpStream>,
@@ -60,6 +125,11 @@ struct Conn {
     /// The last room offset this connection has processed (sent, or skipped as not for its role).
     last: u64,
     last_inbound: Instant,
+    limits: Limits,
+    /// Since when this viewer has been behind the room (overflowed and not drained since).
+    behind_since: Option<Instant>,
+    /// Acceptance times (µs) of live entries written since the last flush.
+    unflushed: Vec<u64>,
 }
 
 /// Serves one upgraded connection until it ends.
@@ -79,21 +149,21 @@ pub(crate) async fn serve(
     let mut conn = Conn {
         node: node.clone(),
         ws,
+        limits: Limits::new(&node.config),
         adm,
         me,
         conn_id,
         epoch: Arc::from(""),
         last: 0,
         last_inbound: Instant::now(),
+        behind_since: None,
+        unflushed: Vec::new(),
     };
     let mut entered = false;
     let exit = conn.session(&mut entered).await;
     if entered {
-        if let Err(e) = node
-            .broker
-            .exit(&conn.adm.claims.room, &conn.me, conn_id)
-            .await
-        {
+        node.local_rooms.leave(conn.room(), &node.metrics);
+        if let Err(e) = node.broker.exit(conn.room(), &conn.me, conn_id).await {
             tracing::warn!(error = %e, "presence exit failed");
         }
     }
@@ -129,15 +199,17 @@ impl Conn {
             let Some(msg) = self.next_inbound().await? else {
                 continue;
             };
-            match self.decode(&msg) {
-                Ok(ClientFrame::Join { resume }) => return Ok(resume),
-                Ok(ClientFrame::Ping { id }) => self.send_frame(&ServerFrame::Pong { id }).await?,
-                Ok(other) => {
+            match self.inbound(&msg).await? {
+                None => {}
+                Some(ClientFrame::Join { resume }) => return Ok(resume),
+                Some(ClientFrame::Ping { id }) => {
+                    self.send_frame(&ServerFrame::Pong { id }).await?
+                }
+                Some(other) => {
                     let id = frame_id(&other);
                     self.send_error(ErrorCode::NotJoined, "send join first".into(), id)
                         .await?
                 }
-                Err(e) => self.send_error(e.code(), e.to_string(), None).await?,
             }
         }
     }
@@ -152,19 +224,22 @@ impl Conn {
         let room = self.room().to_owned();
         // Subscribe first: every entry after the catch-up's head then reaches us live.
         let sub = node.broker.subscribe(&room).await?;
-        let members = node.broker.enter(&room, &self.me, self.conn_id).await?;
+        let members = match node
+            .broker
+            .enter(&room, &self.me, self.conn_id, node.config.max_room_members)
+            .await?
+        {
+            Entered::Members(m) => m,
+            Entered::Full => return Err(Exit::Close(CloseCode::RoomFull)),
+        };
         *entered = true;
-        let cu = node
-            .log
-            .catch_up(
-                &room,
-                CatchUpRequest {
-                    resume,
-                    events: self.receives_events(),
-                    chat_limit: node.config.chat_history,
-                },
-            )
-            .await?;
+        node.local_rooms.enter(&room, &node.metrics);
+        let request = CatchUpRequest {
+            resume,
+            events: self.receives_events(),
+            chat_limit: node.config.chat_history,
+        };
+        let cu = node.log.catch_up(&room, request).await?;
         if let Some(reason) = cu.reason {
             node.metrics
                 .resyncs
@@ -179,7 +254,7 @@ impl Conn {
         );
         self.epoch = cu.epoch.clone();
         let joined = ServerFrame::Joined {
-            room: room.clone(),
+            room,
             epoch: cu.epoch.to_string(),
             you: self.me.clone(),
             members,
@@ -189,18 +264,41 @@ impl Conn {
         };
         self.feed(encode_message(self.adm.codec, &joined), "joined")
             .await?;
-        for e in &cu.entries {
+        self.send_catch_up(&cu, true).await?;
+        Ok(sub)
+    }
+
+    /// Writes catch-up entries (all of them, or only those after `last`), then `caught_up` if
+    /// `marked`, and flushes.
+    async fn send_catch_up(&mut self, cu: &CatchUp, marked: bool) -> Result<(), Exit> {
+        let after = if marked { 0 } else { self.last };
+        let entries: Vec<&Arc<Entry>> = cu.entries.iter().filter(|e| e.offset > after).collect();
+        let coalesce = !marked || cu.mode == JoinMode::Resync;
+        let mut bytes = 0u64;
+        let mut sent = 0u64;
+        for (i, e) in entries.iter().enumerate() {
+            if coalesce && superseded_pointer_move(e, &entries[i + 1..]) {
+                continue;
+            }
+            bytes += e.body.size() as u64;
+            sent += 1;
             self.feed(e.message(self.adm.codec), e.frame().type_name())
                 .await?;
         }
-        self.last = cu.head;
-        self.feed(
-            encode_message(self.adm.codec, &ServerFrame::CaughtUp { offset: cu.head }),
-            "caught_up",
-        )
-        .await?;
-        self.flush().await?;
-        Ok(sub)
+        self.node.metrics.catchup_entries.observe(sent as f64);
+        self.node.metrics.catchup_bytes.observe(bytes as f64);
+        self.epoch = cu.epoch.clone();
+        self.last = if marked {
+            cu.head
+        } else {
+            self.last.max(cu.head)
+        };
+        if marked {
+            let frame = ServerFrame::CaughtUp { offset: self.last };
+            self.feed(encode_message(self.adm.codec, &frame), "caught_up")
+                .await?;
+        }
+        self.flush().await
     }
 
     async fn live(&mut self, mut sub: Subscription) -> Exit {
@@ -235,7 +333,8 @@ impl Conn {
         }
     }
 
-    /// Handles one message from the room's live stream, plus whatever else is already queued.
+    /// Handles one message from the room's live stream, plus whatever else is already queued, and
+    /// flushes once.
     async fn on_room_msg(
         &mut self,
         first: Result<RoomMsg, RecvError>,
@@ -245,27 +344,23 @@ impl Conn {
         let mut written = 0;
         while let Some(msg) = next.take() {
             match msg {
-                Ok(RoomMsg::Entry(e)) => written += self.on_entry(e).await?,
+                Ok(RoomMsg::Entry(e)) => written += self.on_entry(e, &sub.head_bytes).await?,
                 Ok(RoomMsg::Joined(m)) if m != self.me => {
-                    self.feed(
-                        encode_message(self.adm.codec, &ServerFrame::MemberJoined { member: m }),
-                        "member_joined",
-                    )
-                    .await?;
+                    let frame = ServerFrame::MemberJoined { member: m };
+                    self.feed(encode_message(self.adm.codec, &frame), "member_joined")
+                        .await?;
                     written += 1;
                 }
                 Ok(RoomMsg::Left(m)) if m != self.me => {
-                    self.feed(
-                        encode_message(self.adm.codec, &ServerFrame::MemberLeft { member: m }),
-                        "member_left",
-                    )
-                    .await?;
+                    let frame = ServerFrame::MemberLeft { member: m };
+                    self.feed(encode_message(self.adm.codec, &frame), "member_left")
+                        .await?;
                     written += 1;
                 }
                 Ok(_) => {}
                 Err(RecvError::Lagged(missed)) => {
-                    tracing::debug!(missed, "fell behind the room; recovering from the log");
-                    self.recover(ResyncReason::Lagged).await?;
+                    tracing::debug!(missed, "fell behind the room's buffer");
+                    self.overflow("messages").await?;
                 }
                 Err(RecvError::Closed) => {
                     // The room's stream was torn down (its log was dropped or recreated):
@@ -282,17 +377,28 @@ impl Conn {
                 };
             }
         }
-        self.flush().await
+        self.flush().await?;
+        if sub.rx.is_empty() {
+            self.behind_since = None;
+        }
+        Ok(())
     }
 
-    /// Sends one live entry if it is next in order; recovers from the log on a gap or a new epoch.
-    /// Returns how many frames were written.
-    async fn on_entry(&mut self, e: Arc<Entry>) -> Result<usize, Exit> {
+    /// Sends one live entry if it is next in order; recovers from the log on a gap, a new epoch, or
+    /// a backlog over the byte bound. Returns how many frames were written.
+    async fn on_entry(&mut self, e: Arc<Entry>, head_bytes: &AtomicU64) -> Result<usize, Exit> {
         if *e.epoch != *self.epoch {
             return self.recover(ResyncReason::EpochChanged).await.map(|()| 1);
         }
         if e.offset <= self.last {
             return Ok(0); // already sent in the catch-up or a recovery
+        }
+        let backlog = head_bytes
+            .load(Ordering::Relaxed)
+            .saturating_sub(e.cum_bytes);
+        if backlog > self.node.config.max_queue_bytes {
+            self.overflow("bytes").await?;
+            return Ok(1);
         }
         if e.offset > self.last + 1 {
             self.recover(ResyncReason::Lagged).await?;
@@ -304,29 +410,40 @@ impl Conn {
         if e.is_for(self.receives_events()) {
             self.feed(e.message(self.adm.codec), e.frame().type_name())
                 .await?;
+            self.unflushed.push(e.accepted_us);
             return Ok(1);
         }
         Ok(0)
+    }
+
+    /// The viewer's backlog passed a bound: skip it and recover from the log, unless the viewer
+    /// has been behind for too long already.
+    async fn overflow(&mut self, bound: &'static str) -> Result<(), Exit> {
+        self.node
+            .metrics
+            .queue_overflows
+            .with_label_values(&[bound])
+            .inc();
+        let since = *self.behind_since.get_or_insert_with(Instant::now);
+        if since.elapsed() > self.node.config.slow_timeout {
+            return Err(Exit::Close(CloseCode::Slow));
+        }
+        self.recover(ResyncReason::Lagged).await
     }
 
     /// Brings the connection up to the log's head: a silent resume when everything after `last`
     /// is still in the log, otherwise a `resync` frame, the full state, and `caught_up`.
     async fn recover(&mut self, cause: ResyncReason) -> Result<(), Exit> {
         let node = self.node.clone();
-        let cu = node
-            .log
-            .catch_up(
-                self.room(),
-                CatchUpRequest {
-                    resume: Some(Position {
-                        epoch: self.epoch.to_string(),
-                        offset: self.last,
-                    }),
-                    events: self.receives_events(),
-                    chat_limit: node.config.chat_history,
-                },
-            )
-            .await?;
+        let request = CatchUpRequest {
+            resume: Some(Position {
+                epoch: self.epoch.to_string(),
+                offset: self.last,
+            }),
+            events: self.receives_events(),
+            chat_limit: node.config.chat_history,
+        };
+        let cu = node.log.catch_up(self.room(), request).await?;
         let resync = cu.mode != JoinMode::Resume;
         if resync {
             // Mid-stream, the cause (lag, a gap) is what the client and operator need to know;
@@ -347,33 +464,13 @@ impl Conn {
             self.feed(encode_message(self.adm.codec, &frame), "resync")
                 .await?;
         }
-        for e in &cu.entries {
-            if resync || e.offset > self.last {
-                self.feed(e.message(self.adm.codec), e.frame().type_name())
-                    .await?;
-            }
-        }
-        self.epoch = cu.epoch;
-        self.last = if resync {
-            cu.head
-        } else {
-            self.last.max(cu.head)
-        };
-        if resync {
-            self.feed(
-                encode_message(self.adm.codec, &ServerFrame::CaughtUp { offset: self.last }),
-                "caught_up",
-            )
-            .await?;
-        }
-        self.flush().await
+        self.send_catch_up(&cu, resync).await
     }
 
     /// Handles one client frame after join.
     async fn on_frame(&mut self, msg: &Message) -> Result<(), Exit> {
-        let frame = match self.decode(msg) {
-            Ok(f) => f,
-            Err(e) => return self.send_error(e.code(), e.to_string(), None).await,
+        let Some(frame) = self.inbound(msg).await? else {
+            return Ok(());
         };
         match frame {
             ClientFrame::Join { .. } => {
@@ -383,24 +480,18 @@ impl Conn {
             ClientFrame::Ping { id } => self.send_frame(&ServerFrame::Pong { id }).await,
             ClientFrame::Event { id, event, head } => {
                 if self.me.role != Role::Customer {
-                    return self
-                        .send_error(
-                            ErrorCode::Forbidden,
-                            "only the customer publishes rrweb events".into(),
-                            id,
-                        )
-                        .await;
+                    let msg = "only the customer publishes rrweb events";
+                    return self.send_error(ErrorCode::Forbidden, msg.into(), id).await;
                 }
                 let body = EntryBody::Event {
                     event: event.into_owned(),
                     kind: head.kind,
+                    source: head.source,
                 };
                 self.store(body, id, head.kind.label()).await
             }
             ClientFrame::Chat { id, text } => {
-                let ts = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
+                let ts = now_us() / 1000;
                 let body = EntryBody::Chat {
                     id: id.clone(),
                     from: self.me.clone(),
@@ -439,13 +530,50 @@ impl Conn {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "append failed");
-                self.send_error(
-                    ErrorCode::Unavailable,
-                    "the room store is unavailable; resend with the same id".into(),
-                    id,
-                )
-                .await
+                if node.metrics.may_log() {
+                    tracing::warn!(error = %e, "append failed");
+                }
+                let msg = "the room store is unavailable; resend with the same id";
+                self.send_error(ErrorCode::Unavailable, msg.into(), id)
+                    .await
+            }
+        }
+    }
+
+    /// Decodes a client frame and holds it to the connection's rates. `None` when the frame was
+    /// refused (the client has been told why).
+    async fn inbound<'m>(&mut self, msg: &'m Message) -> Result<Option<ClientFrame<'m>>, Exit> {
+        let frame = match self.decode(msg) {
+            Ok(f) => f,
+            Err(e) => {
+                self.send_error(e.code(), e.to_string(), None).await?;
+                return Ok(None);
+            }
+        };
+        match self.limits.wait_for(msg.len()) {
+            Some(wait) if wait.is_zero() => Ok(Some(frame)),
+            Some(wait) if wait <= self.limits.max_delay => {
+                // Slow the sender down rather than drop its data: while this task sleeps, TCP
+                // backpressure holds the sender's next frames.
+                self.node
+                    .metrics
+                    .rate_limited
+                    .with_label_values(&["delayed"])
+                    .inc();
+                tokio::time::sleep(wait).await;
+                Ok(Some(frame))
+            }
+            _ => {
+                self.node
+                    .metrics
+                    .rate_limited
+                    .with_label_values(&["refused"])
+                    .inc();
+                let id = frame_id(&frame);
+                let text = "over this connection's rate limit; resend later with the same id";
+                self.send_error(ErrorCode::RateLimited, text.into(), id)
+                    .await?;
+                Ok(None)
             }
         }
     }
@@ -500,6 +628,8 @@ impl Conn {
         }
     }
 
+    /// Sends an error frame. Errors the client caused draw on its violation budget; when that is
+    /// spent the connection is closed with 4501.
     async fn send_error(
         &mut self,
         code: ErrorCode,
@@ -513,7 +643,13 @@ impl Conn {
             .inc();
         tracing::debug!(code = code.as_str(), %message, "error frame");
         self.send_frame(&ServerFrame::Error { code, message, id })
-            .await
+            .await?;
+        let client_fault = !matches!(code, ErrorCode::Unavailable | ErrorCode::Internal);
+        if client_fault && self.limits.violations.check().is_err() {
+            tracing::info!(code = code.as_str(), "violation budget spent");
+            return Err(Exit::Close(CloseCode::PolicyViolation));
+        }
+        Ok(())
     }
 
     async fn send_frame(&mut self, frame: &ServerFrame<'_>) -> Result<(), Exit> {
@@ -554,7 +690,16 @@ impl Conn {
 
     async fn flush(&mut self) -> Result<(), Exit> {
         match tokio::time::timeout(self.node.config.write_timeout, self.ws.flush()).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                if !self.unflushed.is_empty() {
+                    let now = now_us();
+                    for accepted in self.unflushed.drain(..) {
+                        let secs = now.saturating_sub(accepted) as f64 / 1e6;
+                        self.node.metrics.fanout_latency.observe(secs);
+                    }
+                }
+                Ok(())
+            }
             Ok(Err(e)) => Err(classify(e)),
             Err(_) => Err(Exit::Close(CloseCode::Slow)),
         }
@@ -573,25 +718,37 @@ impl Conn {
                 reason: reason.into(),
             }),
         };
-        let reason = frame.as_ref().map_or("peer", |f| {
-            if f.reason.is_empty() {
-                "standard"
-            } else {
-                f.reason.as_str()
-            }
-        });
-        // Bounded label set: our close reasons plus a few standard ones.
+        // Bounded label set: our close reasons, the standard ones we use, and `peer`.
+        let reason = frame.as_ref().map_or("peer", |f| f.reason.as_str());
         let label = match reason {
             "peer" | "too_large" | "protocol_error" => reason,
-            r if CloseCode::ALL.iter().any(|c| c.reason() == r) => r,
-            _ => "other",
+            r => CloseCode::ALL
+                .iter()
+                .map(|c| c.reason())
+                .find(|c| *c == r)
+                .unwrap_or("other"),
         };
         self.node.metrics.closes.with_label_values(&[label]).inc();
-        tracing::info!(reason, "connection closed");
+        tracing::info!(reason = label, "connection closed");
         if let Some(frame) = frame {
             let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(Some(frame))).await;
         }
     }
+}
+
+/// Whether `e` is a pointer move that a later entry of the same source makes redundant (the
+/// replayer only needs the pointer's latest position). Mutations and every other event are kept.
+fn superseded_pointer_move(e: &Entry, later: &[&Arc<Entry>]) -> bool {
+    let EntryBody::Event {
+        source: Some(src), ..
+    } = e.body
+    else {
+        return false;
+    };
+    POINTER_SOURCES.contains(&src)
+        && later
+            .iter()
+            .any(|l| matches!(l.body, EntryBody::Event { source: Some(s), .. } if s == src))
 }
 
 fn frame_id(frame: &ClientFrame<'_>) -> Option<String> {
@@ -627,8 +784,6 @@ async fn wait_shutdown(rx: &mut tokio::sync::watch::Receiver<bool>) {
 
 /// Resolves when the token's `exp` passes.
 async fn token_expiry(exp: u64) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = now_us() / 1_000_000;
     tokio::time::sleep(Duration::from_secs(exp.saturating_sub(now))).await;
 }

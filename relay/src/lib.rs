@@ -8,6 +8,7 @@
 //!   (`Conn::on_room_msg`), with catch-up, resume and resync in `Conn::recover`.
 //! - [`store`]: the `RoomLog` / `Broker` seam. [`store::memory`] is embedded mode.
 //!   An [`store::Entry`] caches its encoded frame per codec: encode once, send many.
+//! - [`rooms`]: the node's local room registry (rooms with members here).
 //! - [`admin`]: `/livez`, `/readyz`, `/metrics` on their own port.
 //! - [`config`]: flags, `RELAY_*` environment, validation. [`telemetry`]: metrics.
 //!
@@ -18,6 +19,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 mod conn;
+pub mod rooms;
 pub mod server;
 pub mod store;
 pub mod telemetry;

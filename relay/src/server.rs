@@ -29,6 +29,8 @@ pub struct Node {
     pub broker: Arc<dyn Broker>,
     /// Metrics.
     pub metrics: Metrics,
+    /// Rooms with members on this node.
+    pub local_rooms: crate::rooms::LocalRooms,
     draining: AtomicBool,
     shutdown: watch::Sender<bool>,
     next_conn: AtomicU64,
@@ -44,6 +46,7 @@ impl Node {
             log,
             broker,
             metrics: Metrics::new(),
+            local_rooms: Default::default(),
             draining: AtomicBool::new(false),
             shutdown: watch::channel(false).0,
             next_conn: AtomicU64::new(1),

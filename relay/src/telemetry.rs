@@ -1,8 +1,10 @@
 //! Metrics in one place. Names are `relay_<name>_<unit>`, counters end in `_total`, and label
 //! values are bounded enumerations (roles, frame types, codes), never room or participant ids.
 
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use prometheus::{
-    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The node's metrics, registered in their own registry.
@@ -30,6 +32,29 @@ pub struct Metrics {
     pub appends: IntCounterVec,
     /// 1 while the node is draining.
     pub draining: IntGauge,
+    /// Rooms with at least one member on this node.
+    pub rooms: IntGauge,
+    /// Seconds from accepting an entry from its publisher to writing it to a viewer's socket.
+    pub fanout_latency: Histogram,
+    /// Entries sent in one catch-up (join, resume, resync).
+    pub catchup_entries: Histogram,
+    /// Payload bytes sent in one catch-up.
+    pub catchup_bytes: Histogram,
+    /// Viewers whose backlog overflowed, by which bound (`messages` or `bytes`).
+    pub queue_overflows: IntCounterVec,
+    /// Frames held back or refused by the per-connection rate limits, by outcome.
+    pub rate_limited: IntCounterVec,
+    /// Per-message warnings pass through here so that a flood cannot flood the logs.
+    pub log_limiter: DefaultDirectRateLimiter,
+}
+
+/// Registers a histogram.
+fn histogram(reg: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .expect("static metric definition");
+    reg.register(Box::new(h.clone()))
+        .expect("metric registered once");
+    h
 }
 
 fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -122,8 +147,62 @@ impl Metrics {
                 &["kind"],
             ),
             draining,
+            rooms: {
+                let g = IntGauge::new(
+                    "relay_rooms",
+                    "Rooms with at least one member on this node.",
+                )
+                .expect("static metric definition");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("metric registered once");
+                g
+            },
+            fanout_latency: histogram(
+                &registry,
+                "relay_fanout_latency_seconds",
+                "Seconds from accepting an entry to writing it to a viewer's socket.",
+                vec![
+                    0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    2.5, 5.0,
+                ],
+            ),
+            catchup_entries: histogram(
+                &registry,
+                "relay_catchup_entries",
+                "Entries sent in one catch-up (join, resume or resync).",
+                vec![0.0, 1.0, 10.0, 100.0, 1000.0, 10_000.0, 100_000.0],
+            ),
+            catchup_bytes: histogram(
+                &registry,
+                "relay_catchup_bytes",
+                "Payload bytes sent in one catch-up.",
+                prometheus::exponential_buckets(1024.0, 4.0, 10).expect("static buckets"),
+            ),
+            queue_overflows: counter_vec(
+                &registry,
+                "relay_queue_overflows_total",
+                "Viewers whose backlog overflowed, by bound.",
+                &["bound"],
+            ),
+            rate_limited: counter_vec(
+                &registry,
+                "relay_rate_limited_total",
+                "Frames over the per-connection rate, by outcome (delayed or refused).",
+                &["outcome"],
+            ),
+            log_limiter: RateLimiter::direct(
+                Quota::per_second(std::num::NonZeroU32::MIN.saturating_add(4))
+                    .allow_burst(std::num::NonZeroU32::MIN.saturating_add(19)),
+            ),
             registry,
         };
+        for bound in ["messages", "bytes"] {
+            m.queue_overflows.with_label_values(&[bound]);
+        }
+        for outcome in ["delayed", "refused"] {
+            m.rate_limited.with_label_values(&[outcome]);
+        }
         m.registry
             .register(Box::new(m.bytes_in.clone()))
             .expect("metric registered once");
@@ -140,6 +219,11 @@ impl Metrics {
             m.handshake_rejections.with_label_values(&[r.as_str()]);
         }
         m
+    }
+
+    /// Whether a per-message warning may be logged now (at most 5 a second, bursts of 20).
+    pub fn may_log(&self) -> bool {
+        self.log_limiter.check().is_ok()
     }
 
     /// Prometheus text exposition.

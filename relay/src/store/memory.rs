@@ -5,6 +5,7 @@
 //! lock, which gives the ordering contract of [`super`] for free.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -14,8 +15,8 @@ use dashmap::DashMap;
 use tokio::sync::broadcast;
 
 use super::{
-    Appended, Broker, CatchUp, CatchUpRequest, Entry, EntryBody, LogConfig, NewEntry, RoomLog,
-    RoomMsg, StoreError, Subscription,
+    Appended, Broker, CatchUp, CatchUpRequest, Entered, Entry, EntryBody, LogConfig, NewEntry,
+    RoomLog, RoomMsg, StoreError, Subscription,
 };
 
 /// In-process room store (embedded mode).
@@ -39,6 +40,8 @@ struct RoomState {
     dedup: HashMap<(String, String), u64>,
     dedup_order: VecDeque<(String, String)>,
     tx: broadcast::Sender<RoomMsg>,
+    /// Payload bytes broadcast so far (see `Subscription::head_bytes`).
+    sent_bytes: Arc<AtomicU64>,
     presence: HashMap<String, (Member, HashSet<u64>)>,
     last_activity: Instant,
 }
@@ -67,6 +70,7 @@ impl RoomState {
             dedup: HashMap::new(),
             dedup_order: VecDeque::new(),
             tx: broadcast::channel(buffer.max(1)).0,
+            sent_bytes: Arc::new(AtomicU64::new(0)),
             presence: HashMap::new(),
             last_activity: Instant::now(),
         }
@@ -185,7 +189,9 @@ impl RoomLog for MemoryStore {
         }
         st.head += 1;
         let offset = st.head;
-        let entry = Arc::new(Entry::new(offset, st.epoch.clone(), new.body));
+        let size = new.body.size() as u64;
+        let cum = st.sent_bytes.fetch_add(size, Ordering::Relaxed) + size;
+        let entry = Arc::new(Entry::new(offset, st.epoch.clone(), new.body).with_cum_bytes(cum));
         match &entry.body {
             EntryBody::Event {
                 kind: EventKind::Meta,
@@ -303,9 +309,10 @@ impl RoomLog for MemoryStore {
 impl Broker for MemoryStore {
     async fn subscribe(&self, room: &str) -> Result<Subscription, StoreError> {
         let room = self.room(room);
-        let rx = lock(&room).tx.subscribe();
+        let st = lock(&room);
         Ok(Subscription {
-            rx,
+            rx: st.tx.subscribe(),
+            head_bytes: st.sent_bytes.clone(),
             guard: Box::new(()),
         })
     }
@@ -315,11 +322,15 @@ impl Broker for MemoryStore {
         room: &str,
         member: &Member,
         conn: u64,
-    ) -> Result<Vec<Member>, StoreError> {
+        max_members: usize,
+    ) -> Result<Entered, StoreError> {
         let room = self.room(room);
         let mut st = lock(&room);
         st.last_activity = Instant::now();
         let first = !st.presence.contains_key(&member.id);
+        if first && st.presence.len() >= max_members {
+            return Ok(Entered::Full);
+        }
         st.presence
             .entry(member.id.clone())
             .or_insert_with(|| (member.clone(), HashSet::new()))
@@ -328,7 +339,7 @@ impl Broker for MemoryStore {
         if first {
             let _ = st.tx.send(RoomMsg::Joined(member.clone()));
         }
-        Ok(st.members())
+        Ok(Entered::Members(st.members()))
     }
 
     async fn exit(&self, room: &str, member: &Member, conn: u64) -> Result<(), StoreError> {

@@ -36,6 +36,11 @@ pub struct Entry {
     pub epoch: Arc<str>,
     /// What was stored.
     pub body: EntryBody,
+    /// When the relay accepted it from the publisher, µs since the Unix epoch (fan-out latency).
+    pub accepted_us: u64,
+    /// Payload bytes of this room's entries up to and including this one, as counted by the
+    /// subscription that delivered it (see [`Subscription::head_bytes`]).
+    pub cum_bytes: u64,
     frames: [OnceLock<Message>; 2],
 }
 
@@ -48,6 +53,8 @@ pub enum EntryBody {
         event: Box<RawValue>,
         /// Its rrweb type.
         kind: EventKind,
+        /// `data.source` of an incremental snapshot.
+        source: Option<u8>,
     },
     /// A chat message.
     Chat {
@@ -78,14 +85,22 @@ impl EntryBody {
 }
 
 impl Entry {
-    /// A new entry.
+    /// A new entry accepted now.
     pub fn new(offset: u64, epoch: Arc<str>, body: EntryBody) -> Entry {
         Entry {
             offset,
             epoch,
             body,
+            accepted_us: now_us(),
+            cum_bytes: 0,
             frames: Default::default(),
         }
+    }
+
+    /// Sets the running byte count (done by the subscription side before broadcasting).
+    pub fn with_cum_bytes(mut self, cum_bytes: u64) -> Entry {
+        self.cum_bytes = cum_bytes;
+        self
     }
 
     /// The frame for this entry in `codec`, encoded on first use and shared afterwards.
@@ -116,6 +131,13 @@ impl Entry {
     pub fn is_for(&self, receives_events: bool) -> bool {
         receives_events || self.body.is_chat()
     }
+}
+
+/// Wall-clock microseconds since the Unix epoch.
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// Encodes a server frame as a ready-to-send WebSocket message.
@@ -214,6 +236,9 @@ pub struct Subscription {
     /// Entries and presence, in order. A receiver that falls more than the channel capacity behind
     /// gets `Lagged` and must recover through [`RoomLog::catch_up`].
     pub rx: broadcast::Receiver<RoomMsg>,
+    /// Payload bytes broadcast so far on this subscription's channel. A receiver whose next entry
+    /// has `cum_bytes` far below this is that many bytes behind.
+    pub head_bytes: Arc<std::sync::atomic::AtomicU64>,
     /// Kept alive while subscribed; implementations use it to unsubscribe on drop.
     pub guard: Box<dyn Send + Sync>,
 }
@@ -228,20 +253,31 @@ pub trait RoomLog: Send + Sync + 'static {
     async fn catch_up(&self, room: &str, req: CatchUpRequest) -> Result<CatchUp, StoreError>;
 }
 
+/// The answer to [`Broker::enter`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entered {
+    /// Admitted; everyone present, including the new member.
+    Members(Vec<Member>),
+    /// The room is at its member limit.
+    Full,
+}
+
 /// Per-room live fan-out and presence.
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
     /// Subscribes to a room's live traffic. Returns once the subscription is in effect.
     async fn subscribe(&self, room: &str) -> Result<Subscription, StoreError>;
 
-    /// Registers one connection of `member`; returns everyone present afterwards. Publishes
-    /// [`RoomMsg::Joined`] if this is the member's first connection in the room.
+    /// Registers one connection of `member`, unless the room already has `max_members` other
+    /// participants; returns everyone present afterwards. Publishes [`RoomMsg::Joined`] if this is
+    /// the member's first connection in the room. The check and the entry are one atomic step.
     async fn enter(
         &self,
         room: &str,
         member: &Member,
         conn: u64,
-    ) -> Result<Vec<Member>, StoreError>;
+        max_members: usize,
+    ) -> Result<Entered, StoreError>;
 
     /// Removes one connection of `member`. Publishes [`RoomMsg::Left`] if it was the last.
     async fn exit(&self, room: &str, member: &Member, conn: u64) -> Result<(), StoreError>;

@@ -426,7 +426,8 @@ pub fn fixture_events(name: &str) -> Vec<String> {
     events.into_iter().map(|r| r.get().to_owned()).collect()
 }
 
-/// A synthetic rrweb event of the given type, `n` for uniqueness.
+/// A synthetic rrweb event: 4 Meta, 2 FullSnapshot, anything else a Mutation (never coalesced).
+/// `n` makes it unique.
 pub fn synthetic(kind: u8, n: u64) -> String {
     match kind {
         4 => format!(
@@ -436,9 +437,16 @@ pub fn synthetic(kind: u8, n: u64) -> String {
             r#"{{"type":2,"data":{{"node":{{"type":0,"childNodes":[],"id":1}},"initialOffset":{{"left":0,"top":0}}}},"timestamp":{n}}}"#
         ),
         _ => format!(
-            r#"{{"type":3,"data":{{"source":1,"positions":[{{"x":{n},"y":2,"id":5,"timeOffset":0}}]}},"timestamp":{n}}}"#
+            r#"{{"type":3,"data":{{"source":0,"texts":[{{"id":7,"value":"line {n}"}}],"attributes":[],"removes":[],"adds":[]}},"timestamp":{n}}}"#
         ),
     }
+}
+
+/// A synthetic MouseMove (incremental source 1), which a lagging viewer may get coalesced.
+pub fn mouse_move(n: u64) -> String {
+    format!(
+        r#"{{"type":3,"data":{{"source":1,"positions":[{{"x":{n},"y":2,"id":5,"timeOffset":0}}]}},"timestamp":{n}}}"#
+    )
 }
 
 /// Raw JSON of an event frame.
