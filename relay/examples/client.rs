@@ -40,17 +40,29 @@ struct Args {
 
 fn encode(codec: Codec, frame: &ClientFrame<'_>) -> anyhow::Result<Message> {
     let bytes = frame.encode(codec)?;
-    Ok(if codec.is_binary() { Message::Binary(bytes.into()) } else { Message::Text(String::from_utf8(bytes)?.into()) })
+    Ok(if codec.is_binary() {
+        Message::Binary(bytes.into())
+    } else {
+        Message::Text(String::from_utf8(bytes)?.into())
+    })
 }
 
 fn describe(frame: &ServerFrame<'_>) -> String {
     match frame {
         ServerFrame::Event { offset, event } => {
             let json = event.json();
-            let head = serde_json::from_str::<&RawValue>(json).ok().and_then(|r| EventHead::scan(r).ok());
-            format!("event  @{offset} {} ({} bytes)", head.map_or("?", |h| h.kind.label()), json.len())
+            let head = serde_json::from_str::<&RawValue>(json)
+                .ok()
+                .and_then(|r| EventHead::scan(r).ok());
+            format!(
+                "event  @{offset} {} ({} bytes)",
+                head.map_or("?", |h| h.kind.label()),
+                json.len()
+            )
         }
-        ServerFrame::Chat { offset, from, text, .. } => format!("chat   @{offset} {} ({}): {text}", from.id, from.role),
+        ServerFrame::Chat {
+            offset, from, text, ..
+        } => format!("chat   @{offset} {} ({}): {text}", from.id, from.role),
         other => format!("{:<6} {:?}", other.type_name(), other),
     }
 }
@@ -58,20 +70,35 @@ fn describe(frame: &ServerFrame<'_>) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let codec = if args.msgpack { Codec::MsgPack } else { Codec::Json };
+    let codec = if args.msgpack {
+        Codec::MsgPack
+    } else {
+        Codec::Json
+    };
     let mut req = args.url.as_str().into_client_request()?;
-    req.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {}", args.token))?);
-    req.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(codec.subprotocol()));
+    req.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {}", args.token))?,
+    );
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static(codec.subprotocol()),
+    );
     let (ws, _) = match tokio_tungstenite::connect_async(req).await {
         Ok(ok) => ok,
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-            let body = resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+            let body = resp
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
             anyhow::bail!("refused: {} {body}", resp.status());
         }
         Err(e) => return Err(e).context("connecting"),
     };
     let (mut sink, mut stream) = ws.split();
-    sink.send(encode(codec, &ClientFrame::Join { resume: None })?).await?;
+    sink.send(encode(codec, &ClientFrame::Join { resume: None })?)
+        .await?;
 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(256);
     if let Some(path) = args.publish.clone() {
@@ -84,16 +111,27 @@ async fn main() -> anyhow::Result<()> {
             };
             let events: Vec<&RawValue> = match serde_json::from_str(&text) {
                 Ok(v) => v,
-                Err(e) => return eprintln!("{} is not a JSON array of events: {e}", path.display()),
+                Err(e) => {
+                    return eprintln!("{} is not a JSON array of events: {e}", path.display())
+                }
             };
             let mut prev: Option<f64> = None;
             for raw in &events {
-                let Ok(head) = EventHead::scan(raw) else { continue };
+                let Ok(head) = EventHead::scan(raw) else {
+                    continue;
+                };
                 if let (Some(p), Some(t)) = (prev, head.timestamp) {
-                    tokio::time::sleep(Duration::from_secs_f64(((t - p) / 1000.0 / speed).clamp(0.0, 5.0))).await;
+                    tokio::time::sleep(Duration::from_secs_f64(
+                        ((t - p) / 1000.0 / speed).clamp(0.0, 5.0),
+                    ))
+                    .await;
                 }
                 prev = head.timestamp.or(prev);
-                let frame = ClientFrame::Event { id: None, event: EventPayload(std::borrow::Cow::Borrowed(*raw)), head };
+                let frame = ClientFrame::Event {
+                    id: None,
+                    event: EventPayload(std::borrow::Cow::Borrowed(*raw)),
+                    head,
+                };
                 let Ok(m) = encode(codec, &frame) else { return };
                 if tx.send(m).await.is_err() {
                     return;
@@ -111,7 +149,9 @@ async fn main() -> anyhow::Result<()> {
             }
             n += 1;
             let id = format!("{}-{n}", std::process::id());
-            let Ok(m) = encode(codec, &ClientFrame::Chat { id, text: line }) else { return };
+            let Ok(m) = encode(codec, &ClientFrame::Chat { id, text: line }) else {
+                return;
+            };
             if tx.send(m).await.is_err() {
                 return;
             }
