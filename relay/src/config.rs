@@ -78,9 +78,9 @@ pub struct ServeArgs {
     /// maximal frame) pass at once.
     #[arg(long, env = "RELAY_MAX_BYTES_PER_SEC", default_value_t = 8 * 1024 * 1024)]
     pub max_bytes_per_sec: u32,
-    /// How long a frame over the rate is held back (slowing the sender) before it is refused with
-    /// `rate_limited`.
-    #[arg(long, env = "RELAY_MAX_RATE_DELAY", default_value = "2s", value_parser = humantime::parse_duration)]
+    /// Total time a connection's frames over the rate may be held back (slowing the sender),
+    /// refilled over 30 s. Past it, frames over the rate are refused with `rate_limited`.
+    #[arg(long, env = "RELAY_MAX_RATE_DELAY", default_value = "5s", value_parser = humantime::parse_duration)]
     pub max_rate_delay: Duration,
     /// Refused frames (errors caused by the client) a connection may accumulate in a burst before
     /// it is closed with 4501; one is forgiven per second.
@@ -133,7 +133,7 @@ pub struct NodeConfig {
     pub max_msgs_per_sec: u32,
     /// Sustained bytes per second per connection.
     pub max_bytes_per_sec: u32,
-    /// Longest hold-back of a frame over the rate.
+    /// Hold-back budget of a connection over its rate.
     pub max_rate_delay: Duration,
     /// Violation budget per connection.
     pub max_violations: u32,
@@ -163,7 +163,7 @@ impl NodeConfig {
             drain_timeout: Duration::from_secs(10),
             max_msgs_per_sec: 500,
             max_bytes_per_sec: 8 * 1024 * 1024,
-            max_rate_delay: Duration::from_secs(2),
+            max_rate_delay: Duration::from_secs(5),
             max_violations: 20,
             max_queue_bytes: 8 * 1024 * 1024,
             slow_timeout: Duration::from_secs(30),

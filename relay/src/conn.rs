@@ -65,14 +65,21 @@ impl From<StoreError> for Exit {
     }
 }
 
-/// Per-connection rate limits: frames and bytes (paced, then refused), and a budget of refused
-/// frames after which the connection is closed.
+/// Per-connection rate limits. Frames over the message or byte rate are held back (TCP
+/// backpressure then slows the sender) while the connection's hold-back budget lasts: up to
+/// `--max-rate-delay` in total, refilled over [`HOLD_BACK_REFILL`]. Past it they are refused with
+/// `rate_limited`, and every refusal draws on the violation budget, whose exhaustion closes the
+/// connection (4501). A burst from a busy page is slowed; a flood ends.
 struct Limits {
     msgs: DefaultDirectRateLimiter,
     bytes: DefaultDirectRateLimiter,
+    /// Milliseconds of hold-back left.
+    hold_back: DefaultDirectRateLimiter,
     violations: DefaultDirectRateLimiter,
-    max_delay: Duration,
 }
+
+/// The hold-back budget refills over this long.
+const HOLD_BACK_REFILL: Duration = Duration::from_secs(30);
 
 fn nonzero(v: u64) -> NonZeroU32 {
     NonZeroU32::new(v.clamp(1, u64::from(u32::MAX)) as u32).unwrap_or(NonZeroU32::MIN)
@@ -83,19 +90,24 @@ impl Limits {
         let msgs = u64::from(cfg.max_msgs_per_sec);
         let bytes = u64::from(cfg.max_bytes_per_sec);
         let byte_burst = (bytes * 2).max(cfg.max_frame_bytes as u64);
+        let hold_back_ms = cfg.max_rate_delay.as_millis() as u64;
+        let per_second = |rate: u64, burst: u64| {
+            RateLimiter::direct(Quota::per_second(nonzero(rate)).allow_burst(nonzero(burst)))
+        };
         Limits {
-            msgs: RateLimiter::direct(
-                Quota::per_second(nonzero(msgs)).allow_burst(nonzero(msgs * 2)),
-            ),
-            bytes: RateLimiter::direct(
-                Quota::per_second(nonzero(bytes)).allow_burst(nonzero(byte_burst)),
-            ),
-            violations: RateLimiter::direct(
-                Quota::per_second(NonZeroU32::MIN)
-                    .allow_burst(nonzero(u64::from(cfg.max_violations))),
-            ),
-            max_delay: cfg.max_rate_delay,
+            msgs: per_second(msgs, msgs * 2),
+            bytes: per_second(bytes, byte_burst),
+            hold_back: per_second(hold_back_ms / HOLD_BACK_REFILL.as_secs(), hold_back_ms),
+            violations: per_second(1, u64::from(cfg.max_violations)),
         }
+    }
+
+    /// Whether a hold-back of `wait` fits the remaining budget (and spends it if so).
+    fn hold_back(&self, wait: Duration) -> bool {
+        matches!(
+            self.hold_back.check_n(nonzero(wait.as_millis() as u64)),
+            Ok(Ok(()))
+        )
     }
 
     /// How long a frame of `len` bytes must wait to fit the rates; `None` if it never can.
@@ -552,7 +564,7 @@ impl Conn {
         };
         match self.limits.wait_for(msg.len()) {
             Some(wait) if wait.is_zero() => Ok(Some(frame)),
-            Some(wait) if wait <= self.limits.max_delay => {
+            Some(wait) if self.limits.hold_back(wait) => {
                 // Slow the sender down rather than drop its data: while this task sleeps, TCP
                 // backpressure holds the sender's next frames.
                 self.node

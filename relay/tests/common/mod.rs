@@ -121,6 +121,7 @@ impl Relay {
             },
             epoch: String::new(),
             last: 0,
+            close_frame: None,
         }
     }
 
@@ -226,6 +227,8 @@ pub struct Client {
     pub epoch: String,
     /// The last offset received (event, chat or caught_up).
     pub last: u64,
+    /// The close frame received, if the server closed the connection.
+    pub close_frame: Option<(u16, String)>,
 }
 
 /// What a closed connection said.
@@ -248,6 +251,20 @@ impl Client {
 
     pub async fn send_raw(&mut self, msg: Message) {
         self.ws.send(msg).await.expect("send");
+    }
+
+    /// Sends a message; the connection may already be gone.
+    pub async fn ws_send(
+        &mut self,
+        msg: Message,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        self.ws.send(msg).await
+    }
+
+    /// The next data frame, or `None` once the connection is closed (the close frame, if any, is
+    /// kept in `close_frame`).
+    pub async fn next_raw(&mut self) -> Option<ServerFrame<'static>> {
+        self.next_frame().await
     }
 
     /// Next data frame, decoded; fails the test on timeout or close.
@@ -274,7 +291,10 @@ impl Client {
                     assert!(self.codec.is_binary(), "binary frame on a text connection");
                     b.to_vec()
                 }
-                Message::Close(_) => return None,
+                Message::Close(frame) => {
+                    self.close_frame = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                    return None;
+                }
                 _ => continue,
             };
             let frame = ServerFrame::decode(self.codec, &bytes)
