@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a relay node (embedded mode: everything in this process).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a participant token (HS256 JWT) for ops and tests.
     Token(TokenArgs),
 }
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve(args) => {
-            let config = match NodeConfig::try_from(&args) {
+            let config = match NodeConfig::try_from(args.as_ref()) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("relay serve: {e}");
@@ -81,7 +81,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(args, config)) {
+            match runtime.block_on(serve(*args, config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "relay stopped");

@@ -212,6 +212,18 @@ impl Metrics {
         for role in ["customer", "agent"] {
             m.connections.with_label_values(&[role]);
         }
+        for reason in assist_relay_proto::ResyncReason::ALL {
+            m.resyncs.with_label_values(&[reason.as_str()]);
+        }
+        for close in assist_relay_proto::CloseCode::ALL {
+            m.closes.with_label_values(&[close.reason()]);
+        }
+        for reason in ["peer", "too_large", "protocol_error"] {
+            m.closes.with_label_values(&[reason]);
+        }
+        for kind in ["join", "event", "chat", "ping", "invalid"] {
+            m.frames_in.with_label_values(&[kind]);
+        }
         for code in assist_relay_proto::ErrorCode::ALL {
             m.errors.with_label_values(&[code.as_str()]);
         }

@@ -1,0 +1,305 @@
+//! The examples in `docs/protocol.md` are exactly what the codecs produce. If one of these fails
+//! after a deliberate change, update the document together with the expectation here.
+
+mod common;
+
+use assist_relay_proto::*;
+use common::payload;
+
+const EPOCH: &str = "01J9Z3K8Q4";
+const CLICK: &str =
+    r#"{"type":3,"data":{"source":2,"type":2,"id":57,"x":120,"y":88},"timestamp":1718000000123}"#;
+const MOVE: &str = r#"{"type":3,"data":{"source":1,"positions":[{"x":130,"y":90,"id":57,"timeOffset":-12}]},"timestamp":1718000000180}"#;
+const CHAT_TEXT: &str = "Hi! Where is the \"Export\" button? \u{1F642}";
+
+fn customer() -> Member {
+    Member {
+        id: "cust-7".into(),
+        role: Role::Customer,
+    }
+}
+
+fn agent() -> Member {
+    Member {
+        id: "agent-3".into(),
+        role: Role::Agent,
+    }
+}
+
+fn event(id: Option<&str>, json: &str) -> ClientFrame<'static> {
+    common::client_event(id, json)
+}
+
+/// The protocol document, whose examples must match the encoder's output.
+fn protocol_doc() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md");
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn assert_documented(doc: &str, example: &str) {
+    assert!(
+        doc.contains(example),
+        "docs/protocol.md does not show this exact example:\n{example}"
+    );
+}
+
+fn json_of_client(f: &ClientFrame<'_>) -> String {
+    let bytes = f.encode(Codec::Json).expect("encode");
+    assert_eq!(
+        &ClientFrame::decode(Codec::Json, &bytes).expect("decode"),
+        f
+    );
+    String::from_utf8(bytes).expect("utf-8")
+}
+
+fn json_of_server(f: &ServerFrame<'_>) -> String {
+    let bytes = f.encode(Codec::Json).expect("encode");
+    assert_eq!(
+        &ServerFrame::decode(Codec::Json, &bytes).expect("decode"),
+        f
+    );
+    String::from_utf8(bytes).expect("utf-8")
+}
+
+/// The dump format of the document: offset, 16 bytes in hex, printable ASCII.
+fn hexdump(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for (i, chunk) in bytes.chunks(16).enumerate() {
+        let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
+        let ascii: String = chunk
+            .iter()
+            .map(|&c| {
+                if (0x20..0x7f).contains(&c) {
+                    c as char
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        out.push_str(&format!(
+            "{:08x}  {:<47}  |{}|\n",
+            i * 16,
+            hex.join(" "),
+            ascii
+        ));
+    }
+    out
+}
+
+#[test]
+fn client_frame_examples_are_exact() {
+    let cases = [
+        (ClientFrame::Join { resume: None }, r#"{"type":"join"}"#),
+        (
+            ClientFrame::Join {
+                resume: Some(Position {
+                    epoch: EPOCH.into(),
+                    offset: 1291,
+                }),
+            },
+            r#"{"type":"join","resume":{"epoch":"01J9Z3K8Q4","offset":1291}}"#,
+        ),
+        (
+            event(Some("ev-1290"), CLICK),
+            r#"{"type":"event","id":"ev-1290","event":{"type":3,"data":{"source":2,"type":2,"id":57,"x":120,"y":88},"timestamp":1718000000123}}"#,
+        ),
+        (
+            event(None, MOVE),
+            r#"{"type":"event","event":{"type":3,"data":{"source":1,"positions":[{"x":130,"y":90,"id":57,"timeOffset":-12}]},"timestamp":1718000000180}}"#,
+        ),
+        (
+            ClientFrame::Chat {
+                id: "cust-7-0001".into(),
+                text: CHAT_TEXT.into(),
+            },
+            "{\"type\":\"chat\",\"id\":\"cust-7-0001\",\"text\":\"Hi! Where is the \\\"Export\\\" button? \u{1F642}\"}",
+        ),
+        (
+            ClientFrame::Ping {
+                id: Some("p-17".into()),
+            },
+            r#"{"type":"ping","id":"p-17"}"#,
+        ),
+        (ClientFrame::Ping { id: None }, r#"{"type":"ping"}"#),
+    ];
+    let doc = protocol_doc();
+    for (frame, json) in cases {
+        assert_eq!(json_of_client(&frame), json);
+        assert_documented(&doc, json);
+    }
+}
+
+#[test]
+fn server_frame_examples_are_exact() {
+    let members = vec![customer(), agent()];
+    let cases = [
+        (
+            ServerFrame::Joined {
+                room: "room-42".into(),
+                epoch: EPOCH.into(),
+                you: agent(),
+                members: members.clone(),
+                mode: JoinMode::Fresh,
+                reason: None,
+                head: 1289,
+            },
+            r#"{"type":"joined","epoch":"01J9Z3K8Q4","room":"room-42","you":{"id":"agent-3","role":"agent"},"members":[{"id":"cust-7","role":"customer"},{"id":"agent-3","role":"agent"}],"mode":"fresh","head":1289}"#,
+        ),
+        (
+            ServerFrame::Joined {
+                room: "room-42".into(),
+                epoch: EPOCH.into(),
+                you: agent(),
+                members: members.clone(),
+                mode: JoinMode::Resume,
+                reason: None,
+                head: 1304,
+            },
+            r#"{"type":"joined","epoch":"01J9Z3K8Q4","room":"room-42","you":{"id":"agent-3","role":"agent"},"members":[{"id":"cust-7","role":"customer"},{"id":"agent-3","role":"agent"}],"mode":"resume","head":1304}"#,
+        ),
+        (
+            ServerFrame::Joined {
+                room: "room-42".into(),
+                epoch: "01JA0B7T2M".into(),
+                you: agent(),
+                members,
+                mode: JoinMode::Resync,
+                reason: Some(ResyncReason::EpochChanged),
+                head: 12,
+            },
+            r#"{"type":"joined","epoch":"01JA0B7T2M","room":"room-42","you":{"id":"agent-3","role":"agent"},"members":[{"id":"cust-7","role":"customer"},{"id":"agent-3","role":"agent"}],"mode":"resync","reason":"epoch_changed","head":12}"#,
+        ),
+        (
+            ServerFrame::Event {
+                offset: 1290,
+                event: payload(CLICK),
+            },
+            r#"{"type":"event","offset":1290,"event":{"type":3,"data":{"source":2,"type":2,"id":57,"x":120,"y":88},"timestamp":1718000000123}}"#,
+        ),
+        (
+            ServerFrame::Chat {
+                offset: 1291,
+                id: "cust-7-0001".into(),
+                from: customer(),
+                text: CHAT_TEXT.into(),
+                ts: 1_718_000_000_412,
+            },
+            "{\"type\":\"chat\",\"id\":\"cust-7-0001\",\"offset\":1291,\"text\":\"Hi! Where is the \\\"Export\\\" button? \u{1F642}\",\"from\":{\"id\":\"cust-7\",\"role\":\"customer\"},\"ts\":1718000000412}",
+        ),
+        (
+            ServerFrame::Ack {
+                id: "cust-7-0001".into(),
+                offset: 1291,
+                duplicate: false,
+            },
+            r#"{"type":"ack","id":"cust-7-0001","offset":1291}"#,
+        ),
+        (
+            ServerFrame::Ack {
+                id: "cust-7-0001".into(),
+                offset: 1291,
+                duplicate: true,
+            },
+            r#"{"type":"ack","id":"cust-7-0001","offset":1291,"duplicate":true}"#,
+        ),
+        (
+            ServerFrame::MemberJoined { member: agent() },
+            r#"{"type":"member_joined","member":{"id":"agent-3","role":"agent"}}"#,
+        ),
+        (
+            ServerFrame::MemberLeft { member: agent() },
+            r#"{"type":"member_left","member":{"id":"agent-3","role":"agent"}}"#,
+        ),
+        (
+            ServerFrame::Resync {
+                epoch: EPOCH.into(),
+                reason: ResyncReason::Lagged,
+            },
+            r#"{"type":"resync","epoch":"01J9Z3K8Q4","reason":"lagged"}"#,
+        ),
+        (
+            ServerFrame::CaughtUp { offset: 1289 },
+            r#"{"type":"caught_up","offset":1289}"#,
+        ),
+        (
+            ServerFrame::Error {
+                code: ErrorCode::Forbidden,
+                message: "only the customer publishes rrweb events".into(),
+                id: Some("ev-1290".into()),
+            },
+            r#"{"type":"error","id":"ev-1290","code":"forbidden","message":"only the customer publishes rrweb events"}"#,
+        ),
+        (
+            ServerFrame::Error {
+                code: ErrorCode::UnknownType,
+                message: "unknown frame type \"subscribe\"".into(),
+                id: None,
+            },
+            r#"{"type":"error","code":"unknown_type","message":"unknown frame type \"subscribe\""}"#,
+        ),
+        (
+            ServerFrame::Pong {
+                id: Some("p-17".into()),
+            },
+            r#"{"type":"pong","id":"p-17"}"#,
+        ),
+    ];
+    let doc = protocol_doc();
+    for (frame, json) in cases {
+        assert_eq!(json_of_server(&frame), json);
+        assert_documented(&doc, json);
+    }
+}
+
+#[test]
+fn msgpack_hex_dump_examples_are_exact() {
+    let doc = protocol_doc();
+    let ping = ClientFrame::Ping {
+        id: Some("p-17".into()),
+    }
+    .encode(Codec::MsgPack)
+    .expect("encode");
+    assert_documented(&doc, &hexdump(&ping));
+    assert_eq!(
+        hexdump(&ping),
+        "\
+00000000  82 a4 74 79 70 65 a4 70 69 6e 67 a2 69 64 a4 70  |..type.ping.id.p|
+00000010  2d 31 37                                         |-17|
+"
+    );
+
+    let event = ServerFrame::Event {
+        offset: 1290,
+        event: payload(r#"{"type":3,"data":{"source":2,"type":2,"id":57}}"#),
+    }
+    .encode(Codec::MsgPack)
+    .expect("encode");
+    assert_documented(&doc, &hexdump(&event));
+    assert_eq!(
+        hexdump(&event),
+        "\
+00000000  83 a4 74 79 70 65 a5 65 76 65 6e 74 a6 6f 66 66  |..type.event.off|
+00000010  73 65 74 cd 05 0a a5 65 76 65 6e 74 c4 2f 7b 22  |set....event./{\"|
+00000020  74 79 70 65 22 3a 33 2c 22 64 61 74 61 22 3a 7b  |type\":3,\"data\":{|
+00000030  22 73 6f 75 72 63 65 22 3a 32 2c 22 74 79 70 65  |\"source\":2,\"type|
+00000040  22 3a 32 2c 22 69 64 22 3a 35 37 7d 7d           |\":2,\"id\":57}}|
+"
+    );
+
+    let ack = ServerFrame::Ack {
+        id: "m1".into(),
+        offset: 1291,
+        duplicate: true,
+    }
+    .encode(Codec::MsgPack)
+    .expect("encode");
+    assert_documented(&doc, &hexdump(&ack));
+    assert_eq!(
+        hexdump(&ack),
+        "\
+00000000  84 a4 74 79 70 65 a3 61 63 6b a2 69 64 a2 6d 31  |..type.ack.id.m1|
+00000010  a6 6f 66 66 73 65 74 cd 05 0b a9 64 75 70 6c 69  |.offset....dupli|
+00000020  63 61 74 65 c3                                   |cate.|
+"
+    );
+}
