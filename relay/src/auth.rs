@@ -21,6 +21,8 @@ pub struct Auth {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Browser origins allowed to connect; empty allows any.
+    allowed_origins: Vec<String>,
 }
 
 impl Auth {
@@ -34,7 +36,27 @@ impl Auth {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            allowed_origins: Vec::new(),
         }
+    }
+
+    /// Restricts browser connections to these origins (`https://app.example.com`); an empty list
+    /// allows any. Clients that send no `Origin` (servers, SDKs outside browsers) are not affected:
+    /// the token is what authenticates them.
+    pub fn with_allowed_origins(mut self, origins: Vec<String>) -> Auth {
+        self.allowed_origins = origins
+            .into_iter()
+            .map(|o| o.trim_end_matches('/').to_owned())
+            .collect();
+        self
+    }
+
+    fn origin_allowed(&self, origin: &str) -> bool {
+        self.allowed_origins.is_empty()
+            || self
+                .allowed_origins
+                .iter()
+                .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
     }
 
     /// Signs claims into a token.
@@ -92,6 +114,8 @@ pub enum RejectReason {
     TokenInvalidClaims,
     /// `?room=` differs from the token's room.
     RoomMismatch,
+    /// The browser's `Origin` is not in the allow-list.
+    OriginNotAllowed,
     /// The node is draining.
     ShuttingDown,
     /// The node is at its connection limit.
@@ -102,7 +126,7 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// Every reason, for metrics pre-registration.
-    pub const ALL: [RejectReason; 11] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::NotFound,
         RejectReason::UnsupportedProtocol,
         RejectReason::TokenMissing,
@@ -111,6 +135,7 @@ impl RejectReason {
         RejectReason::TokenBadSignature,
         RejectReason::TokenInvalidClaims,
         RejectReason::RoomMismatch,
+        RejectReason::OriginNotAllowed,
         RejectReason::ShuttingDown,
         RejectReason::TooManyConnections,
         RejectReason::BadHandshake,
@@ -127,6 +152,7 @@ impl RejectReason {
             RejectReason::TokenBadSignature => "token_bad_signature",
             RejectReason::TokenInvalidClaims => "token_invalid_claims",
             RejectReason::RoomMismatch => "room_mismatch",
+            RejectReason::OriginNotAllowed => "origin_not_allowed",
             RejectReason::ShuttingDown => "shutting_down",
             RejectReason::TooManyConnections => "too_many_connections",
             RejectReason::BadHandshake => "bad_handshake",
@@ -145,7 +171,7 @@ impl RejectReason {
             | RejectReason::TokenExpired
             | RejectReason::TokenBadSignature
             | RejectReason::TokenInvalidClaims => StatusCode::UNAUTHORIZED,
-            RejectReason::RoomMismatch => StatusCode::FORBIDDEN,
+            RejectReason::RoomMismatch | RejectReason::OriginNotAllowed => StatusCode::FORBIDDEN,
             RejectReason::ShuttingDown | RejectReason::TooManyConnections => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -169,6 +195,7 @@ impl RejectReason {
                 "the token needs sub, room (1-128 of A-Z a-z 0-9 . _ : -), role (customer|agent) and exp"
             }
             RejectReason::RoomMismatch => "the token is for another room than ?room=",
+            RejectReason::OriginNotAllowed => "this page's origin may not connect to this relay",
             RejectReason::ShuttingDown => "this node is draining; connect to another node",
             RejectReason::TooManyConnections => "this node is full; retry with backoff",
             RejectReason::BadHandshake => "not a valid WebSocket upgrade",
@@ -203,6 +230,12 @@ pub struct Admission {
 pub fn admit(auth: &Auth, req: &Request) -> Result<Admission, RejectReason> {
     if req.uri().path() != WS_PATH {
         return Err(RejectReason::NotFound);
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        if !auth.origin_allowed(origin) {
+            return Err(RejectReason::OriginNotAllowed);
+        }
     }
     let query = req.uri().query().unwrap_or("");
     let mut query_token = None;

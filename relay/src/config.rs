@@ -96,6 +96,10 @@ pub struct ServeArgs {
     /// Most participants in one room (a participant's extra connections do not count).
     #[arg(long, env = "RELAY_MAX_ROOM_MEMBERS", default_value_t = 50)]
     pub max_room_members: usize,
+    /// Browser origins allowed to connect, comma-separated (`https://app.example.com`); empty
+    /// allows any. Requests without an `Origin` header (non-browser clients) are not affected.
+    #[arg(long, env = "RELAY_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
     /// Log format.
     #[arg(long, env = "RELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
@@ -143,6 +147,8 @@ pub struct NodeConfig {
     pub slow_timeout: Duration,
     /// Member cap per room.
     pub max_room_members: usize,
+    /// Allowed browser origins (empty: any).
+    pub allowed_origins: Vec<String>,
     /// Room log shape.
     pub log: LogConfig,
 }
@@ -168,6 +174,7 @@ impl NodeConfig {
             max_queue_bytes: 8 * 1024 * 1024,
             slow_timeout: Duration::from_secs(30),
             max_room_members: 50,
+            allowed_origins: Vec::new(),
             log: LogConfig::default(),
         }
     }
@@ -229,6 +236,12 @@ impl TryFrom<&ServeArgs> for NodeConfig {
             max_queue_bytes: a.max_queue_bytes,
             slow_timeout: a.slow_timeout,
             max_room_members: a.max_room_members,
+            allowed_origins: a
+                .allowed_origins
+                .iter()
+                .filter(|o| !o.is_empty())
+                .cloned()
+                .collect(),
             log: LogConfig {
                 chat_retain: a.chat_retain.max(a.chat_history).max(1),
                 dedup_window: a.dedup_window.max(1),

@@ -41,7 +41,8 @@ impl Node {
     /// A node over a store.
     pub fn new(config: NodeConfig, log: Arc<dyn RoomLog>, broker: Arc<dyn Broker>) -> Arc<Node> {
         Arc::new(Node {
-            auth: Auth::new(&config.jwt_secret),
+            auth: Auth::new(&config.jwt_secret)
+                .with_allowed_origins(config.allowed_origins.clone()),
             config,
             log,
             broker,
