@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use assist_relay_proto::{EventKind, JoinMode, Member, ResyncReason};
+use assist_relay_proto::{EventKind, Member};
 use async_trait::async_trait;
 use dashmap::DashMap;
 use tokio::sync::broadcast;
 
+use super::plan::{plan, Bounds};
 use super::{
     Appended, Broker, CatchUp, CatchUpRequest, Entered, Entry, EntryBody, LogConfig, NewEntry,
     RoomLog, RoomMsg, StoreError, Subscription,
@@ -237,69 +238,25 @@ impl RoomLog for MemoryStore {
     async fn catch_up(&self, room: &str, req: CatchUpRequest) -> Result<CatchUp, StoreError> {
         let room = self.room(room);
         let st = lock(&room);
-        let (mode, reason, after) = match &req.resume {
-            None => (JoinMode::Fresh, None, None),
-            Some(p) if *p.epoch != *st.epoch => {
-                (JoinMode::Resync, Some(ResyncReason::EpochChanged), None)
-            }
-            Some(p) if p.offset > st.head => {
-                (JoinMode::Resync, Some(ResyncReason::AheadOfLog), None)
-            }
-            Some(p) => {
-                let floor = if req.events { st.floor } else { st.chat_floor };
-                if p.offset + 1 >= floor {
-                    (JoinMode::Resume, None, Some(p.offset))
-                } else {
-                    (
-                        JoinMode::Resync,
-                        Some(ResyncReason::Trimmed),
-                        Some(p.offset),
-                    )
-                }
-            }
+        let bounds = Bounds {
+            epoch: st.epoch.to_string(),
+            head: st.head,
+            floor: st.floor,
+            chat_floor: st.chat_floor,
         };
-        let entries: Vec<Arc<Entry>> = match (mode, req.events) {
-            (JoinMode::Resume, true) => {
-                let after = after.unwrap_or(0);
-                st.log
-                    .iter()
-                    .filter(|e| e.offset > after)
-                    .cloned()
-                    .collect()
-            }
-            (JoinMode::Resume, false) => {
-                let after = after.unwrap_or(0);
-                st.chats
-                    .iter()
-                    .filter(|e| e.offset > after)
-                    .cloned()
-                    .collect()
-            }
-            (_, true) => {
-                // Chat before the keyframe (recent, or all missed since `after`), then the log.
-                let limit = if after.is_some() {
-                    usize::MAX
-                } else {
-                    req.chat_limit
-                };
-                let mut v = st.recent_chats(st.floor, after, limit);
-                v.extend(st.log.iter().cloned());
-                v
-            }
-            (_, false) => {
-                let limit = if after.is_some() {
-                    usize::MAX
-                } else {
-                    req.chat_limit
-                };
-                st.recent_chats(u64::MAX, after, limit)
-            }
+        let p = plan(&bounds, &req);
+        let mut entries: Vec<Arc<Entry>> = match p.chats {
+            Some(r) => st.recent_chats(r.before, Some(r.after), r.limit),
+            None => Vec::new(),
         };
+        if let Some(after) = p.log_after {
+            entries.extend(st.log.iter().filter(|e| e.offset > after).cloned());
+        }
         Ok(CatchUp {
             epoch: st.epoch.clone(),
             head: st.head,
-            mode,
-            reason,
+            mode: p.mode,
+            reason: p.reason,
             entries,
         })
     }

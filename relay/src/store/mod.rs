@@ -13,6 +13,7 @@
 //!   that read's `head` (possibly some at or below it too, which the reader drops by offset).
 
 pub mod memory;
+pub mod plan;
 
 use std::sync::{Arc, OnceLock};
 
