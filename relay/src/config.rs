@@ -100,6 +100,24 @@ pub struct ServeArgs {
     /// allows any. Requests without an `Origin` header (non-browser clients) are not affected.
     #[arg(long, env = "RELAY_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// Redis URL (`redis://host:port/db`). Without it the node runs embedded: every room lives in
+    /// this process. With it, any number of nodes sharing the Redis form one relay.
+    #[arg(long, env = "RELAY_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Payloads up to this size travel inside Redis pub/sub messages; larger ones are published by
+    /// reference and read from the room's stream.
+    #[arg(long, env = "RELAY_REDIS_INLINE_MAX_BYTES", default_value_t = 64 * 1024)]
+    pub redis_inline_max_bytes: usize,
+    /// A connection's presence expires this long after its node last refreshed it, so members of
+    /// a node that died are reported as left within about this long.
+    #[arg(long, env = "RELAY_PRESENCE_TTL", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub presence_ttl: Duration,
+    /// How long idempotency keys (chat and event ids) are remembered in cluster mode.
+    #[arg(long, env = "RELAY_DEDUP_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub dedup_ttl: Duration,
+    /// Room keys in Redis expire this long after the room's last member activity.
+    #[arg(long, env = "RELAY_ROOM_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub room_ttl: Duration,
     /// Log format.
     #[arg(long, env = "RELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,

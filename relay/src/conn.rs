@@ -369,6 +369,10 @@ impl Conn {
                         .await?;
                     written += 1;
                 }
+                Ok(RoomMsg::Recover) => {
+                    self.recover(ResyncReason::Lagged).await?;
+                    written += 1;
+                }
                 Ok(_) => {}
                 Err(RecvError::Lagged(missed)) => {
                     tracing::debug!(missed, "fell behind the room's buffer");
@@ -774,6 +778,10 @@ fn frame_id(frame: &ClientFrame<'_>) -> Option<String> {
 fn classify(e: tungstenite::Error) -> Exit {
     match e {
         tungstenite::Error::Capacity(_) => Exit::Standard(WsCloseCode::Size, "too_large"),
+        // A peer that vanished without a closing handshake is gone, not misbehaving.
+        tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        ) => Exit::PeerGone,
         tungstenite::Error::Protocol(_) | tungstenite::Error::Utf8(_) => {
             Exit::Standard(WsCloseCode::Protocol, "protocol_error")
         }

@@ -7,9 +7,13 @@ use anyhow::Context;
 use assist_relay::auth::Auth;
 use assist_relay::config::{LogFormat, NodeConfig, ServeArgs};
 use assist_relay::store::memory::MemoryStore;
+use assist_relay::store::redis::{RedisConfig, RedisStore};
+use assist_relay::telemetry::Metrics;
 use assist_relay::Node;
 use assist_relay_proto::{validate_id, Claims, Role};
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -128,9 +132,38 @@ async fn serve(args: ServeArgs, config: NodeConfig) -> anyhow::Result<()> {
             "the JWT secret is shorter than 32 bytes; use a long random secret in production"
         );
     }
-    let store = MemoryStore::new(config.log.clone());
-    store.spawn_sweeper();
-    let node = Node::new(config, store.clone(), store);
+    let metrics = Metrics::new();
+    let (node, mode) = match &args.redis_url {
+        None => {
+            let store = MemoryStore::new(config.log.clone());
+            store.spawn_sweeper();
+            (
+                Node::with_metrics(config, store.clone(), store, metrics),
+                "embedded",
+            )
+        }
+        Some(url) => {
+            let redis = RedisConfig {
+                url: url.clone(),
+                inline_max: args.redis_inline_max_bytes,
+                presence_ttl: args.presence_ttl,
+                dedup_ttl: args.dedup_ttl,
+                room_ttl: args.room_ttl,
+            };
+            let store = RedisStore::connect(
+                redis,
+                config.log.clone(),
+                metrics.redis.clone(),
+                Duration::from_secs(30),
+            )
+            .await
+            .context("connecting to redis")?;
+            (
+                Node::with_metrics(config, Arc::new(store.clone()), Arc::new(store), metrics),
+                "cluster",
+            )
+        }
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -140,7 +173,7 @@ async fn serve(args: ServeArgs, config: NodeConfig) -> anyhow::Result<()> {
     tracing::info!(
         listen = %listener.local_addr()?,
         admin = %admin.local_addr()?,
-        mode = "embedded",
+        mode,
         "relay serving on ws://{}/ws",
         listener.local_addr()?
     );

@@ -40,13 +40,23 @@ pub struct Node {
 impl Node {
     /// A node over a store.
     pub fn new(config: NodeConfig, log: Arc<dyn RoomLog>, broker: Arc<dyn Broker>) -> Arc<Node> {
+        Node::with_metrics(config, log, broker, Metrics::new())
+    }
+
+    /// A node over a store whose backend already reports into `metrics`.
+    pub fn with_metrics(
+        config: NodeConfig,
+        log: Arc<dyn RoomLog>,
+        broker: Arc<dyn Broker>,
+        metrics: Metrics,
+    ) -> Arc<Node> {
         Arc::new(Node {
             auth: Auth::new(&config.jwt_secret)
                 .with_allowed_origins(config.allowed_origins.clone()),
             config,
             log,
             broker,
-            metrics: Metrics::new(),
+            metrics,
             local_rooms: Default::default(),
             draining: AtomicBool::new(false),
             shutdown: watch::channel(false).0,

@@ -44,8 +44,18 @@ pub struct Metrics {
     pub queue_overflows: IntCounterVec,
     /// Frames held back or refused by the per-connection rate limits, by outcome.
     pub rate_limited: IntCounterVec,
+    /// Redis backend counters (zero in embedded mode).
+    pub redis: crate::store::redis::RedisMetrics,
     /// Per-message warnings pass through here so that a flood cannot flood the logs.
     pub log_limiter: DefaultDirectRateLimiter,
+}
+
+/// Registers a counter.
+fn counter(reg: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("static metric definition");
+    reg.register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
 }
 
 /// Registers a histogram.
@@ -191,6 +201,15 @@ impl Metrics {
                 "Frames over the per-connection rate, by outcome (delayed or refused).",
                 &["outcome"],
             ),
+            redis: crate::store::redis::RedisMetrics {
+                reconnects: counter(&registry, "relay_redis_reconnects_total", "Redis pub/sub reconnections."),
+                gap_fills: counter(&registry, "relay_redis_gap_fills_total", "Entries read from the room stream to fill pub/sub gaps."),
+                recoveries: counter(
+                    &registry,
+                    "relay_redis_recoveries_total",
+                    "Times local members were told to recover from the log (outage or overflowing inbox).",
+                ),
+            },
             log_limiter: RateLimiter::direct(
                 Quota::per_second(std::num::NonZeroU32::MIN.saturating_add(4))
                     .allow_burst(std::num::NonZeroU32::MIN.saturating_add(19)),

@@ -121,11 +121,11 @@ async fn await_metric(relay: &Relay, series: &str, want: f64) {
 /// Polls (bounded) until the node counts `n` open connections.
 async fn await_open_connections(relay: &Relay, n: usize) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while relay.node.open_connections() != n {
+    while relay.open_connections() != n {
         assert!(
             tokio::time::Instant::now() < deadline,
             "open connections stayed at {} (expected {n})",
-            relay.node.open_connections()
+            relay.open_connections()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -505,11 +505,12 @@ async fn client_that_never_sends_the_upgrade_request_is_dropped_after_the_handsh
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_over_max_connections_is_refused_with_503_until_one_closes() {
     let relay = Relay::start_with(|cfg| cfg.max_connections = 2).await;
+    relay.pin_first_node(); // the cap is per node
     let mut first = relay
         .connect("r1", Role::Customer, "cust", Codec::Json)
         .await;
     let (mut second, _) = relay.join("r1", Role::Agent, "agent", Codec::Json).await;
-    assert_eq!(relay.node.open_connections(), 2);
+    assert_eq!(relay.open_connections(), 2);
 
     let token = relay.token("r1", Role::Agent, "agent2");
     assert_refused(
@@ -521,7 +522,7 @@ async fn connection_over_max_connections_is_refused_with_503_until_one_closes() 
     )
     .await;
     // The refused attempt is not counted as open.
-    assert_eq!(relay.node.open_connections(), 2);
+    assert_eq!(relay.open_connections(), 2);
     // The two admitted connections are unaffected.
     first.join(None).await;
 

@@ -381,5 +381,5 @@ async fn random_bytes_on_a_live_connection_harm_no_one_else() {
             .await,
         ServerFrame::Error { .. }
     ));
-    assert_eq!(relay.node.open_connections(), 4);
+    assert_eq!(relay.open_connections(), 4);
 }

@@ -115,11 +115,11 @@ async fn await_metric(relay: &Relay, series: &str, want: f64) {
 /// Polls (bounded) until the node counts `n` open connections.
 async fn await_open_connections(relay: &Relay, n: usize) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while relay.node.open_connections() != n {
+    while relay.open_connections() != n {
         assert!(
             tokio::time::Instant::now() < deadline,
             "open connections stayed at {} (expected {n})",
-            relay.node.open_connections()
+            relay.open_connections()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -323,7 +323,7 @@ async fn a_lost_room_log_gives_a_new_epoch_and_a_resync_to_live_and_returning_cl
     };
     away.drop_abruptly();
 
-    relay.store.drop_room("epoch");
+    relay.lose_room_log("epoch").await;
     customer.publish(&synthetic(4, 2), None).await;
     customer.publish(&synthetic(2, 3), None).await;
 

@@ -14,6 +14,7 @@
 
 pub mod memory;
 pub mod plan;
+pub mod redis;
 
 use std::sync::{Arc, OnceLock};
 
@@ -96,6 +97,14 @@ impl Entry {
             cum_bytes: 0,
             frames: Default::default(),
         }
+    }
+
+    /// Sets when the entry was accepted (entries read back from a shared log).
+    pub fn accepted_at(mut self, accepted_us: u64) -> Entry {
+        if accepted_us > 0 {
+            self.accepted_us = accepted_us;
+        }
+        self
     }
 
     /// Sets the running byte count (done by the subscription side before broadcasting).
@@ -219,6 +228,9 @@ pub enum RoomMsg {
     Joined(Member),
     /// A participant's last connection left the room.
     Left(Member),
+    /// The live stream may have missed entries (the broker lost its connection, or its inbox
+    /// overflowed): every member recovers from the log.
+    Recover,
 }
 
 /// Why a store operation failed.

@@ -10,6 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use assist_relay::auth::Auth;
 use assist_relay::config::NodeConfig;
 use assist_relay::store::memory::MemoryStore;
+use assist_relay::store::redis::{RedisConfig, RedisStore};
+use assist_relay::store::{Broker, RoomLog};
+use assist_relay::telemetry::Metrics;
 use assist_relay::Node;
 use assist_relay_proto::{
     Claims, ClientFrame, Codec, EventHead, EventPayload, Member, Position, Role, ServerFrame,
@@ -27,14 +30,151 @@ pub const SECRET: &str = "test-secret-test-secret-test-secret";
 /// Longest a test waits for one expected frame.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A running relay node.
-pub struct Relay {
-    pub addr: SocketAddr,
-    pub admin: SocketAddr,
-    pub node: Arc<Node>,
-    pub store: Arc<MemoryStore>,
+/// One node of a test relay.
+struct TestNode {
+    addr: SocketAddr,
+    admin: SocketAddr,
+    node: Arc<Node>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+}
+
+enum Backend {
+    Memory(Arc<MemoryStore>),
+    Redis {
+        stores: Vec<RedisStore>,
+        _server: RedisServer,
+    },
+}
+
+/// A running relay: one embedded node, or (with `RELAY_TEST_BACKEND=redis`) two nodes sharing a
+/// private redis-server. Connections made through [`Relay::connect`] alternate between nodes, so
+/// a customer and an agent of one test sit on different nodes.
+pub struct Relay {
+    /// The first node's WebSocket address.
+    pub addr: SocketAddr,
+    /// The first node's admin address.
+    pub admin: SocketAddr,
+    /// The first node.
+    pub node: Arc<Node>,
+    nodes: Vec<TestNode>,
+    next: std::sync::atomic::AtomicUsize,
+    pinned: std::sync::atomic::AtomicBool,
+    backend: Backend,
+}
+
+/// Whether this run uses the Redis cluster backend.
+pub fn cluster_mode() -> bool {
+    std::env::var("RELAY_TEST_BACKEND").is_ok_and(|v| v == "redis")
+}
+
+/// A redis-server of this test alone, on a free port, killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl RedisServer {
+    pub async fn start() -> RedisServer {
+        let port = free_port();
+        RedisServer::start_on(port).await
+    }
+
+    pub async fn start_on(port: u16) -> RedisServer {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/test installs it)");
+        let server = RedisServer { port, child };
+        for _ in 0..200 {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)).await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 16];
+                if s.write_all(b"PING\r\n").await.is_ok()
+                    && s.read(&mut buf).await.is_ok_and(|n| n > 0)
+                {
+                    return server;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (as a crash would).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+async fn start_node(
+    config: NodeConfig,
+    log: Arc<dyn RoomLog>,
+    broker: Arc<dyn Broker>,
+    metrics: Metrics,
+) -> TestNode {
+    let node = Node::with_metrics(config, log, broker, metrics);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind admin");
+    let addr = listener.local_addr().expect("addr");
+    let admin = admin_listener.local_addr().expect("admin addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(assist_relay::admin::serve(
+        admin_listener,
+        node.clone(),
+        async move {
+            let _ = admin_stop_rx.await;
+        },
+    ));
+    let n = node.clone();
+    let task = tokio::spawn(async move {
+        assist_relay::run(listener, n, async move {
+            let _ = stopped.await;
+        })
+        .await;
+        let _ = admin_stop_tx.send(());
+    });
+    TestNode {
+        addr,
+        admin,
+        node,
+        stop: Some(stop),
+        task: Some(task),
+    }
 }
 
 impl Relay {
@@ -45,50 +185,101 @@ impl Relay {
     pub async fn start_with(tweak: impl FnOnce(&mut NodeConfig)) -> Relay {
         let mut config = NodeConfig::with_secret(SECRET);
         tweak(&mut config);
-        let store = MemoryStore::new(config.log.clone());
-        store.spawn_sweeper();
-        let node = Node::new(config, store.clone(), store.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind admin");
-        let addr = listener.local_addr().expect("addr");
-        let admin = admin_listener.local_addr().expect("admin addr");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let n = node.clone();
-        let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(assist_relay::admin::serve(
-            admin_listener,
-            node.clone(),
-            async move {
-                let _ = admin_stop_rx.await;
-            },
-        ));
-        let task = tokio::spawn(async move {
-            assist_relay::run(listener, n, async move {
-                let _ = stopped.await;
-            })
-            .await;
-            let _ = admin_stop_tx.send(());
-        });
+        let (nodes, backend) = if cluster_mode() {
+            let server = RedisServer::start().await;
+            let mut nodes = Vec::new();
+            let mut stores = Vec::new();
+            for _ in 0..2 {
+                let metrics = Metrics::new();
+                let store = RedisStore::connect(
+                    RedisConfig {
+                        url: server.url(),
+                        inline_max: 64 * 1024,
+                        presence_ttl: Duration::from_secs(5),
+                        dedup_ttl: Duration::from_secs(3600),
+                        room_ttl: Duration::from_secs(3600),
+                    },
+                    config.log.clone(),
+                    metrics.redis.clone(),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("connect to the test redis");
+                nodes.push(
+                    start_node(
+                        config.clone(),
+                        Arc::new(store.clone()),
+                        Arc::new(store.clone()),
+                        metrics,
+                    )
+                    .await,
+                );
+                stores.push(store);
+            }
+            (
+                nodes,
+                Backend::Redis {
+                    stores,
+                    _server: server,
+                },
+            )
+        } else {
+            let store = MemoryStore::new(config.log.clone());
+            store.spawn_sweeper();
+            let node = start_node(config, store.clone(), store.clone(), Metrics::new()).await;
+            (vec![node], Backend::Memory(store))
+        };
         Relay {
-            addr,
-            admin,
-            node,
-            store,
-            stop: Some(stop),
-            task: Some(task),
+            addr: nodes[0].addr,
+            admin: nodes[0].admin,
+            node: nodes[0].node.clone(),
+            nodes,
+            next: Default::default(),
+            pinned: Default::default(),
+            backend,
         }
+    }
+
+    /// Every node's WebSocket address.
+    pub fn node_addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|n| n.addr).collect()
     }
 
     pub fn token(&self, room: &str, role: Role, sub: &str) -> String {
         token_with(room, role, sub, 3600)
     }
 
+    /// Sends every later connection to the first node (for behaviour that is per node, such as
+    /// the connection cap).
+    pub fn pin_first_node(&self) {
+        self.pinned
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The URL of the next node in turn.
     pub fn url(&self, room: &str) -> String {
-        format!("ws://{}/ws?room={room}", self.addr)
+        let i = if self.pinned.load(std::sync::atomic::Ordering::Relaxed) {
+            0
+        } else {
+            self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.nodes.len()
+        };
+        format!("ws://{}/ws?room={room}", self.nodes[i].addr)
+    }
+
+    /// Open WebSocket connections over all nodes.
+    pub fn open_connections(&self) -> usize {
+        self.nodes.iter().map(|n| n.node.open_connections()).sum()
+    }
+
+    /// Loses a room's log, as a Redis flush or an embedded restart would: the next use of the
+    /// room starts a new epoch.
+    pub async fn lose_room_log(&self, room: &str) {
+        match &self.backend {
+            Backend::Memory(store) => store.drop_room(room),
+            Backend::Redis { stores, .. } => {
+                stores[0].delete_room(room).await.expect("delete room")
+            }
+        }
     }
 
     /// Connects with a bearer token and the given codec; does not join.
@@ -132,23 +323,79 @@ impl Relay {
         (c, j)
     }
 
-    /// Begins draining, as on SIGTERM.
+    /// Begins draining every node, as on SIGTERM.
     pub fn begin_shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+        for n in &mut self.nodes {
+            if let Some(stop) = n.stop.take() {
+                let _ = stop.send(());
+            }
         }
     }
 
-    /// Drains and waits for the node to stop.
+    /// Drains and waits for every node to stop.
     pub async fn shutdown(mut self) {
         self.begin_shutdown();
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        for n in &mut self.nodes {
+            if let Some(task) = n.task.take() {
+                let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+            }
         }
     }
 
+    /// GET on the admin listener. `/metrics` is merged over the nodes that still answer
+    /// (counters and histograms summed, gauges the maximum), so assertions read the same whichever
+    /// node served a connection; other paths go to the first node.
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
-        http_get(self.admin, path).await
+        if path != "/metrics" || self.nodes.len() == 1 {
+            return http_get(self.admin, path).await;
+        }
+        let mut order: Vec<String> = Vec::new();
+        let mut values: std::collections::HashMap<String, f64> = Default::default();
+        let mut gauges: std::collections::HashSet<String> = Default::default();
+        for n in &self.nodes {
+            if TcpStream::connect(n.admin).await.is_err() {
+                continue; // that node has finished draining
+            }
+            let (_, body) = http_get(n.admin, path).await;
+            for line in body.lines() {
+                if let Some(rest) = line.strip_prefix("# TYPE ") {
+                    if let Some((name, "gauge")) = rest.split_once(' ') {
+                        gauges.insert(name.to_owned());
+                    }
+                }
+                let Some((series, value)) =
+                    line.rsplit_once(' ').filter(|_| !line.starts_with('#'))
+                else {
+                    if !values.contains_key(line) {
+                        order.push(line.to_owned());
+                        values.insert(line.to_owned(), f64::NAN);
+                    }
+                    continue;
+                };
+                let value: f64 = value.parse().unwrap_or(0.0);
+                let name = series.split('{').next().unwrap_or(series);
+                match values.get_mut(series) {
+                    Some(v) if gauges.contains(name) => *v = v.max(value),
+                    Some(v) => *v += value,
+                    None => {
+                        order.push(series.to_owned());
+                        values.insert(series.to_owned(), value);
+                    }
+                }
+            }
+        }
+        let body = order
+            .iter()
+            .map(|k| {
+                if k.starts_with('#') {
+                    k.clone()
+                } else {
+                    format!("{k} {}", values[k])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        (200, body + "\n")
     }
 }
 

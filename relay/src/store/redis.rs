@@ -1,0 +1,1048 @@
+//! Cluster mode: room logs in Redis Streams, live fan-out over Redis pub/sub, presence in Redis.
+//!
+//! # Keys (all of one room share the hash tag `{room}`, so they live on one Redis Cluster slot)
+//! - `ar:{R}:meta` hash: `epoch`, `head` (last offset), `floor` (the keyframe's first offset),
+//!   `chat_floor`, `meta` (a Meta waiting for its FullSnapshot).
+//! - `ar:{R}:log` stream: every entry from `floor` on, stream id `<offset>-0`.
+//! - `ar:{R}:chat` stream: the last `--chat-retain` chat messages, same ids.
+//! - `ar:{R}:d:<sender>\x1f<id>` string: offset of an idempotent send, with a TTL.
+//! - `ar:{R}:presence` sorted set: one member per connection, scored by its expiry time.
+//! - channel `ar:{R}:ch`: live entries and presence changes.
+//!
+//! # Flow
+//! `append` runs one Lua script that assigns the offset, appends, trims below a new keyframe,
+//! records the idempotency key and publishes, so log, offsets and live fan-out never disagree.
+//! Payloads over `--redis-inline-max-bytes` are published by reference and read from the stream.
+//! Each node keeps one pub/sub connection. Its reader only routes messages to a bounded per-room
+//! inbox; a per-room pump puts entries in offset order, fetches referenced payloads, fills gaps
+//! from the stream, and broadcasts to the node's local members. After the pub/sub connection comes
+//! back (jittered exponential backoff), every local member is told to recover from the log.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use assist_relay_proto::{EventKind, Member, Role};
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use prometheus::IntCounter;
+use redis::aio::ConnectionManager;
+use redis::streams::StreamRangeReply;
+use redis::{AsyncCommands, Script, Value};
+use serde_json::value::RawValue;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use super::plan::{plan, Bounds};
+use super::{
+    now_us, Appended, Broker, CatchUp, CatchUpRequest, Entered, Entry, EntryBody, LogConfig,
+    NewEntry, RoomLog, RoomMsg, StoreError, Subscription,
+};
+
+/// Settings of the Redis backend.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://host:port/db` (or `rediss://`, `redis+unix://`).
+    pub url: String,
+    /// Payloads up to this size travel inside pub/sub messages; larger ones by reference.
+    pub inline_max: usize,
+    /// A connection's presence expires this long after its node last refreshed it.
+    pub presence_ttl: Duration,
+    /// How long idempotency keys are remembered.
+    pub dedup_ttl: Duration,
+    /// Room keys expire this long after the room's last member activity.
+    pub room_ttl: Duration,
+}
+
+/// Counters the Redis backend reports (registered by the node's telemetry).
+#[derive(Clone)]
+pub struct RedisMetrics {
+    /// Pub/sub reconnections.
+    pub reconnects: IntCounter,
+    /// Entries fetched from the stream to fill a pub/sub gap.
+    pub gap_fills: IntCounter,
+    /// Times local members were told to recover after an outage or an overflowing inbox.
+    pub recoveries: IntCounter,
+}
+
+const APPEND: &str = r#"
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'head', 0, 'floor', 1, 'chat_floor', 1)
+end
+if ARGV[10] == '1' then
+  local prev = redis.call('GET', KEYS[4])
+  if prev then return {epoch, tonumber(prev), 1} end
+end
+local off = redis.call('HINCRBY', KEYS[1], 'head', 1)
+local id = off .. '-0'
+redis.call('XADD', KEYS[2], id, 'b', ARGV[2], 'a', ARGV[4])
+local etype = tonumber(ARGV[3])
+if etype == 4 then
+  redis.call('HSET', KEYS[1], 'meta', off)
+elseif etype == 2 then
+  local start = redis.call('HGET', KEYS[1], 'meta') or off
+  redis.call('HDEL', KEYS[1], 'meta')
+  redis.call('HSET', KEYS[1], 'floor', start)
+  -- Trim hook: entries before the new keyframe are no longer needed for live viewing.
+  redis.call('XTRIM', KEYS[2], 'MINID', start .. '-0')
+elseif etype == -1 then
+  redis.call('XADD', KEYS[3], id, 'b', ARGV[2], 'a', ARGV[4])
+  if redis.call('XTRIM', KEYS[3], 'MAXLEN', ARGV[6]) > 0 then
+    local first = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)[1][1]
+    redis.call('HSET', KEYS[1], 'chat_floor', string.match(first, '^(%d+)'))
+  end
+end
+if ARGV[10] == '1' then redis.call('SET', KEYS[4], off, 'EX', ARGV[7]) end
+local msg = 'E' .. epoch .. ':' .. off .. ':' .. ARGV[4] .. ':'
+if ARGV[5] == '1' then msg = msg .. ARGV[2] end
+if ARGV[9] == '1' then redis.call('SPUBLISH', ARGV[8], msg) else redis.call('PUBLISH', ARGV[8], msg) end
+return {epoch, off, 0}
+"#;
+
+/// Removes expired presence entries and announces participants left with no live connection.
+/// Leaves `present` (sub -> role) and `now` for the rest of the script.
+const REAP: &str = r#"
+local now = tonumber(ARGV[1])
+local function sub_of(m) return string.match(m, '^([^\31]*)') end
+local function role_of(m) return string.match(m, '^[^\31]*\31([^\31]*)') end
+local function publish(msg)
+  if ARGV[3] == '1' then redis.call('SPUBLISH', ARGV[2], msg) else redis.call('PUBLISH', ARGV[2], msg) end
+end
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
+if #dead > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now) end
+local present = {}
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do present[sub_of(m)] = role_of(m) end
+local gone = {}
+for _, m in ipairs(dead) do
+  local s = sub_of(m)
+  if not present[s] and not gone[s] then
+    gone[s] = true
+    publish('L' .. s .. '\31' .. role_of(m))
+  end
+end
+"#;
+
+/// ARGV: now, channel, sharded, member, sub, role, max, expiry, room_ttl_ms
+const ENTER: &str = r#"
+local me = ARGV[5]
+local count = 0
+for _ in pairs(present) do count = count + 1 end
+local first = present[me] == nil
+if first and count >= tonumber(ARGV[7]) then return {'full'} end
+redis.call('ZADD', KEYS[1], ARGV[8], ARGV[4])
+if first then
+  present[me] = ARGV[6]
+  publish('J' .. me .. '\31' .. ARGV[6])
+end
+for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[9]) end
+local out = {'ok'}
+for s, r in pairs(present) do table.insert(out, s .. '\31' .. r) end
+return out
+"#;
+
+/// ARGV: now, channel, sharded, member, sub, role
+const EXIT: &str = r#"
+redis.call('ZREM', KEYS[1], ARGV[4])
+local still = false
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
+  if sub_of(m) == ARGV[5] then still = true end
+end
+if not still and present[ARGV[5]] then publish('L' .. ARGV[5] .. '\31' .. ARGV[6]) end
+return 1
+"#;
+
+/// Key names of one room.
+struct Keys {
+    meta: String,
+    log: String,
+    chat: String,
+    presence: String,
+    channel: String,
+    room: String,
+}
+
+impl Keys {
+    fn of(room: &str) -> Keys {
+        Keys {
+            meta: format!("ar:{{{room}}}:meta"),
+            log: format!("ar:{{{room}}}:log"),
+            chat: format!("ar:{{{room}}}:chat"),
+            presence: format!("ar:{{{room}}}:presence"),
+            channel: format!("ar:{{{room}}}:ch"),
+            room: room.to_owned(),
+        }
+    }
+
+    fn dedup(&self, sender: &str, id: &str) -> String {
+        format!("ar:{{{}}}:d:{sender}\x1f{id}", self.room)
+    }
+
+    fn room_of_channel(channel: &str) -> Option<&str> {
+        channel.strip_prefix("ar:{")?.strip_suffix("}:ch")
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// What travels in the stream field `b` and, when small enough, in the pub/sub message.
+/// `e` + rrweb type + source (255: none) + raw JSON, or `c` + chat JSON.
+fn encode_body(body: &EntryBody) -> Vec<u8> {
+    match body {
+        EntryBody::Event {
+            event,
+            kind,
+            source,
+        } => {
+            let json = event.get().as_bytes();
+            let mut out = Vec::with_capacity(json.len() + 3);
+            out.push(b'e');
+            out.push(kind.as_u8());
+            out.push(source.unwrap_or(255));
+            out.extend_from_slice(json);
+            out
+        }
+        EntryBody::Chat { id, from, text, ts } => {
+            let chat = serde_json::json!({ "id": id, "from": from.id, "role": from.role, "text": text, "ts": ts });
+            let mut out = b"c".to_vec();
+            out.extend_from_slice(chat.to_string().as_bytes());
+            out
+        }
+    }
+}
+
+fn decode_body(b: &[u8]) -> Result<EntryBody, StoreError> {
+    let corrupt = |why: &str| StoreError::Corrupt(why.to_owned());
+    match b.first() {
+        Some(b'e') if b.len() > 3 => {
+            let event = serde_json::from_slice::<&RawValue>(&b[3..])
+                .map_err(|_| corrupt("stored event is not JSON"))?
+                .to_owned();
+            let source = (b[2] != 255).then_some(b[2]);
+            Ok(EntryBody::Event {
+                event,
+                kind: EventKind::from_u8(b[1]),
+                source,
+            })
+        }
+        Some(b'c') => {
+            #[derive(serde::Deserialize)]
+            struct Chat {
+                id: String,
+                from: String,
+                role: Role,
+                text: String,
+                ts: u64,
+            }
+            let c: Chat =
+                serde_json::from_slice(&b[1..]).map_err(|_| corrupt("stored chat is not valid"))?;
+            Ok(EntryBody::Chat {
+                id: c.id,
+                from: Member {
+                    id: c.from,
+                    role: c.role,
+                },
+                text: c.text,
+                ts: c.ts,
+            })
+        }
+        _ => Err(corrupt("unknown stored entry")),
+    }
+}
+
+fn offset_of(id: &str) -> Option<u64> {
+    id.split('-').next()?.parse().ok()
+}
+
+enum Inbound {
+    Published(bytes::Bytes),
+    Recover,
+}
+
+enum SubCmd {
+    Subscribe(String, oneshot::Sender<Result<(), String>>),
+    Unsubscribe(String),
+}
+
+/// A room this node is subscribed to.
+struct RoomSub {
+    inbox: mpsc::Sender<Inbound>,
+    tx: broadcast::Sender<RoomMsg>,
+    sent_bytes: Arc<AtomicU64>,
+    subscribers: usize,
+    /// Becomes `Some(result)` once the SUBSCRIBE is confirmed (or failed).
+    ready: watch::Receiver<Option<Result<(), String>>>,
+    recover_pending: Arc<AtomicBool>,
+    pump: tokio::task::JoinHandle<()>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    log_cfg: LogConfig,
+    cfg: RedisConfig,
+    metrics: RedisMetrics,
+    append: Script,
+    enter: Script,
+    exit: Script,
+    reap: Script,
+    rooms: Mutex<HashMap<String, RoomSub>>,
+    /// (room, conn) -> presence member, for refreshing.
+    local: Mutex<HashMap<(String, u64), String>>,
+    subs: mpsc::Sender<SubCmd>,
+    pubsub_up: AtomicBool,
+    ping_ok: AtomicBool,
+    node_id: String,
+}
+
+/// The Redis room store (cluster mode). Cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Jittered exponential backoff: 100 ms doubling to 5 s, each wait drawn from [d/2, d].
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff(Duration::from_millis(100))
+    }
+    fn next(&mut self) -> Duration {
+        let d = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+        d / 2 + d.mul_f64(rand::random::<f64>() / 2.0)
+    }
+    fn reset(&mut self) {
+        self.0 = Duration::from_millis(100);
+    }
+}
+
+impl RedisStore {
+    /// Connects (retrying with backoff for up to `patience`) and starts the pub/sub reader and
+    /// the presence and health tasks.
+    pub async fn connect(
+        cfg: RedisConfig,
+        log_cfg: LogConfig,
+        metrics: RedisMetrics,
+        patience: Duration,
+    ) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(cfg.url.as_str()).map_err(unavailable)?;
+        let manager_cfg = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut backoff = Backoff::new();
+        let conn = loop {
+            match client
+                .get_connection_manager_with_config(manager_cfg.clone())
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(unavailable(e)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "redis not reachable yet; retrying");
+                    tokio::time::sleep(backoff.next()).await;
+                }
+            }
+        };
+        let (subs_tx, subs_rx) = mpsc::channel(1024);
+        let inner = Arc::new(Inner {
+            conn,
+            log_cfg,
+            cfg,
+            metrics,
+            append: Script::new(APPEND),
+            enter: Script::new(&format!("{REAP}{ENTER}")),
+            exit: Script::new(&format!("{REAP}{EXIT}")),
+            reap: Script::new(&format!("{REAP}return 1")),
+            rooms: Mutex::new(HashMap::new()),
+            local: Mutex::new(HashMap::new()),
+            subs: subs_tx,
+            pubsub_up: AtomicBool::new(false),
+            ping_ok: AtomicBool::new(true),
+            node_id: format!("{:08x}", rand::random::<u32>()),
+        });
+        tokio::spawn(pubsub_loop(inner.clone(), client, subs_rx));
+        tokio::spawn(presence_loop(Arc::downgrade(&inner)));
+        tokio::spawn(health_loop(Arc::downgrade(&inner)));
+        // Wait briefly for the pub/sub connection so that the node starts ready.
+        for _ in 0..50 {
+            if inner.pubsub_up.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(RedisStore { inner })
+    }
+
+    /// Deletes every key of a room, as if its log had been lost (tests and operators).
+    pub async fn delete_room(&self, room: &str) -> Result<(), StoreError> {
+        let k = Keys::of(room);
+        let mut conn = self.inner.conn.clone();
+        let _: () = conn
+            .del(&[&k.meta, &k.log, &k.chat])
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn sharded(&self) -> &'static str {
+        "0"
+    }
+
+    async fn read_range(
+        &self,
+        room: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, u64, EntryBody)>, StoreError> {
+        let k = Keys::of(room);
+        let mut conn = self.conn.clone();
+        let reply: StreamRangeReply = conn
+            .xrange(&k.log, format!("{from}-0"), format!("{to}-0"))
+            .await
+            .map_err(unavailable)?;
+        parse_entries(reply)
+    }
+}
+
+fn parse_entries(reply: StreamRangeReply) -> Result<Vec<(u64, u64, EntryBody)>, StoreError> {
+    let mut out = Vec::with_capacity(reply.ids.len());
+    for sid in reply.ids {
+        let offset = offset_of(&sid.id)
+            .ok_or_else(|| StoreError::Corrupt(format!("stream id {}", sid.id)))?;
+        let body: Vec<u8> = sid
+            .get("b")
+            .ok_or_else(|| StoreError::Corrupt("entry without body".into()))?;
+        let accepted: u64 = sid.get("a").unwrap_or(0);
+        out.push((offset, accepted, decode_body(&body)?));
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl RoomLog for RedisStore {
+    async fn append(&self, room: &str, new: NewEntry) -> Result<Appended, StoreError> {
+        let inner = &self.inner;
+        let k = Keys::of(room);
+        let blob = encode_body(&new.body);
+        let etype: i64 = match &new.body {
+            EntryBody::Event { kind, .. } => i64::from(kind.as_u8()),
+            EntryBody::Chat { .. } => -1,
+        };
+        let inline = blob.len() <= inner.cfg.inline_max;
+        let dedup_key = match &new.dedup {
+            Some((sender, id)) => k.dedup(sender, id),
+            None => format!("ar:{{{room}}}:d:"),
+        };
+        let mut conn = inner.conn.clone();
+        let (_epoch, offset, dup): (String, u64, i64) = inner
+            .append
+            .key(&k.meta)
+            .key(&k.log)
+            .key(&k.chat)
+            .key(&dedup_key)
+            .arg(format!("{:016x}", rand::random::<u64>()))
+            .arg(blob)
+            .arg(etype)
+            .arg(now_us())
+            .arg(if inline { 1 } else { 0 })
+            .arg(inner.log_cfg.chat_retain.max(1))
+            .arg(inner.cfg.dedup_ttl.as_secs().max(1))
+            .arg(&k.channel)
+            .arg(inner.sharded())
+            .arg(if new.dedup.is_some() { 1 } else { 0 })
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(Appended {
+            offset,
+            duplicate: dup == 1,
+        })
+    }
+
+    async fn catch_up(&self, room: &str, req: CatchUpRequest) -> Result<CatchUp, StoreError> {
+        let k = Keys::of(room);
+        let mut conn = self.inner.conn.clone();
+        for _attempt in 0..5 {
+            // 1. The log's bounds (creating the room's epoch if it has none yet).
+            let (_, (epoch, head, floor, chat_floor)): (
+                i64,
+                (Option<String>, Option<u64>, Option<u64>, Option<u64>),
+            ) = redis::pipe()
+                .atomic()
+                .hset_nx(&k.meta, "epoch", format!("{:016x}", rand::random::<u64>()))
+                .hmget(&k.meta, &["epoch", "head", "floor", "chat_floor"])
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            let bounds = Bounds {
+                epoch: epoch.unwrap_or_default(),
+                head: head.unwrap_or(0),
+                floor: floor.unwrap_or(1),
+                chat_floor: chat_floor.unwrap_or(1),
+            };
+            let p = plan(&bounds, &req);
+            // 2. What the plan needs, with the bounds again to detect a trim in between.
+            let mut pipe = redis::pipe();
+            pipe.atomic().hmget(&k.meta, &["epoch", "head", "floor"]);
+            if let Some(after) = p.log_after {
+                pipe.xrange(&k.log, format!("{}-0", after + 1), "+");
+            }
+            if let Some(r) = p.chats {
+                let hi = if r.before == u64::MAX {
+                    "+".to_owned()
+                } else {
+                    format!("{}-0", r.before.saturating_sub(1))
+                };
+                let lo = format!("{}-0", r.after + 1);
+                if r.limit == usize::MAX {
+                    pipe.xrevrange(&k.chat, hi, lo);
+                } else {
+                    pipe.xrevrange_count(&k.chat, hi, lo, r.limit);
+                }
+            }
+            let mut values: Vec<Value> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+            values.reverse();
+            let (epoch2, head2, floor2): (Option<String>, Option<u64>, Option<u64>) =
+                redis::from_redis_value(values.pop().unwrap_or(Value::Nil))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if epoch2.as_deref() != Some(bounds.epoch.as_str())
+                || floor2.unwrap_or(1) != bounds.floor
+            {
+                continue; // the log moved under us: decide again
+            }
+            let mut log = Vec::new();
+            if p.log_after.is_some() {
+                let reply: StreamRangeReply =
+                    redis::from_redis_value(values.pop().unwrap_or(Value::Nil))
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                log = parse_entries(reply)?;
+            }
+            let mut chats = Vec::new();
+            if p.chats.is_some() {
+                let reply: StreamRangeReply =
+                    redis::from_redis_value(values.pop().unwrap_or(Value::Nil))
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                chats = parse_entries(reply)?;
+                chats.reverse();
+            }
+            let epoch: Arc<str> = Arc::from(bounds.epoch.as_str());
+            let entries = chats
+                .into_iter()
+                .chain(log)
+                .map(|(offset, accepted, body)| {
+                    Arc::new(Entry::new(offset, epoch.clone(), body).accepted_at(accepted))
+                })
+                .collect();
+            return Ok(CatchUp {
+                epoch,
+                head: head2.unwrap_or(0),
+                mode: p.mode,
+                reason: p.reason,
+                entries,
+            });
+        }
+        Err(StoreError::Unavailable(
+            "the room log kept moving during catch-up".into(),
+        ))
+    }
+}
+
+/// Unsubscribes when the last local subscriber of a room goes away.
+struct SubGuard {
+    inner: Arc<Inner>,
+    room: String,
+}
+
+impl Drop for SubGuard {
+    fn drop(&mut self) {
+        let mut rooms = lock(&self.inner.rooms);
+        let last = match rooms.get_mut(&self.room) {
+            Some(r) => {
+                r.subscribers -= 1;
+                r.subscribers == 0
+            }
+            None => false,
+        };
+        if last {
+            if let Some(r) = rooms.remove(&self.room) {
+                r.pump.abort();
+            }
+            let _ = self
+                .inner
+                .subs
+                .try_send(SubCmd::Unsubscribe(Keys::of(&self.room).channel));
+        }
+    }
+}
+
+#[async_trait]
+impl Broker for RedisStore {
+    async fn subscribe(&self, room: &str) -> Result<Subscription, StoreError> {
+        let inner = &self.inner;
+        let (rx, head_bytes, mut ready, ack) = {
+            let mut rooms = lock(&inner.rooms);
+            if let Some(r) = rooms.get_mut(room) {
+                r.subscribers += 1;
+                (
+                    r.tx.subscribe(),
+                    r.sent_bytes.clone(),
+                    r.ready.clone(),
+                    None,
+                )
+            } else {
+                let (tx, rx) = broadcast::channel(inner.log_cfg.room_buffer.max(1));
+                let (inbox_tx, inbox_rx) = mpsc::channel(inner.log_cfg.room_buffer.max(16));
+                let sent_bytes = Arc::new(AtomicU64::new(0));
+                let (ready_tx, ready_rx) = watch::channel(None);
+                let pump = tokio::spawn(pump(
+                    inner.clone(),
+                    room.to_owned(),
+                    inbox_rx,
+                    tx.clone(),
+                    sent_bytes.clone(),
+                ));
+                rooms.insert(
+                    room.to_owned(),
+                    RoomSub {
+                        inbox: inbox_tx,
+                        tx,
+                        sent_bytes: sent_bytes.clone(),
+                        subscribers: 1,
+                        ready: ready_rx.clone(),
+                        recover_pending: Arc::new(AtomicBool::new(false)),
+                        pump,
+                    },
+                );
+                (rx, sent_bytes, ready_rx, Some(ready_tx))
+            }
+        };
+        let guard = SubGuard {
+            inner: inner.clone(),
+            room: room.to_owned(),
+        };
+        if let Some(ready_tx) = ack {
+            let (tx, rx) = oneshot::channel();
+            let sent = inner
+                .subs
+                .send(SubCmd::Subscribe(Keys::of(room).channel, tx))
+                .await;
+            let result = match sent {
+                Ok(()) => match tokio::time::timeout(Duration::from_secs(5), rx).await {
+                    Ok(Ok(r)) => r,
+                    _ => Err("pub/sub subscription timed out".to_owned()),
+                },
+                Err(_) => Err("pub/sub task gone".to_owned()),
+            };
+            ready_tx.send_replace(Some(result));
+        }
+        let outcome = tokio::time::timeout(Duration::from_secs(5), ready.wait_for(Option::is_some))
+            .await
+            .ok()
+            .and_then(|r| r.ok().map(|v| v.clone()))
+            .flatten();
+        match outcome {
+            Some(Ok(())) => Ok(Subscription {
+                rx,
+                head_bytes,
+                guard: Box::new(guard),
+            }),
+            Some(Err(e)) => Err(StoreError::Unavailable(e)),
+            None => Err(StoreError::Unavailable(
+                "pub/sub subscription timed out".into(),
+            )),
+        }
+    }
+
+    async fn enter(
+        &self,
+        room: &str,
+        member: &Member,
+        conn: u64,
+        max_members: usize,
+    ) -> Result<Entered, StoreError> {
+        let inner = &self.inner;
+        let k = Keys::of(room);
+        let key = format!(
+            "{}\x1f{}\x1f{}:{conn}",
+            member.id,
+            member.role.as_str(),
+            inner.node_id
+        );
+        let now = now_us() / 1000;
+        let expiry = now + inner.cfg.presence_ttl.as_millis() as u64;
+        let mut c = inner.conn.clone();
+        let reply: Vec<String> = inner
+            .enter
+            .key(&k.presence)
+            .key(&k.meta)
+            .key(&k.log)
+            .key(&k.chat)
+            .arg(now)
+            .arg(&k.channel)
+            .arg(inner.sharded())
+            .arg(&key)
+            .arg(&member.id)
+            .arg(member.role.as_str())
+            .arg(max_members)
+            .arg(expiry)
+            .arg(inner.cfg.room_ttl.as_millis() as u64)
+            .invoke_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        if reply.first().map(String::as_str) == Some("full") {
+            return Ok(Entered::Full);
+        }
+        lock(&inner.local).insert((room.to_owned(), conn), key);
+        let mut members: Vec<Member> = reply
+            .iter()
+            .skip(1)
+            .filter_map(|s| parse_member(s))
+            .collect();
+        members.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(Entered::Members(members))
+    }
+
+    async fn exit(&self, room: &str, member: &Member, conn: u64) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let Some(key) = lock(&inner.local).remove(&(room.to_owned(), conn)) else {
+            return Ok(());
+        };
+        let k = Keys::of(room);
+        let mut c = inner.conn.clone();
+        let _: i64 = inner
+            .exit
+            .key(&k.presence)
+            .arg(now_us() / 1000)
+            .arg(&k.channel)
+            .arg(inner.sharded())
+            .arg(&key)
+            .arg(&member.id)
+            .arg(member.role.as_str())
+            .invoke_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn healthy(&self) -> bool {
+        self.inner.pubsub_up.load(Ordering::SeqCst) && self.inner.ping_ok.load(Ordering::SeqCst)
+    }
+}
+
+fn parse_member(s: &str) -> Option<Member> {
+    let (id, role) = s.split_once('\x1f')?;
+    Some(Member {
+        id: id.to_owned(),
+        role: role.parse().ok()?,
+    })
+}
+
+/// The node's pub/sub connection: (re)connects with backoff, resubscribes, routes messages.
+async fn pubsub_loop(inner: Arc<Inner>, client: redis::Client, mut cmds: mpsc::Receiver<SubCmd>) {
+    let mut backoff = Backoff::new();
+    let mut connected_before = false;
+    loop {
+        let pubsub = match client.get_async_pubsub().await {
+            Ok(p) => p,
+            Err(e) => {
+                inner.pubsub_up.store(false, Ordering::SeqCst);
+                tracing::warn!(error = %e, "redis pub/sub unreachable; retrying");
+                let wait = tokio::time::sleep(backoff.next());
+                tokio::pin!(wait);
+                // Refuse subscriptions while down instead of letting them hang.
+                loop {
+                    tokio::select! {
+                        () = &mut wait => break,
+                        cmd = cmds.recv() => match cmd {
+                            Some(SubCmd::Subscribe(_, ack)) => { let _ = ack.send(Err("redis pub/sub is down".into())); }
+                            Some(SubCmd::Unsubscribe(_)) => {}
+                            None => return,
+                        }
+                    }
+                }
+                continue;
+            }
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        let channels: Vec<String> = lock(&inner.rooms)
+            .keys()
+            .map(|r| Keys::of(r).channel)
+            .collect();
+        let mut ok = true;
+        for ch in &channels {
+            if sink.subscribe(ch).await.is_err() {
+                ok = false;
+                break;
+            }
+        }
+        if !ok {
+            tokio::time::sleep(backoff.next()).await;
+            continue;
+        }
+        inner.pubsub_up.store(true, Ordering::SeqCst);
+        backoff.reset();
+        if connected_before {
+            inner.metrics.reconnects.inc();
+            tracing::info!(
+                rooms = channels.len(),
+                "redis pub/sub reconnected; local members recover from the log"
+            );
+            for r in lock(&inner.rooms).values() {
+                request_recover(r);
+            }
+        }
+        connected_before = true;
+        loop {
+            tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    Some(SubCmd::Subscribe(ch, ack)) => {
+                        let mut sink = sink.clone();
+                        tokio::spawn(async move {
+                            let _ = ack.send(sink.subscribe(ch).await.map_err(|e| e.to_string()));
+                        });
+                    }
+                    Some(SubCmd::Unsubscribe(ch)) => {
+                        // Someone may have subscribed again in the meantime.
+                        let room = Keys::room_of_channel(&ch).map(str::to_owned);
+                        if room.is_some_and(|r| !lock(&inner.rooms).contains_key(&r)) {
+                            let mut sink = sink.clone();
+                            tokio::spawn(async move { let _ = sink.unsubscribe(ch).await; });
+                        }
+                    }
+                    None => return,
+                },
+                msg = stream.next() => match msg {
+                    Some(msg) => route(&inner, &msg),
+                    None => break,
+                },
+            }
+        }
+        inner.pubsub_up.store(false, Ordering::SeqCst);
+        tracing::warn!("redis pub/sub connection lost; reconnecting");
+    }
+}
+
+fn request_recover(r: &RoomSub) {
+    if !r.recover_pending.swap(true, Ordering::SeqCst) {
+        let inbox = r.inbox.clone();
+        let flag = r.recover_pending.clone();
+        tokio::spawn(async move {
+            let _ = inbox.send(Inbound::Recover).await;
+            flag.store(false, Ordering::SeqCst);
+        });
+    }
+}
+
+/// Routes one pub/sub message to its room's pump without waiting (the reader must never stall:
+/// Redis disconnects subscribers that fall behind).
+fn route(inner: &Inner, msg: &redis::Msg) {
+    let Some(room) = Keys::room_of_channel(msg.get_channel_name()) else {
+        return;
+    };
+    let rooms = lock(&inner.rooms);
+    let Some(r) = rooms.get(room) else { return };
+    let payload = bytes::Bytes::copy_from_slice(msg.get_payload_bytes());
+    if r.inbox.try_send(Inbound::Published(payload)).is_err() {
+        // The pump is behind; its members will recover from the log instead.
+        inner.metrics.recoveries.inc();
+        request_recover(r);
+    }
+}
+
+/// Orders one room's live entries, fetches referenced payloads, fills gaps, and broadcasts.
+async fn pump(
+    inner: Arc<Inner>,
+    room: String,
+    mut inbox: mpsc::Receiver<Inbound>,
+    tx: broadcast::Sender<RoomMsg>,
+    sent_bytes: Arc<AtomicU64>,
+) {
+    let mut epoch: Arc<str> = Arc::from("");
+    let mut last: Option<u64> = None;
+    while let Some(msg) = inbox.recv().await {
+        let bytes = match msg {
+            Inbound::Recover => {
+                last = None;
+                let _ = tx.send(RoomMsg::Recover);
+                continue;
+            }
+            Inbound::Published(b) => b,
+        };
+        match bytes.first() {
+            Some(b'J') | Some(b'L') => {
+                if let Some(m) = std::str::from_utf8(&bytes[1..]).ok().and_then(parse_member) {
+                    let _ = tx.send(if bytes[0] == b'J' {
+                        RoomMsg::Joined(m)
+                    } else {
+                        RoomMsg::Left(m)
+                    });
+                }
+            }
+            Some(b'E') => {
+                let Some((e, offset, accepted, body)) = parse_published(&bytes[1..]) else {
+                    tracing::warn!("unreadable pub/sub message");
+                    continue;
+                };
+                if *epoch != *e {
+                    epoch = Arc::from(e);
+                    last = None;
+                }
+                if last.is_some_and(|l| offset <= l) {
+                    continue;
+                }
+                let mut batch = Vec::new();
+                let gap_from = last.map(|l| l + 1).filter(|&from| from < offset);
+                let fetch_from = gap_from.unwrap_or(offset);
+                if gap_from.is_some() || body.is_empty() {
+                    match inner.read_range(&room, fetch_from, offset).await {
+                        Ok(entries) => {
+                            if gap_from.is_some() {
+                                inner
+                                    .metrics
+                                    .gap_fills
+                                    .inc_by(entries.len().saturating_sub(1) as u64);
+                            }
+                            batch = entries;
+                        }
+                        Err(err) => {
+                            if matches!(err, StoreError::Corrupt(_)) {
+                                tracing::error!(error = %err, room, offset, "corrupt room log entry");
+                            }
+                            let _ = tx.send(RoomMsg::Recover);
+                            last = None;
+                            continue;
+                        }
+                    }
+                    if !body.is_empty() && !batch.iter().any(|(o, _, _)| *o == offset) {
+                        if let Ok(b) = decode_body(body) {
+                            batch.push((offset, accepted, b));
+                        }
+                    }
+                } else {
+                    match decode_body(body) {
+                        Ok(b) => batch.push((offset, accepted, b)),
+                        Err(err) => {
+                            tracing::error!(error = %err, room, offset, "unreadable live entry");
+                            continue;
+                        }
+                    }
+                }
+                for (off, acc, body) in batch {
+                    if last.is_some_and(|l| off <= l) {
+                        continue;
+                    }
+                    let size = body.size() as u64;
+                    let cum = sent_bytes.fetch_add(size, Ordering::Relaxed) + size;
+                    let entry = Entry::new(off, epoch.clone(), body)
+                        .accepted_at(acc)
+                        .with_cum_bytes(cum);
+                    let _ = tx.send(RoomMsg::Entry(Arc::new(entry)));
+                    last = Some(off);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `<epoch>:<offset>:<accepted_us>:<body or nothing>`
+fn parse_published(b: &[u8]) -> Option<(&str, u64, u64, &[u8])> {
+    let mut parts = b.splitn(4, |&c| c == b':');
+    let epoch = std::str::from_utf8(parts.next()?).ok()?;
+    let offset = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+    let accepted = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+    Some((epoch, offset, accepted, parts.next().unwrap_or(&[])))
+}
+
+/// Refreshes this node's presence entries and reaps expired ones (members of dead nodes).
+async fn presence_loop(weak: std::sync::Weak<Inner>) {
+    let period = match weak.upgrade() {
+        Some(i) => (i.cfg.presence_ttl / 3).max(Duration::from_millis(100)),
+        None => return,
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = weak.upgrade() else { return };
+        let local: Vec<((String, u64), String)> = lock(&inner.local)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let now = now_us() / 1000;
+        let expiry = now + inner.cfg.presence_ttl.as_millis() as u64;
+        let mut pipe = redis::pipe();
+        let mut rooms: Vec<&str> = Vec::new();
+        for ((room, _), member) in &local {
+            pipe.cmd("ZADD")
+                .arg(Keys::of(room).presence)
+                .arg("XX")
+                .arg(expiry)
+                .arg(member)
+                .ignore();
+            if !rooms.contains(&room.as_str()) {
+                rooms.push(room);
+            }
+        }
+        let ttl = inner.cfg.room_ttl.as_millis() as u64;
+        for room in &rooms {
+            let k = Keys::of(room);
+            for key in [&k.meta, &k.log, &k.chat, &k.presence] {
+                pipe.pexpire(key, ttl as i64).ignore();
+            }
+        }
+        let mut conn = inner.conn.clone();
+        if !rooms.is_empty() {
+            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                tracing::debug!(error = %e, "presence refresh failed");
+                continue;
+            }
+        }
+        for room in rooms {
+            let k = Keys::of(room);
+            let r: Result<i64, _> = inner
+                .reap
+                .key(&k.presence)
+                .arg(now)
+                .arg(&k.channel)
+                .arg(inner.sharded())
+                .invoke_async(&mut conn)
+                .await;
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "presence reap failed");
+            }
+        }
+    }
+}
+
+/// Pings Redis every second; feeds `/readyz`.
+async fn health_loop(weak: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(inner) = weak.upgrade() else { return };
+        let mut conn = inner.conn.clone();
+        let ok = matches!(
+            tokio::time::timeout(
+                Duration::from_secs(1),
+                redis::cmd("PING").query_async::<String>(&mut conn)
+            )
+            .await,
+            Ok(Ok(_))
+        );
+        inner.ping_ok.store(ok, Ordering::SeqCst);
+    }
+}
