@@ -547,11 +547,15 @@ impl Conn {
             }
             Err(e) => {
                 if node.metrics.may_log() {
-                    tracing::warn!(error = %e, "append failed");
+                    tracing::warn!(error = %e, "append failed; closing so the client resends in order");
                 }
-                let msg = "the room store is unavailable; resend with the same id";
+                // Frames already queued behind this one must not be stored ahead of its resend:
+                // stop here, and let the client reconnect, resume and resend in order.
+                let msg =
+                    "the room store is unavailable; reconnect, resume and resend from this id";
                 self.send_error(ErrorCode::Unavailable, msg.into(), id)
-                    .await
+                    .await?;
+                Err(Exit::Close(CloseCode::Unavailable))
             }
         }
     }
