@@ -1,0 +1,192 @@
+//! Command line: one subcommand per scenario, each with the common options flattened in.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Load driver for assist-relay (and, for comparison, the socket.io peer).
+#[derive(Debug, Parser)]
+#[command(name = "loadtest", version, about)]
+pub struct Cli {
+    /// The scenario to run.
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// Scenarios.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Scenario {
+    /// One room: one publisher, N viewers (and K stalled viewers that never read).
+    Broadcast(BroadcastArgs),
+    /// R rooms, each with a customer replaying a recording (or synthetic events), V agents,
+    /// chat, and late joiners that measure join-to-first-keyframe.
+    Cobrowse(CobrowseArgs),
+    /// The broadcast load against an in-process no-logic fan-out server: what this machine can
+    /// do at all.
+    Ceiling(BroadcastArgs),
+    /// Connect, join (optionally resume), leave, at a constant rate.
+    Churn(ChurnArgs),
+}
+
+/// Server dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolArg {
+    /// assist-relay v1.
+    Relay,
+    /// socket.io v4 / Engine.IO v4 over websocket (the incumbent peer).
+    Socketio,
+}
+
+/// Frame codec of the relay dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CodecArg {
+    /// JSON text frames.
+    Json,
+    /// MessagePack binary frames.
+    Msgpack,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Options every scenario has.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Target WebSocket URL (repeatable; connections go round-robin), e.g. ws://127.0.0.1:8080/ws.
+    #[arg(long = "url", default_value = "ws://127.0.0.1:8080/ws")]
+    pub urls: Vec<String>,
+    /// Relay JWT secret, to mint participant tokens.
+    #[arg(long, env = "RELAY_JWT_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// Server dialect.
+    #[arg(long, value_enum, default_value_t = ProtocolArg::Relay)]
+    pub protocol: ProtocolArg,
+    /// Relay codec.
+    #[arg(long, value_enum, default_value_t = CodecArg::Json)]
+    pub codec: CodecArg,
+    /// How long to publish, e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub duration: Duration,
+    /// After publishing, how long to wait at most for the last deliveries.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    pub drain: Duration,
+    /// Local addresses to connect from, round-robin (e.g. 127.0.0.1,127.0.0.2).
+    #[arg(long, value_delimiter = ',')]
+    pub source_ips: Vec<String>,
+    /// Server process to sample CPU and RSS of (repeatable).
+    #[arg(long = "server-pid")]
+    pub server_pids: Vec<u32>,
+    /// Connections opened at once while setting up.
+    #[arg(long, default_value_t = 64)]
+    pub connect_concurrency: usize,
+    /// Room id prefix (a run suffix is added so runs do not share rooms).
+    #[arg(long, default_value = "lt")]
+    pub room_prefix: String,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Exit non-zero if the end-to-end event p99 exceeds this many milliseconds.
+    #[arg(long)]
+    pub max_p99_ms: Option<f64>,
+    /// Exit non-zero if the lost fraction (events and chat, non-stalled viewers) exceeds this.
+    #[arg(long)]
+    pub max_loss: Option<f64>,
+    /// Print no progress lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Synthetic event options.
+#[derive(Debug, Clone, Args)]
+pub struct SyntheticArgs {
+    /// Events per second per publisher.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Bytes per event (rrweb JSON padded to this size).
+    #[arg(long, default_value_t = 200)]
+    pub size: usize,
+    /// A keyframe (Meta + FullSnapshot) starts the stream and recurs every this many events
+    /// (0: only at the start).
+    #[arg(long, default_value_t = 1000)]
+    pub keyframe_every: u64,
+}
+
+/// `broadcast` and `ceiling`.
+#[derive(Debug, Clone, Args)]
+pub struct BroadcastArgs {
+    /// Common options.
+    #[command(flatten)]
+    pub common: Common,
+    /// Synthetic events.
+    #[command(flatten)]
+    pub synthetic: SyntheticArgs,
+    /// Viewers that read and are measured.
+    #[arg(long, default_value_t = 50)]
+    pub viewers: usize,
+    /// Extra viewers that join and then never read their socket.
+    #[arg(long, default_value_t = 0)]
+    pub stalled: usize,
+}
+
+/// `cobrowse`.
+#[derive(Debug, Clone, Args)]
+pub struct CobrowseArgs {
+    /// Common options.
+    #[command(flatten)]
+    pub common: Common,
+    /// Synthetic events (used when no --recording is given).
+    #[command(flatten)]
+    pub synthetic: SyntheticArgs,
+    /// Rooms, each with one customer.
+    #[arg(long, default_value_t = 10)]
+    pub rooms: usize,
+    /// Agents per room that join before the customer starts.
+    #[arg(long, default_value_t = 2)]
+    pub agents: usize,
+    /// A JSON array of rrweb events the customer replays (looping until --duration).
+    #[arg(long)]
+    pub recording: Option<PathBuf>,
+    /// Replay speed-up of the recording.
+    #[arg(long, default_value_t = 10.0)]
+    pub speed: f64,
+    /// Chat messages per second per room (sent by the customer).
+    #[arg(long, default_value_t = 1.0)]
+    pub chat_rate: f64,
+    /// Agents per room that join halfway through (measures join-to-first-keyframe).
+    #[arg(long, default_value_t = 1)]
+    pub late_joiners: usize,
+}
+
+/// `churn`.
+#[derive(Debug, Clone, Args)]
+pub struct ChurnArgs {
+    /// Common options.
+    #[command(flatten)]
+    pub common: Common,
+    /// Connect-join-leave cycles started per second.
+    #[arg(long, default_value_t = 50.0)]
+    pub rate: f64,
+    /// Rooms the cycles spread over; each has a customer publishing synthetic events.
+    #[arg(long, default_value_t = 4)]
+    pub rooms: usize,
+    /// Participant identities reused round-robin (each remembers its last position).
+    #[arg(long, default_value_t = 40)]
+    pub identities: usize,
+    /// Resume from the identity's last position instead of joining fresh.
+    #[arg(long)]
+    pub resume: bool,
+    /// How long each participant stays after catching up.
+    #[arg(long, default_value = "0s", value_parser = duration)]
+    pub hold: Duration,
+    /// Events per second each room's customer publishes meanwhile (0: none).
+    #[arg(long, default_value_t = 20.0)]
+    pub publish_rate: f64,
+    /// Bytes per published event.
+    #[arg(long, default_value_t = 200)]
+    pub size: usize,
+    /// Cycles in flight at most; a cycle due while this many are open is skipped and counted.
+    #[arg(long, default_value_t = 1000)]
+    pub max_inflight: usize,
+}

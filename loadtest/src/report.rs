@@ -1,0 +1,439 @@
+//! The final report: one struct with every number, printed as a table and written as JSON, and
+//! the pass/fail thresholds.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::checker::SeqCounts;
+use crate::sampler::Usage;
+use crate::stats::{Summary, ViewerStats};
+
+/// Churn-only figures.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ChurnReport {
+    /// Cycles due.
+    pub attempted: u64,
+    /// Cycles that connected, joined, caught up and left.
+    pub completed: u64,
+    /// Cycles that failed (see `errors`).
+    pub failed: u64,
+    /// Cycles not started because --max-inflight were open.
+    pub skipped: u64,
+    /// Joins answered `fresh`.
+    pub fresh: u64,
+    /// Joins answered `resume`.
+    pub resumed: u64,
+    /// Joins answered `resync`.
+    pub resynced: u64,
+    /// Join sent to `caught_up`.
+    pub catch_up: Option<Summary>,
+    /// Connect start to the close completing.
+    pub cycle: Option<Summary>,
+}
+
+/// What became of the stalled viewers, read out after the run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StalledReport {
+    /// Events the server had buffered or still sent to them (kernel buffers included).
+    pub events_received: u64,
+    /// `resync` frames among them (the server dropped their backlog and restarts them from a
+    /// keyframe).
+    pub resyncs: u64,
+    /// How their sockets ended: `still_open`, `closed_<code>`, `eof`, `reset`.
+    pub outcomes: BTreeMap<String, u64>,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Scenario name.
+    pub scenario: String,
+    /// `relay`, `socketio` or `fanout` (ceiling).
+    pub protocol: String,
+    /// `json` or `msgpack`.
+    pub codec: String,
+    /// The scenario's parameters.
+    pub params: serde_json::Value,
+    /// Publishing window plus drain, in seconds (the window rates are computed over).
+    pub window_s: f64,
+    /// Measured viewers.
+    pub viewers: u64,
+    /// Stalled viewers (not measured).
+    pub stalled: u64,
+    /// Events published.
+    pub published_events: u64,
+    /// Chat messages published.
+    pub published_chats: u64,
+    /// Published messages per second over the publishing window.
+    pub publish_rate: f64,
+    /// How late publishers sent against their schedule.
+    pub publisher_lag: Option<Summary>,
+    /// Event and chat frames received by measured viewers.
+    pub deliveries: u64,
+    /// Deliveries per second over the window.
+    pub deliveries_per_s: f64,
+    /// Bytes of those frames.
+    pub bytes_delivered: u64,
+    /// Sequence findings over events.
+    pub events: SeqCounts,
+    /// Sequence findings over chat.
+    pub chat: SeqCounts,
+    /// Lost over expected, events and chat together.
+    pub loss_fraction: f64,
+    /// End-to-end event latency (receive minus scheduled send), live events only.
+    pub latency: Option<Summary>,
+    /// End-to-end chat latency.
+    pub chat_latency: Option<Summary>,
+    /// TCP connect + WebSocket upgrade.
+    pub connect: Option<Summary>,
+    /// Join sent to join answered.
+    pub join: Option<Summary>,
+    /// Connect start to first FullSnapshot event (late joiners).
+    pub first_keyframe: Option<Summary>,
+    /// Churn figures.
+    pub churn: Option<ChurnReport>,
+    /// Sampled processes.
+    pub processes: Vec<Usage>,
+    /// Messages the ceiling's fan-out server dropped for lagging receivers.
+    pub fanout_dropped: Option<u64>,
+    /// Stalled viewers, read out after the run.
+    pub stalled_viewers: Option<StalledReport>,
+    /// Errors by kind (viewers, publishers, connects).
+    pub errors: BTreeMap<String, u64>,
+    /// Thresholds breached.
+    pub breaches: Vec<String>,
+}
+
+/// Inputs of [`Report::build`] that every scenario has.
+pub struct ReportInput {
+    /// Scenario name.
+    pub scenario: &'static str,
+    /// Dialect label.
+    pub protocol: String,
+    /// Codec label.
+    pub codec: String,
+    /// Parameters.
+    pub params: serde_json::Value,
+    /// Publishing time, seconds.
+    pub publish_s: f64,
+    /// Publishing plus drain, seconds.
+    pub window_s: f64,
+    /// Stalled viewers.
+    pub stalled: u64,
+    /// Events published.
+    pub published_events: u64,
+    /// Chat published.
+    pub published_chats: u64,
+    /// Merged publisher lag (µs).
+    pub publisher_lag: hdrhistogram::Histogram<u64>,
+    /// Merged viewer measurements.
+    pub viewers: ViewerStats,
+    /// Sampled processes.
+    pub processes: Vec<Usage>,
+}
+
+impl Report {
+    /// Derives rates and fractions.
+    pub fn build(i: ReportInput) -> Report {
+        let v = &i.viewers;
+        let deliveries = v.deliveries();
+        let lost = v.event_seq.lost + v.chat_seq.lost;
+        let expected = v.event_seq.expected + v.chat_seq.expected;
+        let window = i.window_s.max(1e-9);
+        let mut processes = i.processes;
+        for p in &mut processes {
+            if deliveries > 0 {
+                p.cpu_ms_per_1k_deliveries = Some(p.cpu_s * 1000.0 / (deliveries as f64 / 1000.0));
+            }
+        }
+        Report {
+            scenario: i.scenario.to_owned(),
+            protocol: i.protocol,
+            codec: i.codec,
+            params: i.params,
+            window_s: i.window_s,
+            viewers: v.viewers,
+            stalled: i.stalled,
+            published_events: i.published_events,
+            published_chats: i.published_chats,
+            publish_rate: (i.published_events + i.published_chats) as f64 / i.publish_s.max(1e-9),
+            publisher_lag: Summary::of(&i.publisher_lag),
+            deliveries,
+            deliveries_per_s: deliveries as f64 / window,
+            bytes_delivered: v.bytes,
+            events: v.event_seq,
+            chat: v.chat_seq,
+            loss_fraction: if expected == 0 {
+                0.0
+            } else {
+                lost as f64 / expected as f64
+            },
+            latency: Summary::of(&v.latency),
+            chat_latency: Summary::of(&v.chat_latency),
+            connect: Summary::of(&v.connect),
+            join: Summary::of(&v.join),
+            first_keyframe: Summary::of(&v.first_keyframe),
+            churn: None,
+            processes,
+            fanout_dropped: None,
+            stalled_viewers: None,
+            errors: v.errors.clone(),
+            breaches: Vec::new(),
+        }
+    }
+
+    /// Checks the thresholds and records what was breached.
+    pub fn check(&mut self, max_p99_ms: Option<f64>, max_loss: Option<f64>) {
+        if let Some(max) = max_p99_ms {
+            match &self.latency {
+                Some(l) if l.p99_ms > max => self
+                    .breaches
+                    .push(format!("event p99 {:.2} ms > {max} ms", l.p99_ms)),
+                None if self.scenario != "churn" => self
+                    .breaches
+                    .push("no event latency measured (nothing delivered)".to_owned()),
+                _ => {}
+            }
+        }
+        if let Some(max) = max_loss {
+            if self.loss_fraction > max {
+                self.breaches.push(format!(
+                    "loss {:.6} > {max} ({} of {} events, {} of {} chat)",
+                    self.loss_fraction,
+                    self.events.lost,
+                    self.events.expected,
+                    self.chat.lost,
+                    self.chat.expected
+                ));
+            }
+        }
+    }
+
+    /// Writes the JSON report.
+    pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(self)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "== {} ({}, {}) ==  {}",
+            self.scenario, self.protocol, self.codec, self.params
+        );
+        let _ = writeln!(
+            s,
+            "viewers {} (+{} stalled)   window {:.1} s",
+            self.viewers, self.stalled, self.window_s
+        );
+        let _ = writeln!(
+            s,
+            "published   {} events + {} chat   ({:.0}/s)",
+            self.published_events, self.published_chats, self.publish_rate
+        );
+        let _ = writeln!(
+            s,
+            "delivered   {} frames ({:.0}/s, {:.1} MB)",
+            self.deliveries,
+            self.deliveries_per_s,
+            self.bytes_delivered as f64 / 1e6
+        );
+        if self.events.expected > 0 || self.events.received > 0 {
+            let _ = writeln!(
+            s,
+            "events      expected {}  received {}  lost {}  gaps {}  dups {}  reorders {}  resyncs {}",
+            self.events.expected,
+            self.events.received,
+            self.events.lost,
+            self.events.gaps,
+            self.events.dups,
+            self.events.reorders,
+            self.events.resyncs
+        );
+        }
+        if self.chat.expected > 0 || self.chat.received > 0 {
+            let _ = writeln!(
+                s,
+                "chat        expected {}  received {}  lost {}  gaps {}  dups {}  reorders {}",
+                self.chat.expected,
+                self.chat.received,
+                self.chat.lost,
+                self.chat.gaps,
+                self.chat.dups,
+                self.chat.reorders
+            );
+        }
+        let _ = writeln!(s, "loss        {:.6}", self.loss_fraction);
+        let _ = writeln!(
+            s,
+            "{:<22}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>10}",
+            "latency (ms)", "p50", "p90", "p99", "p99.9", "max", "mean", "count"
+        );
+        let rows: [(&str, &Option<Summary>); 7] = [
+            ("end-to-end event", &self.latency),
+            ("end-to-end chat", &self.chat_latency),
+            ("connect", &self.connect),
+            ("join", &self.join),
+            ("join-to-keyframe", &self.first_keyframe),
+            ("publisher lag", &self.publisher_lag),
+            (
+                "churn catch-up",
+                match &self.churn {
+                    Some(c) => &c.catch_up,
+                    None => &None,
+                },
+            ),
+        ];
+        for (name, sum) in rows {
+            if let Some(x) = sum {
+                let _ = writeln!(
+                    s,
+                    "{name:<22}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>10}",
+                    x.p50_ms, x.p90_ms, x.p99_ms, x.p999_ms, x.max_ms, x.mean_ms, x.count
+                );
+            }
+        }
+        if let Some(c) = &self.churn {
+            let _ = writeln!(
+                s,
+                "churn       attempted {}  completed {}  failed {}  skipped {}  fresh {}  resume {}  resync {}",
+                c.attempted, c.completed, c.failed, c.skipped, c.fresh, c.resumed, c.resynced
+            );
+            if let Some(x) = &c.cycle {
+                let _ = writeln!(
+                    s,
+                    "churn cycle p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+                    x.p50_ms, x.p99_ms, x.max_ms
+                );
+            }
+        }
+        for p in &self.processes {
+            let _ = writeln!(
+                s,
+                "process {} ({}): cpu {:.2} s ({:.2} cores), {} per 1000 deliveries, RSS {:.1}-{:.1} MiB{}",
+                p.pid,
+                p.label,
+                p.cpu_s,
+                p.cpu_cores,
+                p.cpu_ms_per_1k_deliveries
+                    .map_or_else(|| "-".to_owned(), |c| format!("{c:.2} CPU-ms")),
+                p.rss_min_kb as f64 / 1024.0,
+                p.rss_max_kb as f64 / 1024.0,
+                p.error
+                    .as_deref()
+                    .map_or_else(String::new, |e| format!("  [{e}]"))
+            );
+        }
+        if let Some(st) = &self.stalled_viewers {
+            let list: Vec<String> = st
+                .outcomes
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "stalled     {} events still delivered after the run (of {} each), {} resyncs  sockets: {}",
+                st.events_received,
+                self.published_events,
+                st.resyncs,
+                list.join(" ")
+            );
+        }
+        if let Some(d) = self.fanout_dropped {
+            let _ = writeln!(
+                s,
+                "fan-out server dropped {d} messages for lagging receivers"
+            );
+        }
+        if !self.errors.is_empty() {
+            let list: Vec<String> = self
+                .errors
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let _ = writeln!(s, "errors      {}", list.join("  "));
+        }
+        for b in &self.breaches {
+            let _ = writeln!(s, "BREACH      {b}");
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{histogram, record_us};
+
+    fn input(lost: u64) -> ReportInput {
+        let mut v = ViewerStats {
+            viewers: 2,
+            events: 198,
+            ..Default::default()
+        };
+        for i in 1..=198u64 {
+            record_us(&mut v.latency, i * 100);
+        }
+        v.event_seq = SeqCounts {
+            received: 200 - lost,
+            expected: 200,
+            lost,
+            ..Default::default()
+        };
+        ReportInput {
+            scenario: "broadcast",
+            protocol: "relay".into(),
+            codec: "json".into(),
+            params: serde_json::json!({"viewers": 2}),
+            publish_s: 1.0,
+            window_s: 2.0,
+            stalled: 0,
+            published_events: 100,
+            published_chats: 0,
+            publisher_lag: histogram(),
+            viewers: v,
+            processes: vec![Usage {
+                pid: 1,
+                label: "relay".into(),
+                cpu_s: 0.5,
+                cpu_cores: 0.25,
+                cpu_ms_per_1k_deliveries: None,
+                rss_min_kb: 1000,
+                rss_max_kb: 2000,
+                samples: 3,
+                error: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn rates_loss_and_cpu_per_delivery() {
+        let r = Report::build(input(2));
+        assert_eq!(r.deliveries, 198);
+        assert!((r.deliveries_per_s - 99.0).abs() < 1e-9);
+        assert!((r.publish_rate - 100.0).abs() < 1e-9);
+        assert!((r.loss_fraction - 0.01).abs() < 1e-9);
+        let cpu = r.processes[0].cpu_ms_per_1k_deliveries.expect("cpu");
+        assert!((cpu - 500.0 / 0.198).abs() < 1e-6);
+        let json = serde_json::to_value(&r).expect("json");
+        assert_eq!(json["events"]["lost"], 2);
+        assert!(json["latency"]["p99_ms"].as_f64().is_some());
+        assert!(r.table().contains("end-to-end event"));
+    }
+
+    #[test]
+    fn thresholds() {
+        let mut r = Report::build(input(0));
+        r.check(Some(100.0), Some(0.0));
+        assert!(r.breaches.is_empty(), "{:?}", r.breaches);
+        let mut r = Report::build(input(2));
+        r.check(Some(1.0), Some(0.001));
+        assert_eq!(r.breaches.len(), 2, "{:?}", r.breaches);
+    }
+}

@@ -1,0 +1,248 @@
+//! `cobrowse`: R rooms, each with one customer and V agents; the customer replays a recording (or
+//! synthetic events) and chats; late joiners enter halfway and measure join-to-first-keyframe.
+//!
+//! Agents that join before the customer starts must receive every event and chat message. A late
+//! joiner's catch-up starts at the room's latest keyframe, so its first sequence number is its
+//! baseline; it must then receive everything after it.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use assist_relay_proto::Role;
+
+use crate::cli::CobrowseArgs;
+use crate::driver::{open_many, EventSource, PublishPlan, ViewerPlan};
+use crate::payload::{Recording, Synthetic};
+use crate::report::{Report, ReportInput};
+use crate::scenario::{
+    collect_publishers, collect_viewers, protocol_label, run_suffix, sample_targets, wire_of, Run,
+    ViewerTask,
+};
+use crate::stats::{Channel, StreamKey, ViewerStats};
+use crate::transport::Participant;
+
+/// Runs the scenario.
+pub async fn run(a: &CobrowseArgs) -> anyhow::Result<Report> {
+    let c = &a.common;
+    if a.rooms == 0 {
+        bail!("--rooms must be at least 1");
+    }
+    let source = match &a.recording {
+        Some(path) => {
+            if a.speed <= 0.0 {
+                bail!("--speed must be positive");
+            }
+            EventSource::Recording {
+                recording: Arc::new(Recording::load(path)?),
+                speed: a.speed,
+            }
+        }
+        None => {
+            if a.synthetic.rate <= 0.0 {
+                bail!("--rate must be positive");
+            }
+            EventSource::Synthetic {
+                rate: a.synthetic.rate,
+                shape: Synthetic {
+                    size: a.synthetic.size,
+                    keyframe_every: a.synthetic.keyframe_every,
+                },
+            }
+        }
+    };
+    let wire = wire_of(c)?;
+    let run = Run::new(c, wire, None)?;
+    let suffix = run_suffix();
+    let room = |r: usize| format!("{}-co{r}-{suffix}", c.room_prefix);
+    let keys = |r: usize| {
+        let mut k = vec![StreamKey {
+            channel: Channel::Event,
+            publisher: r as u32,
+        }];
+        if a.chat_rate > 0.0 {
+            k.push(StreamKey {
+                channel: Channel::Chat,
+                publisher: r as u32,
+            });
+        }
+        k
+    };
+    let mut setup = ViewerStats::default();
+
+    // Agents first: they see every entry from the first on.
+    let mut who = Vec::new();
+    let mut plans = Vec::new();
+    for r in 0..a.rooms {
+        for i in 0..a.agents {
+            who.push(Participant {
+                room: room(r),
+                sub: format!("agent-{i}"),
+                role: Role::Agent,
+                resume: None,
+            });
+            plans.push(ViewerPlan {
+                expect: keys(r),
+                must_from: Some(0),
+                measure_keyframe: false,
+                measured: true,
+            });
+        }
+    }
+    let mut tasks: Vec<ViewerTask> = Vec::new();
+    for (s, plan) in open_many(&run.dialer, who, run.concurrency, &run.live)
+        .await
+        .into_iter()
+        .zip(plans)
+    {
+        match s {
+            Ok(s) => tasks.push(run.spawn_viewer(s, plan)),
+            Err(e) => setup.error(format!("open_agent_{}", e.kind)),
+        }
+    }
+    let ready = run.wait_ready(&mut tasks, Duration::from_secs(15)).await;
+    if ready < tasks.len() {
+        setup.error("viewer_not_ready");
+    }
+
+    // Customers: each publishes, and reads its socket (its chat echo is not measured).
+    let customers: Vec<Participant> = (0..a.rooms)
+        .map(|r| Participant {
+            room: room(r),
+            sub: "customer".to_owned(),
+            role: Role::Customer,
+            resume: None,
+        })
+        .collect();
+    let sessions = open_many(&run.dialer, customers, run.concurrency, &run.live).await;
+    let sampler = run.sampler(sample_targets(c, "loadtest (clients)"));
+    let progress = run.progress(c, "cobrowse");
+    let start = Instant::now() + Duration::from_millis(50);
+    let end = start + c.duration;
+    // Spread the rooms' schedules so they do not all send at the same instant.
+    let spread = match &source {
+        EventSource::Synthetic { rate, .. } => 1.0 / rate,
+        EventSource::Recording { .. } => 1.0,
+    };
+    let mut publishers = Vec::new();
+    let mut live_rooms = Vec::new();
+    for (r, s) in sessions.into_iter().enumerate() {
+        match s {
+            Ok(s) => {
+                let offset = Duration::from_secs_f64(spread * r as f64 / a.rooms as f64);
+                publishers.push(run.spawn_publisher(
+                    s,
+                    PublishPlan {
+                        room: room(r),
+                        publisher: r as u32,
+                        start: start + offset,
+                        end,
+                        events: Some(source.clone()),
+                        chat_rate: a.chat_rate,
+                    },
+                ));
+                live_rooms.push(r);
+            }
+            Err(e) => setup.error(format!("open_customer_{}", e.kind)),
+        }
+    }
+    if publishers.is_empty() {
+        bail!("no customer could connect: {:?}", setup.errors);
+    }
+
+    // Late joiners, halfway through.
+    tokio::time::sleep_until((start + c.duration / 2).into()).await;
+    let (late, late_rooms): (Vec<Participant>, Vec<usize>) = live_rooms
+        .iter()
+        .flat_map(|&r| {
+            (0..a.late_joiners).map(move |j| {
+                let p = Participant {
+                    room: room(r),
+                    sub: format!("late-{j}"),
+                    role: Role::Agent,
+                    resume: None,
+                };
+                (p, r)
+            })
+        })
+        .unzip();
+    for (s, r) in open_many(&run.dialer, late, run.concurrency, &run.live)
+        .await
+        .into_iter()
+        .zip(late_rooms)
+    {
+        match s {
+            Ok(s) => tasks.push(run.spawn_viewer(
+                s,
+                ViewerPlan {
+                    expect: keys(r),
+                    must_from: None,
+                    measure_keyframe: true,
+                    measured: true,
+                },
+            )),
+            Err(e) => setup.error(format!("open_late_{}", e.kind)),
+        }
+    }
+
+    for p in &mut publishers {
+        let _ = (&mut p.done).await;
+    }
+    let publish_s = start.elapsed().as_secs_f64();
+    let mut ends = HashMap::new();
+    for (p, &r) in publishers.iter().zip(&live_rooms) {
+        ends.insert(
+            StreamKey {
+                channel: Channel::Event,
+                publisher: r as u32,
+            },
+            p.counters.events.load(Ordering::Acquire),
+        );
+        ends.insert(
+            StreamKey {
+                channel: Channel::Chat,
+                publisher: r as u32,
+            },
+            p.counters.chats.load(Ordering::Acquire),
+        );
+    }
+    run.drain(ends.clone(), tasks.len() as u64, c.drain).await;
+    let window_s = start.elapsed().as_secs_f64();
+    let processes = sampler.finish().await;
+    if let Some(p) = progress {
+        p.finish().await;
+    }
+    run.stop();
+
+    let mut viewers = collect_viewers(tasks, &ends).await;
+    viewers.merge(&setup);
+    let (events, chats, lag) = collect_publishers(publishers, &mut viewers).await;
+    let params = serde_json::json!({
+        "rooms": a.rooms,
+        "agents": a.agents,
+        "late_joiners": a.late_joiners,
+        "recording": a.recording.as_ref().map(|p| p.display().to_string()),
+        "speed": a.speed,
+        "rate": a.recording.is_none().then_some(a.synthetic.rate),
+        "size": a.recording.is_none().then_some(a.synthetic.size),
+        "chat_rate": a.chat_rate,
+        "duration_s": c.duration.as_secs_f64(),
+        "urls": run.dialer.urls(),
+    });
+    Ok(Report::build(ReportInput {
+        scenario: "cobrowse",
+        protocol: protocol_label(wire).to_owned(),
+        codec: wire.codec().label().to_owned(),
+        params,
+        publish_s,
+        window_s,
+        stalled: 0,
+        published_events: events,
+        published_chats: chats,
+        publisher_lag: lag,
+        viewers,
+        processes,
+    }))
+}
