@@ -135,7 +135,7 @@ pub enum CloseCode {
     Shutdown = 4000,
     /// The client could not keep up with the room for too long: reconnect and resume.
     Slow = 4001,
-    /// No `join` frame arrived within the handshake timeout.
+    /// No `join` frame arrived within the join timeout (`--join-timeout`).
     JoinTimeout = 4002,
     /// Nothing was received within the idle timeout (no frames, no pongs).
     IdleTimeout = 4003,

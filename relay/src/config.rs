@@ -202,6 +202,22 @@ impl TryFrom<&ServeArgs> for NodeConfig {
     type Error = ConfigError;
 
     fn try_from(a: &ServeArgs) -> Result<Self, ConfigError> {
+        for (flag, d) in [
+            ("--handshake-timeout", a.handshake_timeout),
+            ("--join-timeout", a.join_timeout),
+            ("--ping-interval", a.ping_interval),
+            ("--idle-timeout", a.idle_timeout),
+            ("--write-timeout", a.write_timeout),
+            ("--slow-timeout", a.slow_timeout),
+            ("--empty-room-ttl", a.empty_room_ttl),
+            ("--presence-ttl", a.presence_ttl),
+            ("--dedup-ttl", a.dedup_ttl),
+            ("--room-ttl", a.room_ttl),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError(format!("{flag} must be longer than zero")));
+            }
+        }
         if a.jwt_secret.is_empty() {
             return Err(ConfigError(
                 "--jwt-secret / RELAY_JWT_SECRET must not be empty".into(),

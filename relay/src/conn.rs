@@ -110,20 +110,44 @@ impl Limits {
         )
     }
 
-    /// How long a frame of `len` bytes must wait to fit the rates; `None` if it never can.
-    fn wait_for(&self, len: usize) -> Option<Duration> {
-        let now = DefaultClock::default().now();
-        let msg_wait = match self.msgs.check() {
-            Ok(()) => Duration::ZERO,
-            Err(not_until) => not_until.wait_time_from(now),
-        };
-        let byte_wait = match self.bytes.check_n(nonzero(len as u64)) {
-            Ok(Ok(())) => Duration::ZERO,
-            Ok(Err(not_until)) => not_until.wait_time_from(now),
-            Err(_) => return None,
-        };
-        Some(msg_wait.max(byte_wait))
+    /// Takes one frame of `len` bytes from the rates, waiting (within the hold-back budget) for
+    /// tokens that are not there yet.
+    async fn admit(&self, len: usize) -> Admit {
+        let mut outcome = Admit::Now;
+        loop {
+            let now = DefaultClock::default().now();
+            let wait = match self.msgs.check() {
+                Ok(()) => break,
+                Err(not_until) => not_until.wait_time_from(now),
+            };
+            if !self.hold_back(wait) {
+                return Admit::Refused;
+            }
+            outcome = Admit::Delayed;
+            tokio::time::sleep(wait).await;
+        }
+        loop {
+            let now = DefaultClock::default().now();
+            let wait = match self.bytes.check_n(nonzero(len as u64)) {
+                Ok(Ok(())) => break,
+                Ok(Err(not_until)) => not_until.wait_time_from(now),
+                Err(_) => return Admit::Refused, // larger than the burst: never fits
+            };
+            if !self.hold_back(wait) {
+                return Admit::Refused;
+            }
+            outcome = Admit::Delayed;
+            tokio::time::sleep(wait).await;
+        }
+        outcome
     }
+}
+
+/// How a frame fared against the rates.
+enum Admit {
+    Now,
+    Delayed,
+    Refused,
 }
 
 struct Conn {
@@ -193,7 +217,12 @@ impl Conn {
     }
 
     async fn session(&mut self, entered: &mut bool) -> Exit {
-        let join = tokio::time::timeout(self.node.config.join_timeout, self.await_join()).await;
+        let mut shutdown = self.node.shutdown_signal();
+        let join_timeout = self.node.config.join_timeout;
+        let join = tokio::select! {
+            join = tokio::time::timeout(join_timeout, self.await_join()) => join,
+            () = wait_shutdown(&mut shutdown) => return Exit::Close(CloseCode::Shutdown),
+        };
         let resume = match join {
             Err(_) => return Exit::Close(CloseCode::JoinTimeout),
             Ok(Err(exit)) => return exit,
@@ -570,20 +599,19 @@ impl Conn {
                 return Ok(None);
             }
         };
-        match self.limits.wait_for(msg.len()) {
-            Some(wait) if wait.is_zero() => Ok(Some(frame)),
-            Some(wait) if self.limits.hold_back(wait) => {
-                // Slow the sender down rather than drop its data: while this task sleeps, TCP
-                // backpressure holds the sender's next frames.
+        match self.limits.admit(msg.len()).await {
+            Admit::Now => Ok(Some(frame)),
+            Admit::Delayed => {
+                // The sender was slowed rather than refused: while this task waited, TCP
+                // backpressure held its next frames.
                 self.node
                     .metrics
                     .rate_limited
                     .with_label_values(&["delayed"])
                     .inc();
-                tokio::time::sleep(wait).await;
                 Ok(Some(frame))
             }
-            _ => {
+            Admit::Refused => {
                 self.node
                     .metrics
                     .rate_limited

@@ -28,7 +28,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a relay node (embedded mode: everything in this process).
+    /// Run a relay node: embedded by default (every room in this process), a cluster node with
+    /// --redis-url.
     Serve(Box<ServeArgs>),
     /// Print a participant token (HS256 JWT) for ops and tests.
     Token(TokenArgs),
@@ -122,7 +123,9 @@ fn init_logging(format: LogFormat) {
             .flatten_event(true)
             .with_current_span(true)
             .init(),
-        LogFormat::Pretty => builder.init(),
+        LogFormat::Pretty => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init(),
     }
 }
 

@@ -704,3 +704,17 @@ async fn participant_with_two_connections_is_announced_once_and_leaves_with_the_
         }
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_has_not_joined_yet_is_closed_with_4000_on_drain() {
+    let mut relay = Relay::start().await;
+    let mut waiting = relay
+        .connect("drain2", Role::Agent, "agent", Codec::Json)
+        .await;
+    await_open_connections(&relay, 1).await;
+    relay.begin_shutdown();
+    assert_eq!(
+        waiting.closed().await,
+        Closed::Frame(4000, "shutdown".into())
+    );
+}

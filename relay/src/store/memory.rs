@@ -89,17 +89,17 @@ impl RoomState {
         self.floor = self.floor.max(offset);
     }
 
-    fn enforce_byte_cap(&mut self, max: usize) {
+    /// Trims the oldest entries while the log is over `max` bytes. Returns whether it trimmed.
+    fn enforce_byte_cap(&mut self, max: usize) -> bool {
+        let mut trimmed = false;
         while self.log_bytes > max && self.log.len() > 1 {
             if let Some(front) = self.log.pop_front() {
                 self.log_bytes -= front.body.size();
             }
             self.floor = self.log.front().map_or(self.head + 1, |e| e.offset);
-            tracing::warn!(
-                floor = self.floor,
-                "room log over its byte cap; oldest events trimmed"
-            );
+            trimmed = true;
         }
+        trimmed
     }
 
     fn members(&self) -> Vec<Member> {
@@ -217,7 +217,12 @@ impl RoomLog for MemoryStore {
         }
         st.log_bytes += entry.body.size();
         st.log.push_back(entry.clone());
-        st.enforce_byte_cap(self.config.max_log_bytes);
+        if st.enforce_byte_cap(self.config.max_log_bytes) {
+            tracing::debug!(
+                floor = st.floor,
+                "room log over its byte cap; oldest events trimmed"
+            );
+        }
         if let Some(key) = new.dedup {
             st.dedup.insert(key.clone(), offset);
             st.dedup_order.push_back(key);

@@ -42,7 +42,8 @@ use super::{
 /// Settings of the Redis backend.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://host:port/db` (or `rediss://`, `redis+unix://`).
+    /// `redis://[user:password@]host:port/db` or `redis+unix:///path`. (TLS, `rediss://`, is not
+    /// compiled in: terminate TLS in front of Redis or run Redis on a private network.)
     pub url: String,
     /// Payloads up to this size travel inside pub/sub messages; larger ones by reference.
     pub inline_max: usize,

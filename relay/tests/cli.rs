@@ -1,0 +1,70 @@
+//! The `relay` binary: configuration is validated before anything binds, and `relay token` mints
+//! tokens the node accepts.
+
+mod common;
+
+use std::process::Command;
+
+use assist_relay::auth::Auth;
+use assist_relay_proto::Role;
+use common::SECRET;
+
+fn relay(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_relay"))
+        .args(args)
+        .env("RELAY_JWT_SECRET", SECRET)
+        .env_remove("RELAY_REDIS_URL")
+        .output()
+        .expect("relay runs")
+}
+
+#[test]
+fn invalid_configuration_exits_64_before_binding() {
+    for bad in [
+        vec!["serve", "--ping-interval", "0s"],
+        vec!["serve", "--idle-timeout", "10s", "--ping-interval", "20s"],
+        vec!["serve", "--max-frame-bytes", "10"],
+        vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:9999",
+            "--admin-listen",
+            "127.0.0.1:9999",
+        ],
+    ] {
+        let out = relay(&bad);
+        assert_eq!(
+            out.status.code(),
+            Some(64),
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("invalid configuration"));
+    }
+}
+
+#[test]
+fn relay_token_mints_a_token_for_the_room_role_and_participant() {
+    let out = relay(&[
+        "token", "--room", "r-1", "--role", "agent", "--sub", "alice", "--ttl", "60",
+    ]);
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).expect("utf8");
+    let claims = Auth::new(SECRET.as_bytes())
+        .verify(token.trim())
+        .expect("the node accepts it");
+    assert_eq!(
+        (claims.room.as_str(), claims.role, claims.sub.as_str()),
+        ("r-1", Role::Agent, "alice")
+    );
+    let bad = relay(&[
+        "token",
+        "--room",
+        "bad{room}",
+        "--role",
+        "agent",
+        "--sub",
+        "a",
+    ]);
+    assert_eq!(bad.status.code(), Some(64));
+}
