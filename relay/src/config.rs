@@ -104,6 +104,10 @@ pub struct ServeArgs {
     /// this process. With it, any number of nodes sharing the Redis form one relay.
     #[arg(long, env = "RELAY_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Treat --redis-url as a comma-separated list of seed nodes of a Redis Cluster; room keys
+    /// share a hash tag and live fan-out uses sharded pub/sub (SSUBSCRIBE/SPUBLISH).
+    #[arg(long, env = "RELAY_REDIS_CLUSTER", requires = "redis_url")]
+    pub redis_cluster: bool,
     /// Payloads up to this size travel inside Redis pub/sub messages; larger ones are published by
     /// reference and read from the room's stream.
     #[arg(long, env = "RELAY_REDIS_INLINE_MAX_BYTES", default_value_t = 64 * 1024)]

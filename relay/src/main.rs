@@ -152,6 +152,7 @@ async fn serve(args: ServeArgs, config: NodeConfig) -> anyhow::Result<()> {
                 presence_ttl: args.presence_ttl,
                 dedup_ttl: args.dedup_ttl,
                 room_ttl: args.room_ttl,
+                cluster: args.redis_cluster,
             };
             let store = RedisStore::connect(
                 redis,

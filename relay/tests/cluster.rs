@@ -727,3 +727,190 @@ async fn members_of_a_killed_node_are_reported_left_within_the_presence_ttl() {
         killed.elapsed()
     );
 }
+
+/// A three-master Redis Cluster (no replicas) on free loopback ports.
+struct RedisCluster {
+    ports: Vec<u16>,
+    children: Vec<Child>,
+    dir: PathBuf,
+}
+
+/// A port whose cluster bus port (+10000) is free too.
+fn cluster_port() -> u16 {
+    loop {
+        let p = 20_000 + (rand_u16() % 20_000);
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok()
+        {
+            return p;
+        }
+    }
+}
+
+fn rand_u16() -> u16 {
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        % 65_521) as u16
+}
+
+impl RedisCluster {
+    async fn start() -> RedisCluster {
+        let dir = std::env::temp_dir().join(format!(
+            "ar-rcluster-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut ports = Vec::new();
+        while ports.len() < 3 {
+            let p = cluster_port();
+            if !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        let mut children = Vec::new();
+        for p in &ports {
+            children.push(
+                Command::new("redis-server")
+                    .args([
+                        "--port",
+                        &p.to_string(),
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                    ])
+                    .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                    .args(["--cluster-config-file", &format!("nodes-{p}.conf")])
+                    .arg("--dir")
+                    .arg(&dir)
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("redis-server runs"),
+            );
+        }
+        let cluster = RedisCluster {
+            ports,
+            children,
+            dir,
+        };
+        for p in &cluster.ports {
+            let p = *p;
+            wait_until(Duration::from_secs(10), || async move {
+                tokio::net::TcpStream::connect(("127.0.0.1", p))
+                    .await
+                    .is_ok()
+            })
+            .await;
+        }
+        let addrs: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            out.status.success(),
+            "cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        for p in &cluster.ports {
+            let p = *p;
+            wait_until(Duration::from_secs(20), || async move {
+                let out = Command::new("redis-cli")
+                    .args(["-p", &p.to_string(), "cluster", "info"])
+                    .output();
+                out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+            })
+            .await;
+        }
+        cluster
+    }
+
+    fn urls(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn dbsize(&self, port: u16) -> u64 {
+        let out = Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "DBSIZE"])
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_with_rooms_on_all_three_masters_relays_across_nodes() {
+    let redis = RedisCluster::start().await;
+    let a = NodeProcess::start(&redis.urls(), &["--redis-cluster"]).await;
+    let b = NodeProcess::start(&redis.urls(), &["--redis-cluster"]).await;
+    let all = events(40);
+    let mut rooms = Vec::new();
+    for r in 0..9 {
+        let room = format!("rc-{r}");
+        let mut customer = Resilient::new(
+            &format!("ws://{}/ws?room={room}", a.addr),
+            Role::Customer,
+            "cust",
+        );
+        let mut agent = Resilient::new(
+            &format!("ws://{}/ws?room={room}", b.addr),
+            Role::Agent,
+            "agent",
+        );
+        customer.pump(Duration::from_millis(100)).await;
+        agent.pump(Duration::from_millis(100)).await;
+        rooms.push((customer, agent));
+    }
+    for (customer, agent) in &mut rooms {
+        customer.publish_all(&all, all.len()).await;
+        customer.chat_until_acked("hello").await;
+        agent.chat_until_acked("hi").await;
+    }
+    for (customer, agent) in &mut rooms {
+        while agent.events.len() < all.len() || agent.chats.len() < 2 {
+            let before = (agent.events.len(), agent.chats.len());
+            agent.pump(Duration::from_secs(2)).await;
+            if (agent.events.len(), agent.chats.len()) == before {
+                break;
+            }
+        }
+        customer.pump(Duration::from_millis(200)).await;
+        assert_same_events(agent, &all);
+        assert_exactly_once(agent, &["hello", "hi"]);
+        assert_exactly_once(customer, &["hello", "hi"]);
+    }
+    for p in &redis.ports {
+        assert!(
+            redis.dbsize(*p) > 0,
+            "master on port {p} holds no room keys"
+        );
+    }
+}

@@ -42,7 +42,8 @@ use super::{
 /// Settings of the Redis backend.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port/db` or `redis+unix:///path`. (TLS, `rediss://`, is not
+    /// `redis://[user:password@]host:port/db` or `redis+unix:///path`; with `cluster`, a
+    /// comma-separated list of seed nodes of a Redis Cluster. (TLS, `rediss://`, is not
     /// compiled in: terminate TLS in front of Redis or run Redis on a private network.)
     pub url: String,
     /// Payloads up to this size travel inside pub/sub messages; larger ones by reference.
@@ -53,6 +54,44 @@ pub struct RedisConfig {
     pub dedup_ttl: Duration,
     /// Room keys expire this long after the room's last member activity.
     pub room_ttl: Duration,
+    /// Talk to a Redis Cluster (sharded pub/sub, SSUBSCRIBE/SPUBLISH) instead of one server.
+    pub cluster: bool,
+}
+
+/// The command connection: one server (reconnecting manager) or a Redis Cluster (slot routing;
+/// every key of a room shares its slot, so scripts and MULTI pipelines stay on one node).
+#[derive(Clone)]
+enum Commands {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Commands {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Commands::Single(c) => c.req_packed_command(cmd),
+            Commands::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Commands::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Commands::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Commands::Single(c) => c.get_db(),
+            Commands::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 /// Counters the Redis backend reports (registered by the node's telemetry).
@@ -281,7 +320,7 @@ struct RoomSub {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    conn: Commands,
     log_cfg: LogConfig,
     cfg: RedisConfig,
     metrics: RedisMetrics,
@@ -334,26 +373,72 @@ impl RedisStore {
         metrics: RedisMetrics,
         patience: Duration,
     ) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(cfg.url.as_str()).map_err(unavailable)?;
-        let manager_cfg = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
         let deadline = tokio::time::Instant::now() + patience;
         let mut backoff = Backoff::new();
-        let conn = loop {
-            match client
-                .get_connection_manager_with_config(manager_cfg.clone())
-                .await
-            {
-                Ok(c) => break c,
-                Err(e) if tokio::time::Instant::now() >= deadline => return Err(unavailable(e)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "redis not reachable yet; retrying");
-                    tokio::time::sleep(backoff.next()).await;
+        // Cluster pushes (SMESSAGE, SSUBSCRIBE) may arrive before `Inner` exists; they find it here.
+        let router: Arc<std::sync::OnceLock<std::sync::Weak<Inner>>> = Default::default();
+        let (conn, client) = if cfg.cluster {
+            let seeds: Vec<String> = cfg
+                .url
+                .split(',')
+                .map(|u| {
+                    let u = u.trim();
+                    if u.contains("protocol=") {
+                        u.to_owned()
+                    } else {
+                        format!("{u}?protocol=resp3")
+                    }
+                })
+                .collect();
+            let push_router = router.clone();
+            let cluster = redis::cluster::ClusterClientBuilder::new(seeds)
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .connection_timeout(Duration::from_secs(2))
+                .response_timeout(Duration::from_secs(5))
+                .push_sender(move |push: redis::PushInfo| {
+                    if let Some(inner) = push_router.get().and_then(std::sync::Weak::upgrade) {
+                        route_push(&inner, push);
+                    }
+                    Ok::<(), redis::aio::SendError>(())
+                })
+                .build()
+                .map_err(unavailable)?;
+            let conn = loop {
+                match cluster.get_async_connection().await {
+                    Ok(c) => break c,
+                    Err(e) if tokio::time::Instant::now() >= deadline => {
+                        return Err(unavailable(e))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "redis cluster not reachable yet; retrying");
+                        tokio::time::sleep(backoff.next()).await;
+                    }
                 }
-            }
+            };
+            (Commands::Cluster(conn), None)
+        } else {
+            let client = redis::Client::open(cfg.url.as_str()).map_err(unavailable)?;
+            let manager_cfg = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(2)))
+                .set_response_timeout(Some(Duration::from_secs(5)))
+                .set_number_of_retries(2)
+                .set_max_delay(Duration::from_secs(2));
+            let conn = loop {
+                match client
+                    .get_connection_manager_with_config(manager_cfg.clone())
+                    .await
+                {
+                    Ok(c) => break c,
+                    Err(e) if tokio::time::Instant::now() >= deadline => {
+                        return Err(unavailable(e))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "redis not reachable yet; retrying");
+                        tokio::time::sleep(backoff.next()).await;
+                    }
+                }
+            };
+            (Commands::Single(conn), Some(client))
         };
         let (subs_tx, subs_rx) = mpsc::channel(1024);
         let inner = Arc::new(Inner {
@@ -372,7 +457,14 @@ impl RedisStore {
             ping_ok: AtomicBool::new(true),
             node_id: format!("{:08x}", rand::random::<u32>()),
         });
-        tokio::spawn(pubsub_loop(inner.clone(), client, subs_rx));
+        let _ = router.set(Arc::downgrade(&inner));
+        match client {
+            Some(client) => {
+                tokio::spawn(pubsub_loop(inner.clone(), client, subs_rx));
+            }
+            // The cluster connection subscribes itself and resubscribes after failovers.
+            None => inner.pubsub_up.store(true, Ordering::SeqCst),
+        }
         tokio::spawn(presence_loop(Arc::downgrade(&inner)));
         tokio::spawn(health_loop(Arc::downgrade(&inner)));
         // Wait briefly for the pub/sub connection so that the node starts ready.
@@ -399,7 +491,43 @@ impl RedisStore {
 
 impl Inner {
     fn sharded(&self) -> &'static str {
-        "0"
+        if self.cfg.cluster {
+            "1"
+        } else {
+            "0"
+        }
+    }
+
+    /// SUBSCRIBE (through the node's pub/sub task) or, on a cluster, SSUBSCRIBE.
+    async fn subscribe_channel(&self, channel: String) -> Result<(), String> {
+        if let Commands::Cluster(c) = &self.conn {
+            let mut c = c.clone();
+            return c.ssubscribe(channel).await.map_err(|e| e.to_string());
+        }
+        let (tx, rx) = oneshot::channel();
+        if self
+            .subs
+            .send(SubCmd::Subscribe(channel, tx))
+            .await
+            .is_err()
+        {
+            return Err("pub/sub task gone".to_owned());
+        }
+        match tokio::time::timeout(Duration::from_secs(5), rx).await {
+            Ok(Ok(r)) => r,
+            _ => Err("pub/sub subscription timed out".to_owned()),
+        }
+    }
+
+    fn unsubscribe_channel(&self, channel: String) {
+        if let Commands::Cluster(c) = &self.conn {
+            let mut c = c.clone();
+            tokio::spawn(async move {
+                let _ = c.sunsubscribe(channel).await;
+            });
+            return;
+        }
+        let _ = self.subs.try_send(SubCmd::Unsubscribe(channel));
     }
 
     async fn read_range(
@@ -581,10 +709,7 @@ impl Drop for SubGuard {
             if let Some(r) = rooms.remove(&self.room) {
                 r.pump.abort();
             }
-            let _ = self
-                .inner
-                .subs
-                .try_send(SubCmd::Unsubscribe(Keys::of(&self.room).channel));
+            self.inner.unsubscribe_channel(Keys::of(&self.room).channel);
         }
     }
 }
@@ -635,18 +760,7 @@ impl Broker for RedisStore {
             room: room.to_owned(),
         };
         if let Some(ready_tx) = ack {
-            let (tx, rx) = oneshot::channel();
-            let sent = inner
-                .subs
-                .send(SubCmd::Subscribe(Keys::of(room).channel, tx))
-                .await;
-            let result = match sent {
-                Ok(()) => match tokio::time::timeout(Duration::from_secs(5), rx).await {
-                    Ok(Ok(r)) => r,
-                    _ => Err("pub/sub subscription timed out".to_owned()),
-                },
-                Err(_) => Err("pub/sub task gone".to_owned()),
-            };
+            let result = inner.subscribe_channel(Keys::of(room).channel).await;
             ready_tx.send_replace(Some(result));
         }
         let outcome = tokio::time::timeout(Duration::from_secs(5), ready.wait_for(Option::is_some))
@@ -850,12 +964,53 @@ fn request_recover(r: &RoomSub) {
 /// Routes one pub/sub message to its room's pump without waiting (the reader must never stall:
 /// Redis disconnects subscribers that fall behind).
 fn route(inner: &Inner, msg: &redis::Msg) {
-    let Some(room) = Keys::room_of_channel(msg.get_channel_name()) else {
+    route_payload(inner, msg.get_channel_name(), msg.get_payload_bytes());
+}
+
+/// Cluster mode: sharded messages go to their room; a (re)subscription confirmation for a room
+/// that was already live means the connection to its shard was re-established, so its members
+/// recover from the log.
+fn route_push(inner: &Inner, push: redis::PushInfo) {
+    let channel = |v: Option<&Value>| match v {
+        Some(Value::BulkString(b)) => String::from_utf8(b.clone()).ok(),
+        Some(Value::SimpleString(s)) => Some(s.clone()),
+        _ => None,
+    };
+    match push.kind {
+        redis::PushKind::SMessage => {
+            if let (Some(ch), Some(Value::BulkString(payload))) =
+                (channel(push.data.first()), push.data.get(1))
+            {
+                route_payload(inner, &ch, payload);
+            }
+        }
+        redis::PushKind::SSubscribe => {
+            let Some(ch) = channel(push.data.first()) else {
+                return;
+            };
+            let Some(room) = Keys::room_of_channel(&ch) else {
+                return;
+            };
+            let rooms = lock(&inner.rooms);
+            if let Some(r) = rooms.get(room) {
+                let resubscribed = matches!(&*r.ready.borrow(), Some(Ok(())));
+                if resubscribed {
+                    inner.metrics.reconnects.inc();
+                    request_recover(r);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn route_payload(inner: &Inner, channel: &str, payload: &[u8]) {
+    let Some(room) = Keys::room_of_channel(channel) else {
         return;
     };
     let rooms = lock(&inner.rooms);
     let Some(r) = rooms.get(room) else { return };
-    let payload = bytes::Bytes::copy_from_slice(msg.get_payload_bytes());
+    let payload = bytes::Bytes::copy_from_slice(payload);
     if r.inbox.try_send(Inbound::Published(payload)).is_err() {
         // The pump is behind; its members will recover from the log instead.
         inner.metrics.recoveries.inc();
@@ -985,31 +1140,30 @@ async fn presence_loop(weak: std::sync::Weak<Inner>) {
             .collect();
         let now = now_us() / 1000;
         let expiry = now + inner.cfg.presence_ttl.as_millis() as u64;
-        let mut pipe = redis::pipe();
-        let mut rooms: Vec<&str> = Vec::new();
+        let mut by_room: HashMap<&str, Vec<&String>> = HashMap::new();
         for ((room, _), member) in &local {
-            pipe.cmd("ZADD")
-                .arg(Keys::of(room).presence)
-                .arg("XX")
-                .arg(expiry)
-                .arg(member)
-                .ignore();
-            if !rooms.contains(&room.as_str()) {
-                rooms.push(room);
-            }
+            by_room.entry(room.as_str()).or_default().push(member);
         }
-        let ttl = inner.cfg.room_ttl.as_millis() as u64;
-        for room in &rooms {
-            let k = Keys::of(room);
-            for key in [&k.meta, &k.log, &k.chat, &k.presence] {
-                pipe.pexpire(key, ttl as i64).ignore();
-            }
-        }
+        let ttl = inner.cfg.room_ttl.as_millis() as i64;
         let mut conn = inner.conn.clone();
-        if !rooms.is_empty() {
+        let rooms: Vec<&str> = by_room.keys().copied().collect();
+        // One pipeline per room: a room's keys share a slot; different rooms may not.
+        for (room, members) in &by_room {
+            let k = Keys::of(room);
+            let mut pipe = redis::pipe();
+            for m in members {
+                pipe.cmd("ZADD")
+                    .arg(&k.presence)
+                    .arg("XX")
+                    .arg(expiry)
+                    .arg(*m)
+                    .ignore();
+            }
+            for key in [&k.meta, &k.log, &k.chat, &k.presence] {
+                pipe.pexpire(key, ttl).ignore();
+            }
             if let Err(e) = pipe.query_async::<()>(&mut conn).await {
                 tracing::debug!(error = %e, "presence refresh failed");
-                continue;
             }
         }
         for room in rooms {

@@ -198,6 +198,7 @@ impl Relay {
                         presence_ttl: Duration::from_secs(5),
                         dedup_ttl: Duration::from_secs(3600),
                         room_ttl: Duration::from_secs(3600),
+                        cluster: false,
                     },
                     config.log.clone(),
                     metrics.redis.clone(),
