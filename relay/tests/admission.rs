@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use assist_relay::auth::Auth;
-use assist_relay_proto::{Claims, Codec, Member, Role, ServerFrame};
+use assist_relay_proto::{Claims, Codec, Role, ServerFrame};
 use common::*;
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -80,55 +80,12 @@ async fn assert_refused(relay: &Relay, req: Request, status: u16, code: &str, co
         body["message"].as_str().is_some_and(|m| !m.is_empty()),
         "refusal carries a message: {body}"
     );
-    await_metric(
-        relay,
-        &format!("relay_handshake_rejections_total{{reason=\"{code}\"}}"),
-        count as f64,
-    )
-    .await;
-}
-
-/// The value of one series in the admin `/metrics` exposition.
-async fn metric(relay: &Relay, series: &str) -> Option<f64> {
-    let (status, body) = relay.admin_get("/metrics").await;
-    assert_eq!(status, 200, "/metrics: {body}");
-    body.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
-/// Polls `/metrics` (bounded) until `series` reads `want`: the server counts a refusal after the
-/// client has already read it.
-async fn await_metric(relay: &Relay, series: &str, want: f64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let got = metric(relay, series).await;
-        if got == Some(want) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{series}: expected {want}, got {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Polls (bounded) until the node counts `n` open connections.
-async fn await_open_connections(relay: &Relay, n: usize) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while relay.open_connections() != n {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "open connections stayed at {} (expected {n})",
-            relay.open_connections()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    relay
+        .await_metric(
+            &format!("relay_handshake_rejections_total{{reason=\"{code}\"}}"),
+            count as f64,
+        )
+        .await;
 }
 
 /// Performs an upgrade that must succeed; returns the client and the 101 response.
@@ -136,18 +93,7 @@ async fn accepted(req: Request, codec: Codec, role: Role, sub: &str) -> (Client,
     let (ws, resp) = tokio_tungstenite::connect_async(req)
         .await
         .unwrap_or_else(|e| panic!("upgrade refused: {e}"));
-    let client = Client {
-        ws,
-        codec,
-        me: Member {
-            id: sub.into(),
-            role,
-        },
-        epoch: String::new(),
-        last: 0,
-        close_frame: None,
-    };
-    (client, resp)
+    (Client::new(ws, codec, role, sub), resp)
 }
 
 fn echoed_protocol(resp: &Response) -> Option<String> {
@@ -378,7 +324,7 @@ async fn refusals_are_counted_per_reason_in_metrics() {
     let series = |r: &str| format!("relay_handshake_rejections_total{{reason=\"{r}\"}}");
     // Every reason is pre-registered at zero.
     for r in ["token_missing", "token_expired", "not_found"] {
-        assert_eq!(metric(&relay, &series(r)).await, Some(0.0), "{r}");
+        assert_eq!(relay.metric(&series(r)).await, Some(0.0), "{r}");
     }
     let expired = token_with("r1", Role::Customer, "cust", -120);
     for _ in 0..3 {
@@ -387,9 +333,9 @@ async fn refusals_are_counted_per_reason_in_metrics() {
     for _ in 0..2 {
         refused(valid_request(&relay, "/ws", &expired)).await;
     }
-    await_metric(&relay, &series("token_missing"), 3.0).await;
-    await_metric(&relay, &series("token_expired"), 2.0).await;
-    assert_eq!(metric(&relay, &series("not_found")).await, Some(0.0));
+    relay.await_metric(&series("token_missing"), 3.0).await;
+    relay.await_metric(&series("token_expired"), 2.0).await;
+    assert_eq!(relay.metric(&series("not_found")).await, Some(0.0));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -487,13 +433,13 @@ async fn client_that_never_sends_the_upgrade_request_is_dropped_after_the_handsh
         matches!(read, Ok(0) | Err(_)),
         "expected EOF or reset, got {read:?}"
     );
-    await_metric(
-        &relay,
-        "relay_handshake_rejections_total{reason=\"bad_handshake\"}",
-        1.0,
-    )
-    .await;
-    await_open_connections(&relay, 0).await;
+    relay
+        .await_metric(
+            "relay_handshake_rejections_total{reason=\"bad_handshake\"}",
+            1.0,
+        )
+        .await;
+    relay.await_open_connections(0).await;
 
     // The node still serves a normal client.
     let (mut c, _) = relay.join("r1", Role::Customer, "cust", Codec::Json).await;
@@ -528,7 +474,7 @@ async fn connection_over_max_connections_is_refused_with_503_until_one_closes() 
 
     second.ws.close(None).await.expect("close");
     second.closed().await;
-    await_open_connections(&relay, 1).await;
+    relay.await_open_connections(1).await;
 
     let (mut third, _) = accepted(
         valid_request(&relay, "/ws", &token),

@@ -17,15 +17,6 @@ fn big_mutation(n: u64, size: usize) -> String {
     )
 }
 
-async fn metric(relay: &Relay, line_prefix: &str) -> f64 {
-    let (_, body) = relay.admin_get("/metrics").await;
-    body.lines()
-        .find(|l| l.starts_with(line_prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_viewer_is_closed_as_slow_and_slows_no_one_else() {
     let relay = Relay::start_with(|c| {
@@ -70,7 +61,12 @@ async fn a_stalled_viewer_is_closed_as_slow_and_slows_no_one_else() {
     // The stalled viewer was cut off with 4001 (slow): reconnect and resume.
     let mut closed_slow = false;
     for _ in 0..100 {
-        if metric(&relay, "relay_closes_total{reason=\"slow\"}").await >= 1.0 {
+        if relay
+            .metric("relay_closes_total{reason=\"slow\"}")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+        {
             closed_slow = true;
             break;
         }
@@ -149,7 +145,10 @@ async fn a_viewer_that_falls_behind_the_room_buffer_is_recovered_not_buffered() 
         }
     }
     assert_eq!(last_event, N, "the viewer reached the last event");
-    let overflows = metric(&relay, "relay_queue_overflows_total{bound=\"messages\"}").await;
+    let overflows = relay
+        .metric("relay_queue_overflows_total{bound=\"messages\"}")
+        .await
+        .unwrap_or(0.0);
     eprintln!("overflows: {overflows}, resyncs seen by the viewer: {resyncs}");
     publisher.await.expect("publisher");
 }
@@ -173,9 +172,18 @@ async fn a_sender_slightly_over_its_rate_is_slowed_down_not_refused() {
             _ => {}
         }
     }
-    assert!(metric(&relay, "relay_rate_limited_total{outcome=\"delayed\"}").await > 0.0);
+    assert!(
+        relay
+            .metric("relay_rate_limited_total{outcome=\"delayed\"}")
+            .await
+            .unwrap_or(0.0)
+            > 0.0
+    );
     assert_eq!(
-        metric(&relay, "relay_rate_limited_total{outcome=\"refused\"}").await,
+        relay
+            .metric("relay_rate_limited_total{outcome=\"refused\"}")
+            .await
+            .unwrap_or(0.0),
         0.0
     );
 }

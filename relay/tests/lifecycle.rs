@@ -17,40 +17,6 @@ use tokio_tungstenite::tungstenite::{self, Message};
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// Connects with a given token (bearer) and codec; does not join.
-async fn connect_with_token(
-    relay: &Relay,
-    room: &str,
-    token: &str,
-    role: Role,
-    sub: &str,
-    codec: Codec,
-) -> Client {
-    let mut req = relay.url(room).into_client_request().expect("request");
-    req.headers_mut().insert(
-        "authorization",
-        HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
-    );
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static(codec.subprotocol()),
-    );
-    let (ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("connect");
-    Client {
-        ws,
-        codec,
-        me: Member {
-            id: sub.into(),
-            role,
-        },
-        epoch: String::new(),
-        last: 0,
-        close_frame: None,
-    }
-}
-
 /// The next frame must be an `error`; returns its code and id.
 async fn expect_error(c: &mut Client) -> (ErrorCode, Option<String>) {
     match c.recv().await {
@@ -81,48 +47,6 @@ async fn assert_usable(c: &mut Client, id: &str) {
 
 fn text(s: impl Into<String>) -> Message {
     Message::Text(s.into().into())
-}
-
-/// The value of one series in the admin `/metrics` exposition.
-async fn metric(relay: &Relay, series: &str) -> Option<f64> {
-    let (status, body) = relay.admin_get("/metrics").await;
-    assert_eq!(status, 200, "/metrics: {body}");
-    body.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
-/// Polls `/metrics` (bounded) until `series` reads `want`.
-async fn await_metric(relay: &Relay, series: &str, want: f64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let got = metric(relay, series).await;
-        if got == Some(want) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{series}: expected {want}, got {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Polls (bounded) until the node counts `n` open connections.
-async fn await_open_connections(relay: &Relay, n: usize) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while relay.open_connections() != n {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "open connections stayed at {} (expected {n})",
-            relay.open_connections()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn member(id: &str, role: Role) -> Member {
@@ -344,7 +268,9 @@ async fn message_over_max_frame_bytes_closes_with_1009_and_the_room_goes_on() {
     )))
     .await;
     assert_eq!(big.closed().await, Closed::Frame(1009, "too_large".into()));
-    await_metric(&relay, "relay_closes_total{reason=\"too_large\"}", 1.0).await;
+    relay
+        .await_metric("relay_closes_total{reason=\"too_large\"}", 1.0)
+        .await;
 
     // The room and its other members carry on.
     let sent = synthetic(3, 2);
@@ -389,7 +315,9 @@ async fn connection_that_never_joins_is_closed_with_4002_join_timeout() {
         idle.closed().await,
         Closed::Frame(4002, "join_timeout".into())
     );
-    await_metric(&relay, "relay_closes_total{reason=\"join_timeout\"}", 1.0).await;
+    relay
+        .await_metric("relay_closes_total{reason=\"join_timeout\"}", 1.0)
+        .await;
     // Joining in time cancels the deadline.
     assert_usable(&mut joined, "alive").await;
 }
@@ -415,8 +343,10 @@ async fn peer_that_stops_answering_pings_is_closed_for_idle_timeout() {
         (live, left)
     });
 
-    await_metric(&relay, "relay_closes_total{reason=\"idle_timeout\"}", 1.0).await;
-    await_open_connections(&relay, 1).await;
+    relay
+        .await_metric("relay_closes_total{reason=\"idle_timeout\"}", 1.0)
+        .await;
+    relay.await_open_connections(1).await;
 
     let (mut live, left) = reader.await.expect("live reader");
     assert_eq!(
@@ -427,7 +357,9 @@ async fn peer_that_stops_answering_pings_is_closed_for_idle_timeout() {
     );
     assert_usable(&mut live, "alive").await;
     assert_eq!(
-        metric(&relay, "relay_closes_total{reason=\"idle_timeout\"}").await,
+        relay
+            .metric("relay_closes_total{reason=\"idle_timeout\"}")
+            .await,
         Some(1.0),
         "only the dead peer timed out"
     );
@@ -485,7 +417,7 @@ async fn shutdown_closes_clients_with_4000_refuses_new_ones_and_exits_within_the
     let mut stalled = tokio::net::TcpStream::connect(relay.addr)
         .await
         .expect("tcp connect");
-    await_open_connections(&relay, 3).await;
+    relay.await_open_connections(3).await;
 
     relay.begin_shutdown();
     assert_eq!(
@@ -496,7 +428,7 @@ async fn shutdown_closes_clients_with_4000_refuses_new_ones_and_exits_within_the
 
     let (status, body) = relay.admin_get("/readyz").await;
     assert_eq!((status, body.trim()), (503, "draining"));
-    assert_eq!(metric(&relay, "relay_draining").await, Some(1.0));
+    assert_eq!(relay.metric("relay_draining").await, Some(1.0));
 
     // New connections are refused: the listener is gone (or, racing it, a 503 shutting_down).
     let token = relay.token("drain", Role::Agent, "late");
@@ -537,7 +469,7 @@ async fn drain_deadline_ends_the_node_even_with_a_stalled_connection() {
     let mut stalled = tokio::net::TcpStream::connect(relay.addr)
         .await
         .expect("tcp connect");
-    await_open_connections(&relay, 1).await;
+    relay.await_open_connections(1).await;
 
     let started = tokio::time::Instant::now();
     tokio::time::timeout(Duration::from_secs(5), relay.shutdown())
@@ -564,8 +496,9 @@ async fn token_expiring_mid_connection_closes_with_4500_token_expired() {
         .expect("clock")
         .as_secs()
         + 2;
-    let mut agent =
-        connect_with_token(&relay, "exp", &token, Role::Agent, "agent", Codec::Json).await;
+    let mut agent = relay
+        .connect_with_token("exp", &token, Role::Agent, "agent", Codec::Json)
+        .await;
     agent.join(None).await;
 
     let closed = tokio::time::timeout(Duration::from_secs(4), agent.closed())
@@ -606,22 +539,20 @@ async fn admin_endpoints_report_liveness_readiness_and_metrics() {
     assert_eq!(status, 200);
     assert!(body.contains("relay_build_info"), "{body}");
     assert_eq!(
-        metric(
-            &relay,
-            &format!(
+        relay
+            .metric(&format!(
                 "relay_build_info{{version=\"{}\"}}",
                 env!("CARGO_PKG_VERSION")
-            )
-        )
-        .await,
+            ))
+            .await,
         Some(1.0)
     );
     assert_eq!(
-        metric(&relay, "relay_connections{role=\"agent\"}").await,
+        relay.metric("relay_connections{role=\"agent\"}").await,
         Some(1.0)
     );
     assert_eq!(
-        metric(&relay, "relay_connections{role=\"customer\"}").await,
+        relay.metric("relay_connections{role=\"customer\"}").await,
         Some(0.0)
     );
     assert_eq!(relay.admin_get("/nope").await.0, 404);
@@ -688,7 +619,7 @@ async fn participant_with_two_connections_is_announced_once_and_leaves_with_the_
 
     tab1.ws.close(None).await.expect("close");
     tab1.closed().await;
-    await_open_connections(&relay, 2).await;
+    relay.await_open_connections(2).await;
     tab2.chat("m2", "first tab gone").await;
     assert!(
         matches!(customer.recv().await, ServerFrame::Chat { id, .. } if id == "m2"),
@@ -711,7 +642,7 @@ async fn a_connection_that_has_not_joined_yet_is_closed_with_4000_on_drain() {
     let mut waiting = relay
         .connect("drain2", Role::Agent, "agent", Codec::Json)
         .await;
-    await_open_connections(&relay, 1).await;
+    relay.await_open_connections(1).await;
     relay.begin_shutdown();
     assert_eq!(
         waiting.closed().await,

@@ -286,6 +286,19 @@ impl Relay {
     /// Connects with a bearer token and the given codec; does not join.
     pub async fn connect(&self, room: &str, role: Role, sub: &str, codec: Codec) -> Client {
         let token = self.token(room, role, sub);
+        self.connect_with_token(room, &token, role, sub, codec)
+            .await
+    }
+
+    /// Connects with a given token (bearer) and codec; does not join.
+    pub async fn connect_with_token(
+        &self,
+        room: &str,
+        token: &str,
+        role: Role,
+        sub: &str,
+        codec: Codec,
+    ) -> Client {
         let mut req = self.url(room).into_client_request().expect("request");
         req.headers_mut().insert(
             "authorization",
@@ -304,16 +317,48 @@ impl Relay {
                 .and_then(|v| v.to_str().ok()),
             Some(codec.subprotocol())
         );
-        Client {
-            ws,
-            codec,
-            me: Member {
-                id: sub.into(),
-                role,
-            },
-            epoch: String::new(),
-            last: 0,
-            close_frame: None,
+        Client::new(ws, codec, role, sub)
+    }
+
+    /// The value of one series (`name{labels}`) in `/metrics`.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let (status, body) = self.admin_get("/metrics").await;
+        assert_eq!(status, 200, "/metrics: {body}");
+        body.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+
+    /// Polls `/metrics` (bounded) until `series` reads `want`.
+    pub async fn await_metric(&self, series: &str, want: f64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = self.metric(series).await;
+            if got == Some(want) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{series}: expected {want}, got {got:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Polls (bounded) until the relay counts `n` open connections.
+    pub async fn await_open_connections(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.open_connections() != n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "open connections stayed at {} (expected {n})",
+                self.open_connections()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -487,6 +532,26 @@ pub enum Closed {
 }
 
 impl Client {
+    /// A client over an upgraded connection.
+    pub fn new(
+        ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+        codec: Codec,
+        role: Role,
+        sub: &str,
+    ) -> Client {
+        Client {
+            ws,
+            codec,
+            me: Member {
+                id: sub.into(),
+                role,
+            },
+            epoch: String::new(),
+            last: 0,
+            close_frame: None,
+        }
+    }
+
     pub async fn send(&mut self, frame: &ClientFrame<'_>) {
         let bytes = frame.encode(self.codec).expect("encode");
         let msg = if self.codec.is_binary() {
