@@ -6,7 +6,9 @@
 //! - `conn` (private): one task per connection. Frames are decoded there (`Conn::on_frame`), stored
 //!   through the [`store::RoomLog`], and the room's live stream is fanned out to the socket there
 //!   (`Conn::on_room_msg`), with catch-up, resume and resync in `Conn::recover`.
-//! - [`store`]: the `RoomLog` / `Broker` seam. [`store::memory`] is embedded mode.
+//! - [`store`]: the `RoomLog` / `Broker` seam. [`store::memory`] is embedded mode;
+//!   [`store::redis`] is cluster mode (streams, one Lua append-and-publish, pub/sub pumps,
+//!   presence, Redis Cluster). [`store::plan`] decides fresh / resume / resync for both.
 //!   An [`store::Entry`] caches its encoded frame per codec: encode once, send many.
 //! - [`rooms`]: the node's local room registry (rooms with members here).
 //! - [`admin`]: `/livez`, `/readyz`, `/metrics` on their own port.
