@@ -323,8 +323,7 @@ impl Conn {
             }
             bytes += e.body.size() as u64;
             sent += 1;
-            self.feed(e.message(self.adm.codec), e.frame().type_name())
-                .await?;
+            self.feed(e.message(self.adm.codec), e.type_name()).await?;
         }
         self.node.metrics.catchup_entries.observe(sent as f64);
         self.node.metrics.catchup_bytes.observe(bytes as f64);
@@ -453,8 +452,7 @@ impl Conn {
         }
         self.last = e.offset;
         if e.is_for(self.receives_events()) {
-            self.feed(e.message(self.adm.codec), e.frame().type_name())
-                .await?;
+            self.feed(e.message(self.adm.codec), e.type_name()).await?;
             self.unflushed.push(e.accepted_us);
             return Ok(1);
         }

@@ -120,6 +120,14 @@ impl Entry {
             .clone()
     }
 
+    /// The server frame type this entry is sent as (a metric label; no frame is built).
+    pub fn type_name(&self) -> &'static str {
+        match self.body {
+            EntryBody::Event { .. } => "event",
+            EntryBody::Chat { .. } => "chat",
+        }
+    }
+
     /// The entry as a server frame.
     pub fn frame(&self) -> ServerFrame<'_> {
         match &self.body {
