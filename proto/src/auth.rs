@@ -56,6 +56,10 @@ pub struct Claims {
     /// Issued at, seconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// Masking policy for what this participant publishes (`none`, `passwords`, `inputs`,
+    /// `inputs+text`); the node's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<String>,
 }
 
 /// Checks a room or participant id: 1 to [`crate::MAX_ID_LEN`] bytes of `A-Z a-z 0-9 . _ : -`.

@@ -9,8 +9,10 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
+use crate::chunk::ChunkData;
 use crate::event::EventPayload;
-use crate::frame::{Member, Position};
+use crate::frame::{Limits, Member, Position};
+use crate::page::{NativePage, PageRecord};
 use crate::ProtoError;
 
 /// How frames are encoded on one connection.
@@ -177,4 +179,28 @@ pub struct Envelope<'a> {
     /// In `ack`: the id had been stored already; `offset` is the original one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duplicate: Option<bool>,
+    /// Chunk number, from 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    /// Number of chunks of the whole event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// Size of the whole event in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Digest of the whole event (`sha256:<hex>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// A slice of the event's JSON text.
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    pub data: Option<ChunkData<'a>>,
+    /// A native-page report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<NativePage>,
+    /// The room's page timeline, in `joined`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages: Option<Vec<PageRecord>>,
+    /// The node's size limits, in `joined`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
 }

@@ -23,8 +23,13 @@ pub enum ErrorCode {
     Forbidden,
     /// The rrweb event is not a JSON object with an integer `type`.
     InvalidEvent,
-    /// The frame is larger than the node's frame limit.
+    /// An upload (chunked event) is larger than the node's upload limit.
     TooLarge,
+    /// An upload's chunks disagree (count, size, digest), overflow the declared size, or the
+    /// stitched event does not match its digest. The upload is discarded; start it again.
+    UploadInvalid,
+    /// The sender already has the most uploads in progress that the node allows.
+    UploadLimit,
     /// The sender exceeded its message or byte rate; the frame was not processed.
     RateLimited,
     /// The room store is unavailable; the frame was not stored. Retry with the same id.
@@ -35,7 +40,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and metrics pre-registration.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::Malformed,
         ErrorCode::InvalidFrame,
         ErrorCode::UnknownType,
@@ -45,6 +50,8 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::InvalidEvent,
         ErrorCode::TooLarge,
+        ErrorCode::UploadInvalid,
+        ErrorCode::UploadLimit,
         ErrorCode::RateLimited,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
@@ -62,6 +69,8 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::InvalidEvent => "invalid_event",
             ErrorCode::TooLarge => "too_large",
+            ErrorCode::UploadInvalid => "upload_invalid",
+            ErrorCode::UploadLimit => "upload_limit",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
@@ -72,7 +81,10 @@ impl ErrorCode {
     pub fn retryable(self) -> bool {
         matches!(
             self,
-            ErrorCode::RateLimited | ErrorCode::Unavailable | ErrorCode::Internal
+            ErrorCode::RateLimited
+                | ErrorCode::Unavailable
+                | ErrorCode::Internal
+                | ErrorCode::UploadLimit
         )
     }
 }

@@ -7,7 +7,9 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
+use crate::chunk::{validate_digest, ChunkData, MAX_CHUNKS};
 use crate::codec::{Codec, EncodeError, Envelope};
+use crate::page::{NativePage, PageRecord};
 use crate::error::{ErrorCode, ProtoError};
 use crate::event::{EventHead, EventPayload};
 use crate::Role;
@@ -93,6 +95,50 @@ impl ResyncReason {
     }
 }
 
+/// Why the relay asks the customer for a fresh full snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SnapshotReason {
+    /// The events after the room's keyframe passed the node's size threshold; a new keyframe
+    /// keeps catch-up small.
+    TailTooLarge,
+    /// The room shows a native-page placeholder but the customer sent web-page events: the web
+    /// view came back without a new snapshot.
+    NativePageLeft,
+    /// The room has no keyframe (it was trimmed or never sent).
+    NoKeyframe,
+}
+
+impl SnapshotReason {
+    /// Every reason.
+    pub const ALL: [SnapshotReason; 3] = [
+        SnapshotReason::TailTooLarge,
+        SnapshotReason::NativePageLeft,
+        SnapshotReason::NoKeyframe,
+    ];
+    /// Wire string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotReason::TailTooLarge => "tail_too_large",
+            SnapshotReason::NativePageLeft => "native_page_left",
+            SnapshotReason::NoKeyframe => "no_keyframe",
+        }
+    }
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// A node's size limits, announced in `joined` so that clients size their chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest frame the node accepts, in bytes (larger ones close the connection with 1009).
+    pub max_frame_bytes: u64,
+    /// Largest event an upload may stitch, in bytes.
+    pub max_upload_bytes: u64,
+    /// Recommended chunk data size, in bytes (fits a frame in either codec).
+    pub chunk_bytes: u64,
+}
+
 /// A frame a client sends.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientFrame<'a> {
@@ -121,6 +167,30 @@ pub enum ClientFrame<'a> {
     Ping {
         /// Echoed in the pong.
         id: Option<String>,
+    },
+    /// One slice of a large rrweb event (customers only). Answered with `chunk_ack`; when the
+    /// last missing slice arrives the relay stitches and stores the event and answers `ack`.
+    Chunk {
+        /// Upload id; also the stitched event's id (idempotency and `ack`).
+        id: String,
+        /// Slice number, `0..count`.
+        index: u32,
+        /// Number of slices.
+        count: u32,
+        /// Size of the whole event, bytes.
+        size: u64,
+        /// `sha256:<hex>` of the whole event's bytes.
+        digest: String,
+        /// The slice.
+        data: ChunkData<'a>,
+    },
+    /// The customer's app is on a native screen (customers only). The relay shows agents a
+    /// placeholder page; with an id, answers `ack` with the placeholder's offset.
+    NativePage {
+        /// Optional client id (idempotency and `ack`).
+        id: Option<String>,
+        /// The screen.
+        page: NativePage,
     },
 }
 
@@ -189,6 +259,58 @@ impl<'a> ClientFrame<'a> {
                 Ok(ClientFrame::Chat { id, text })
             }
             "ping" => Ok(ClientFrame::Ping { id: env.id }),
+            "chunk" => {
+                let id = env
+                    .id
+                    .ok_or_else(|| invalid("chunk", "missing field `id`"))?;
+                check_client_id("chunk", &id)?;
+                let field = |v: Option<u64>, name: &str| {
+                    v.ok_or_else(|| invalid("chunk", format!("missing field `{name}`")))
+                };
+                let index = field(env.index.map(u64::from), "index")? as u32;
+                let count = field(env.count.map(u64::from), "count")? as u32;
+                let size = field(env.size, "size")?;
+                if count == 0 || count > MAX_CHUNKS {
+                    return Err(invalid(
+                        "chunk",
+                        format!("count must be 1 to {MAX_CHUNKS}"),
+                    ));
+                }
+                if index >= count {
+                    return Err(invalid("chunk", "index must be below count"));
+                }
+                if size < u64::from(count) {
+                    return Err(invalid("chunk", "size must be at least count"));
+                }
+                let digest = env
+                    .digest
+                    .ok_or_else(|| invalid("chunk", "missing field `digest`"))?;
+                validate_digest(&digest).map_err(|e| invalid("chunk", e))?;
+                let data = env
+                    .data
+                    .ok_or_else(|| invalid("chunk", "missing field `data`"))?;
+                if data.is_empty() || data.len() as u64 > size {
+                    return Err(invalid("chunk", "data must be 1 byte to size"));
+                }
+                Ok(ClientFrame::Chunk {
+                    id,
+                    index,
+                    count,
+                    size,
+                    digest,
+                    data,
+                })
+            }
+            "native_page" => {
+                if let Some(id) = &env.id {
+                    check_client_id("native_page", id)?;
+                }
+                let page = env
+                    .page
+                    .ok_or_else(|| invalid("native_page", "missing field `page`"))?;
+                page.validate().map_err(|e| invalid("native_page", e))?;
+                Ok(ClientFrame::NativePage { id: env.id, page })
+            }
             other => Err(ProtoError::UnknownType(truncate(other, 64))),
         }
     }
@@ -200,6 +322,8 @@ impl<'a> ClientFrame<'a> {
             ClientFrame::Event { .. } => "event",
             ClientFrame::Chat { .. } => "chat",
             ClientFrame::Ping { .. } => "ping",
+            ClientFrame::Chunk { .. } => "chunk",
+            ClientFrame::NativePage { .. } => "native_page",
         }
     }
 
@@ -220,6 +344,28 @@ impl<'a> ClientFrame<'a> {
                 env.text = Some(text.clone());
             }
             ClientFrame::Ping { id } => env.id = id.clone(),
+            ClientFrame::Chunk {
+                id,
+                index,
+                count,
+                size,
+                digest,
+                data,
+            } => {
+                env.id = Some(id.clone());
+                env.index = Some(*index);
+                env.count = Some(*count);
+                env.size = Some(*size);
+                env.digest = Some(digest.clone());
+                env.data = Some(match data {
+                    ChunkData::Text(t) => ChunkData::Text(Cow::Borrowed(t)),
+                    ChunkData::Bytes(b) => ChunkData::Bytes(Cow::Borrowed(b)),
+                });
+            }
+            ClientFrame::NativePage { id, page } => {
+                env.id = id.clone();
+                env.page = Some(page.clone());
+            }
         }
         env
     }
@@ -257,6 +403,10 @@ pub enum ServerFrame<'a> {
         reason: Option<ResyncReason>,
         /// The room's last offset at join time.
         head: u64,
+        /// The room's page timeline (web pages and native screens), oldest first.
+        pages: Vec<PageRecord>,
+        /// The node's size limits.
+        limits: Option<Limits>,
     },
     /// A relayed rrweb event.
     Event {
@@ -323,6 +473,32 @@ pub enum ServerFrame<'a> {
         /// The ping's id.
         id: Option<String>,
     },
+    /// One slice of a relayed rrweb event too large for one frame. Slices `0..count` arrive in
+    /// order, back to back; their data concatenated is the event at `offset`.
+    Chunk {
+        /// Room offset of the event.
+        offset: u64,
+        /// Slice number.
+        index: u32,
+        /// Number of slices.
+        count: u32,
+        /// Size of the whole event, bytes.
+        size: u64,
+        /// The slice.
+        data: ChunkData<'a>,
+    },
+    /// The upload slice `index` of upload `id` is staged (it survives a reconnect to any node).
+    ChunkAck {
+        /// Upload id.
+        id: String,
+        /// Slice number.
+        index: u32,
+    },
+    /// The relay asks the customer for a fresh Meta + FullSnapshot.
+    SnapshotRequest {
+        /// Why.
+        reason: SnapshotReason,
+    },
 }
 
 impl<'a> ServerFrame<'a> {
@@ -339,13 +515,18 @@ impl<'a> ServerFrame<'a> {
             ServerFrame::CaughtUp { .. } => "caught_up",
             ServerFrame::Error { .. } => "error",
             ServerFrame::Pong { .. } => "pong",
+            ServerFrame::Chunk { .. } => "chunk",
+            ServerFrame::ChunkAck { .. } => "chunk_ack",
+            ServerFrame::SnapshotRequest { .. } => "snapshot_request",
         }
     }
 
     /// The room offset this frame carries, for log entries.
     pub fn offset(&self) -> Option<u64> {
         match self {
-            ServerFrame::Event { offset, .. } | ServerFrame::Chat { offset, .. } => Some(*offset),
+            ServerFrame::Event { offset, .. }
+            | ServerFrame::Chat { offset, .. }
+            | ServerFrame::Chunk { offset, .. } => Some(*offset),
             _ => None,
         }
     }
@@ -365,6 +546,8 @@ impl<'a> ServerFrame<'a> {
                 mode,
                 reason,
                 head,
+                pages,
+                limits,
             } => ServerFrame::Joined {
                 room,
                 epoch,
@@ -373,6 +556,8 @@ impl<'a> ServerFrame<'a> {
                 mode,
                 reason,
                 head,
+                pages,
+                limits,
             },
             ServerFrame::Chat {
                 offset,
@@ -402,6 +587,21 @@ impl<'a> ServerFrame<'a> {
             ServerFrame::CaughtUp { offset } => ServerFrame::CaughtUp { offset },
             ServerFrame::Error { code, message, id } => ServerFrame::Error { code, message, id },
             ServerFrame::Pong { id } => ServerFrame::Pong { id },
+            ServerFrame::Chunk {
+                offset,
+                index,
+                count,
+                size,
+                data,
+            } => ServerFrame::Chunk {
+                offset,
+                index,
+                count,
+                size,
+                data: data.into_owned(),
+            },
+            ServerFrame::ChunkAck { id, index } => ServerFrame::ChunkAck { id, index },
+            ServerFrame::SnapshotRequest { reason } => ServerFrame::SnapshotRequest { reason },
         }
     }
 
@@ -420,7 +620,11 @@ impl<'a> ServerFrame<'a> {
                 mode,
                 reason,
                 head,
+                pages,
+                limits,
             } => {
+                env.pages = (!pages.is_empty()).then(|| pages.clone());
+                env.limits = *limits;
                 env.room = Some(room.clone());
                 env.epoch = Some(epoch.clone());
                 env.you = Some(you.clone());
@@ -469,6 +673,29 @@ impl<'a> ServerFrame<'a> {
                 env.id = id.clone();
             }
             ServerFrame::Pong { id } => env.id = id.clone(),
+            ServerFrame::Chunk {
+                offset,
+                index,
+                count,
+                size,
+                data,
+            } => {
+                env.offset = Some(*offset);
+                env.index = Some(*index);
+                env.count = Some(*count);
+                env.size = Some(*size);
+                env.data = Some(match data {
+                    ChunkData::Text(t) => ChunkData::Text(Cow::Borrowed(t)),
+                    ChunkData::Bytes(b) => ChunkData::Bytes(Cow::Borrowed(b)),
+                });
+            }
+            ServerFrame::ChunkAck { id, index } => {
+                env.id = Some(id.clone());
+                env.index = Some(*index);
+            }
+            ServerFrame::SnapshotRequest { reason } => {
+                env.reason = Some(reason.as_str().to_owned());
+            }
         }
         env
     }
@@ -498,6 +725,8 @@ impl<'a> ServerFrame<'a> {
                     .ok_or_else(|| invalid("joined", "unknown mode"))?,
                 reason: env.reason.as_deref().and_then(ResyncReason::parse),
                 head: need(env.head, "joined", "head")?,
+                pages: env.pages.unwrap_or_default(),
+                limits: env.limits,
             },
             "event" => ServerFrame::Event {
                 offset: need(env.offset, "event", "offset")?,
@@ -541,6 +770,21 @@ impl<'a> ServerFrame<'a> {
                 }
             }
             "pong" => ServerFrame::Pong { id: env.id },
+            "chunk" => ServerFrame::Chunk {
+                offset: need(env.offset, "chunk", "offset")?,
+                index: need(env.index, "chunk", "index")?,
+                count: need(env.count, "chunk", "count")?,
+                size: need(env.size, "chunk", "size")?,
+                data: need(env.data, "chunk", "data")?,
+            },
+            "chunk_ack" => ServerFrame::ChunkAck {
+                id: need(env.id, "chunk_ack", "id")?,
+                index: need(env.index, "chunk_ack", "index")?,
+            },
+            "snapshot_request" => ServerFrame::SnapshotRequest {
+                reason: SnapshotReason::parse(&need(env.reason, "snapshot_request", "reason")?)
+                    .ok_or_else(|| invalid("snapshot_request", "unknown reason"))?,
+            },
             other => return Err(ProtoError::UnknownType(truncate(other, 64))),
         };
         Ok(frame)

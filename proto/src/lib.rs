@@ -8,21 +8,29 @@
 //! - [`event`]: rrweb events. They stay opaque raw JSON ([`serde_json::value::RawValue`]); only a
 //!   cheap head scan ([`EventHead`]) reads their `type` and `data.source`.
 //! - [`error`]: stable error codes ([`ErrorCode`]) and WebSocket close codes ([`CloseCode`]).
+//! - [`chunk`]: large events as numbered slices (`chunk` frames), both directions.
+//! - [`page`]: native-page reports and the room's page timeline.
 //! - [`auth`]: the JWT claims a token carries ([`Claims`]), and the id rules for rooms and participants.
 //!
 //! The protocol is specified for humans in `docs/protocol.md`; every code listed there is defined here.
 
 pub mod auth;
+pub mod chunk;
 pub mod codec;
 pub mod error;
 pub mod event;
 pub mod frame;
+pub mod page;
 
 pub use auth::{validate_id, Claims, Role};
+pub use chunk::ChunkData;
 pub use codec::{Codec, Envelope};
 pub use error::{CloseCode, ErrorCode, ProtoError};
 pub use event::{EventHead, EventKind, EventPayload};
-pub use frame::{ClientFrame, JoinMode, Member, Position, ResyncReason, ServerFrame};
+pub use frame::{
+    ClientFrame, JoinMode, Limits, Member, Position, ResyncReason, ServerFrame, SnapshotReason,
+};
+pub use page::{NativePage, PageKind, PageRecord};
 
 /// Protocol version carried in the subprotocol names.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -291,6 +291,8 @@ fn error_code_strings_are_stable() {
         (ErrorCode::Forbidden, "forbidden", false),
         (ErrorCode::InvalidEvent, "invalid_event", false),
         (ErrorCode::TooLarge, "too_large", false),
+        (ErrorCode::UploadInvalid, "upload_invalid", false),
+        (ErrorCode::UploadLimit, "upload_limit", true),
         (ErrorCode::RateLimited, "rate_limited", true),
         (ErrorCode::Unavailable, "unavailable", true),
         (ErrorCode::Internal, "internal", true),

@@ -27,6 +27,23 @@ fn client_examples() -> Vec<ClientFrame<'static>> {
         ClientFrame::Ping {
             id: Some("p1".into()),
         },
+        ClientFrame::Chunk {
+            id: "up-1".into(),
+            index: 1,
+            count: 3,
+            size: 30,
+            digest: format!("sha256:{}", "0".repeat(64)),
+            data: ChunkData::Text("{\"type\":2,".into()),
+        },
+        ClientFrame::NativePage {
+            id: Some("np-1".into()),
+            page: NativePage {
+                page_id: "checkout".into(),
+                title: "Payment".into(),
+                template: None,
+                fields: [("amount".to_owned(), "¥50,000".to_owned())].into(),
+            },
+        },
     ]
 }
 
@@ -36,6 +53,8 @@ fn client_variant(f: &ClientFrame<'_>) -> usize {
         ClientFrame::Event { .. } => 1,
         ClientFrame::Chat { .. } => 2,
         ClientFrame::Ping { .. } => 3,
+        ClientFrame::Chunk { .. } => 4,
+        ClientFrame::NativePage { .. } => 5,
     }
 }
 
@@ -64,6 +83,19 @@ fn server_examples() -> Vec<ServerFrame<'static>> {
             mode: JoinMode::Fresh,
             reason: None,
             head: 17,
+            pages: vec![PageRecord {
+                kind: PageKind::Native,
+                url: "native://checkout".into(),
+                page_id: Some("checkout".into()),
+                title: Some("Payment".into()),
+                offset: 12,
+                ts: 1_700_000_000_000,
+            }],
+            limits: Some(Limits {
+                max_frame_bytes: 1 << 20,
+                max_upload_bytes: 64 << 20,
+                chunk_bytes: 1 << 18,
+            }),
         },
         ServerFrame::Joined {
             room: "room-1".into(),
@@ -73,6 +105,8 @@ fn server_examples() -> Vec<ServerFrame<'static>> {
             mode: JoinMode::Resync,
             reason: Some(ResyncReason::EpochChanged),
             head: 0,
+            pages: vec![],
+            limits: None,
         },
         ServerFrame::Event {
             offset: 18,
@@ -120,6 +154,20 @@ fn server_examples() -> Vec<ServerFrame<'static>> {
         ServerFrame::Pong {
             id: Some("p1".into()),
         },
+        ServerFrame::Chunk {
+            offset: 20,
+            index: 0,
+            count: 2,
+            size: 12,
+            data: ChunkData::Text("{\"type\":".into()),
+        },
+        ServerFrame::ChunkAck {
+            id: "up-1".into(),
+            index: 4,
+        },
+        ServerFrame::SnapshotRequest {
+            reason: SnapshotReason::TailTooLarge,
+        },
     ]
 }
 
@@ -135,6 +183,9 @@ fn server_variant(f: &ServerFrame<'_>) -> usize {
         ServerFrame::CaughtUp { .. } => 7,
         ServerFrame::Error { .. } => 8,
         ServerFrame::Pong { .. } => 9,
+        ServerFrame::Chunk { .. } => 10,
+        ServerFrame::ChunkAck { .. } => 11,
+        ServerFrame::SnapshotRequest { .. } => 12,
     }
 }
 

@@ -471,7 +471,8 @@ fn claims_need_sub_room_role_and_exp() {
             room: "room-1".into(),
             role: Role::Customer,
             exp: 1_700_000_000,
-            iat: None
+            iat: None,
+            mask: None,
         }
     );
     for missing in [

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use serde_json::value::RawValue;
 
 /// Every field name the envelope knows. Anything else is an unknown field.
-pub const ENVELOPE_FIELDS: [&str; 19] = [
+pub const ENVELOPE_FIELDS: [&str; 27] = [
     "type",
     "id",
     "offset",
@@ -26,6 +26,14 @@ pub const ENVELOPE_FIELDS: [&str; 19] = [
     "mode",
     "reason",
     "head",
+    "index",
+    "count",
+    "size",
+    "digest",
+    "data",
+    "page",
+    "pages",
+    "limits",
     "code",
     "message",
     "resume",
@@ -128,8 +136,55 @@ pub fn arb_client_frame() -> BoxedStrategy<ClientFrame<'static>> {
             .prop_map(|(id, ev)| { client_event(id.as_deref(), &ev.json) }),
         (arb_client_id(), arb_chat_text()).prop_map(|(id, text)| ClientFrame::Chat { id, text }),
         proptest::option::of(any::<String>()).prop_map(|id| ClientFrame::Ping { id }),
+        (arb_client_id(), 1u32..100, "[0-9a-f]{64}", ".{1,64}").prop_flat_map(
+            |(id, count, hex, data)| {
+                (0..count).prop_map(move |index| ClientFrame::Chunk {
+                    id: id.clone(),
+                    index,
+                    count,
+                    size: u64::from(count) + data.len() as u64,
+                    digest: format!("sha256:{hex}"),
+                    data: ChunkData::Text(Cow::Owned(data.clone())),
+                })
+            }
+        ),
+        (proptest::option::of(arb_client_id()), arb_native_page())
+            .prop_map(|(id, page)| ClientFrame::NativePage { id, page }),
     ]
     .boxed()
+}
+
+pub fn arb_native_page() -> impl Strategy<Value = NativePage> {
+    (
+        "[A-Za-z0-9._:-]{1,40}",
+        ".{0,40}",
+        proptest::option::of("[a-z-]{1,20}"),
+        proptest::collection::btree_map("[a-z_]{1,10}", ".{0,30}", 0..4),
+    )
+        .prop_map(|(page_id, title, template, fields)| NativePage {
+            page_id,
+            title,
+            template,
+            fields,
+        })
+}
+
+pub fn arb_page_record() -> impl Strategy<Value = PageRecord> {
+    (
+        any::<bool>(),
+        ".{0,40}",
+        proptest::option::of(".{1,20}"),
+        any::<u64>(),
+        any::<u64>(),
+    )
+        .prop_map(|(native, url, title, offset, ts)| PageRecord {
+            kind: if native { PageKind::Native } else { PageKind::Web },
+            page_id: native.then(|| "screen".to_owned()),
+            url,
+            title,
+            offset,
+            ts,
+        })
 }
 
 pub fn arb_join_mode() -> impl Strategy<Value = JoinMode> {
@@ -158,18 +213,28 @@ pub fn arb_server_frame() -> BoxedStrategy<ServerFrame<'static>> {
             arb_join_mode(),
             proptest::option::of(arb_resync_reason()),
             any::<u64>(),
+            vec(arb_page_record(), 0..3),
+            proptest::option::of((any::<u64>(), any::<u64>(), any::<u64>())),
         )
-            .prop_map(|(room, epoch, you, members, mode, reason, head)| {
-                ServerFrame::Joined {
-                    room,
-                    epoch,
-                    you,
-                    members,
-                    mode,
-                    reason,
-                    head,
+            .prop_map(
+                |(room, epoch, you, members, mode, reason, head, pages, limits)| {
+                    ServerFrame::Joined {
+                        room,
+                        epoch,
+                        you,
+                        members,
+                        mode,
+                        reason,
+                        head,
+                        pages,
+                        limits: limits.map(|(a, b, c)| Limits {
+                            max_frame_bytes: a,
+                            max_upload_bytes: b,
+                            chunk_bytes: c,
+                        }),
+                    }
                 }
-            }),
+            ),
         (any::<u64>(), arb_rrweb_event()).prop_map(|(offset, ev)| ServerFrame::Event {
             offset,
             event: payload(&ev.json),
@@ -207,6 +272,20 @@ pub fn arb_server_frame() -> BoxedStrategy<ServerFrame<'static>> {
         )
             .prop_map(|(code, message, id)| ServerFrame::Error { code, message, id }),
         proptest::option::of(any::<String>()).prop_map(|id| ServerFrame::Pong { id }),
+        (any::<u64>(), 1u32..100, any::<u64>(), ".{1,64}").prop_flat_map(
+            |(offset, count, size, data)| {
+                (0..count).prop_map(move |index| ServerFrame::Chunk {
+                    offset,
+                    index,
+                    count,
+                    size,
+                    data: ChunkData::Text(Cow::Owned(data.clone())),
+                })
+            }
+        ),
+        (arb_client_id(), any::<u32>()).prop_map(|(id, index)| ServerFrame::ChunkAck { id, index }),
+        proptest::sample::select(SnapshotReason::ALL.to_vec())
+            .prop_map(|reason| ServerFrame::SnapshotRequest { reason }),
     ]
     .boxed()
 }
@@ -239,6 +318,21 @@ pub fn assert_client_frame_valid(frame: &ClientFrame<'_>) {
             assert!(!text.is_empty() && text.len() <= MAX_CHAT_TEXT);
         }
         ClientFrame::Ping { .. } => {}
+        ClientFrame::Chunk {
+            id,
+            index,
+            count,
+            size,
+            digest,
+            data,
+        } => {
+            assert!(!id.is_empty() && id.len() <= MAX_ID_LEN);
+            assert!(index < count && *count >= 1);
+            assert!(*size >= u64::from(*count) && !data.is_empty());
+            assert!(data.len() as u64 <= *size);
+            assert!(digest.starts_with("sha256:") && digest.len() == 71);
+        }
+        ClientFrame::NativePage { page, .. } => assert!(page.validate().is_ok()),
     }
 }
 
