@@ -110,7 +110,11 @@ pub fn validate_digest(digest: &str) -> Result<(), String> {
     let hex = digest
         .strip_prefix(DIGEST_PREFIX)
         .ok_or_else(|| format!("digest must start with {DIGEST_PREFIX:?}"))?;
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if hex.len() != 64
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return Err("digest must be sha256: followed by 64 lowercase hex digits".into());
     }
     Ok(())

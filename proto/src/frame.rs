@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::chunk::{validate_digest, ChunkData, MAX_CHUNKS};
 use crate::codec::{Codec, EncodeError, Envelope};
-use crate::page::{NativePage, PageRecord};
 use crate::error::{ErrorCode, ProtoError};
 use crate::event::{EventHead, EventPayload};
+use crate::page::{NativePage, PageRecord};
 use crate::Role;
 
 /// A participant as others see it.
@@ -271,10 +271,7 @@ impl<'a> ClientFrame<'a> {
                 let count = field(env.count.map(u64::from), "count")? as u32;
                 let size = field(env.size, "size")?;
                 if count == 0 || count > MAX_CHUNKS {
-                    return Err(invalid(
-                        "chunk",
-                        format!("count must be 1 to {MAX_CHUNKS}"),
-                    ));
+                    return Err(invalid("chunk", format!("count must be 1 to {MAX_CHUNKS}")));
                 }
                 if index >= count {
                     return Err(invalid("chunk", "index must be below count"));

@@ -222,7 +222,7 @@ fn assert_server_round_trip(frame: &ServerFrame<'_>) {
 #[test]
 fn every_client_frame_variant_round_trips_in_both_codecs() {
     let examples = client_examples();
-    let mut seen = [false; 4];
+    let mut seen = [false; 6];
     for f in &examples {
         seen[client_variant(f)] = true;
         assert_client_round_trip(f);
@@ -233,7 +233,7 @@ fn every_client_frame_variant_round_trips_in_both_codecs() {
 #[test]
 fn every_server_frame_variant_round_trips_in_both_codecs() {
     let examples = server_examples();
-    let mut seen = [false; 10];
+    let mut seen = [false; 13];
     for f in &examples {
         seen[server_variant(f)] = true;
         assert_server_round_trip(f);
@@ -255,10 +255,12 @@ fn type_names_are_the_wire_types() {
 }
 
 #[test]
-fn only_event_and_chat_server_frames_carry_an_offset() {
+fn only_event_chat_and_chunk_server_frames_carry_an_offset() {
     for f in server_examples() {
         let expected = match &f {
-            ServerFrame::Event { offset, .. } | ServerFrame::Chat { offset, .. } => Some(*offset),
+            ServerFrame::Event { offset, .. }
+            | ServerFrame::Chat { offset, .. }
+            | ServerFrame::Chunk { offset, .. } => Some(*offset),
             _ => None,
         };
         assert_eq!(f.offset(), expected, "{}", f.type_name());

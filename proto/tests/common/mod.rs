@@ -41,10 +41,13 @@ pub const ENVELOPE_FIELDS: [&str; 27] = [
 ];
 
 /// The frame types a client may send.
-pub const CLIENT_TYPES: [&str; 4] = ["join", "event", "chat", "ping"];
+pub const CLIENT_TYPES: [&str; 6] = ["join", "event", "chat", "ping", "chunk", "native_page"];
 
 /// The frame types the relay sends.
-pub const SERVER_TYPES: [&str; 10] = [
+pub const SERVER_TYPES: [&str; 13] = [
+    "chunk",
+    "chunk_ack",
+    "snapshot_request",
     "joined",
     "event",
     "chat",
@@ -178,7 +181,11 @@ pub fn arb_page_record() -> impl Strategy<Value = PageRecord> {
         any::<u64>(),
     )
         .prop_map(|(native, url, title, offset, ts)| PageRecord {
-            kind: if native { PageKind::Native } else { PageKind::Web },
+            kind: if native {
+                PageKind::Native
+            } else {
+                PageKind::Web
+            },
             page_id: native.then(|| "screen".to_owned()),
             url,
             title,
