@@ -31,6 +31,7 @@ impl Minter {
             role,
             exp: now + self.ttl.as_secs().max(60),
             iat: Some(now),
+            mask: None,
         };
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),

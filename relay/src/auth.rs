@@ -91,6 +91,13 @@ impl Auth {
         if validate_id("sub", &claims.sub).is_err() || validate_id("room", &claims.room).is_err() {
             return Err(RejectReason::TokenInvalidClaims);
         }
+        if claims
+            .mask
+            .as_deref()
+            .is_some_and(|m| crate::mask::MaskPolicy::parse(m).is_none())
+        {
+            return Err(RejectReason::TokenInvalidClaims);
+        }
         Ok(claims)
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::mask::MaskPolicy;
 use crate::store::LogConfig;
 
 /// Log output format.
@@ -100,6 +101,31 @@ pub struct ServeArgs {
     /// allows any. Requests without an `Origin` header (non-browser clients) are not affected.
     #[arg(long, env = "RELAY_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// Largest event a chunked upload may stitch, in bytes.
+    #[arg(long, env = "RELAY_MAX_UPLOAD_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_upload_bytes: u64,
+    /// Uploads one participant may have in progress in a room.
+    #[arg(long, env = "RELAY_MAX_UPLOADS", default_value_t = 4)]
+    pub max_uploads: usize,
+    /// An upload with no new slice for this long is dropped.
+    #[arg(long, env = "RELAY_UPLOAD_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub upload_ttl: Duration,
+    /// When the events after a room's keyframe pass this many bytes, the customer is asked for a
+    /// fresh full snapshot (`snapshot_request`), so that catch-up stays small. 0 disables.
+    #[arg(long, env = "RELAY_SNAPSHOT_AFTER_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub snapshot_after_bytes: u64,
+    /// Masking policy for rooms whose customer token names none: `none`, `passwords`, `inputs`
+    /// or `inputs+text`. The relay masks before anything is stored or relayed.
+    #[arg(long, env = "RELAY_MASK_POLICY", default_value = "passwords")]
+    pub mask_policy: MaskPolicy,
+    /// Directory of native-page templates (`NAME.html`; `native-page.html` replaces the
+    /// built-in default).
+    #[arg(long, env = "RELAY_NATIVE_TEMPLATES")]
+    pub native_templates: Option<std::path::PathBuf>,
+    /// Key for the server-to-server HTTP API on the admin listener (`Authorization: Bearer
+    /// KEY`); without it the `/v1` API answers 403.
+    #[arg(long, env = "RELAY_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
     /// Redis URL (`redis://host:port/db`). Without it the node runs embedded: every room lives in
     /// this process. With it, any number of nodes sharing the Redis form one relay.
     #[arg(long, env = "RELAY_REDIS_URL")]
@@ -171,6 +197,20 @@ pub struct NodeConfig {
     pub max_room_members: usize,
     /// Allowed browser origins (empty: any).
     pub allowed_origins: Vec<String>,
+    /// Largest stitched upload.
+    pub max_upload_bytes: u64,
+    /// Uploads in progress per participant and room.
+    pub max_uploads: usize,
+    /// Upload staging TTL.
+    pub upload_ttl: Duration,
+    /// Tail size that triggers a `snapshot_request` (0: never).
+    pub snapshot_after_bytes: u64,
+    /// Default masking policy.
+    pub mask_policy: MaskPolicy,
+    /// Native-page template directory.
+    pub native_templates: Option<std::path::PathBuf>,
+    /// Admin HTTP API key (None: API disabled).
+    pub api_key: Option<String>,
     /// Room log shape.
     pub log: LogConfig,
 }
@@ -197,6 +237,13 @@ impl NodeConfig {
             slow_timeout: Duration::from_secs(30),
             max_room_members: 50,
             allowed_origins: Vec::new(),
+            max_upload_bytes: 64 * 1024 * 1024,
+            max_uploads: 4,
+            upload_ttl: Duration::from_secs(600),
+            snapshot_after_bytes: 8 * 1024 * 1024,
+            mask_policy: MaskPolicy::Passwords,
+            native_templates: None,
+            api_key: None,
             log: LogConfig::default(),
         }
     }
@@ -248,6 +295,19 @@ impl TryFrom<&ServeArgs> for NodeConfig {
                     .into(),
             ));
         }
+        if a.max_uploads == 0 || a.upload_ttl.is_zero() {
+            return Err(ConfigError(
+                "--max-uploads and --upload-ttl must be positive".into(),
+            ));
+        }
+        if a.api_key.as_deref().is_some_and(|k| k.len() < 16) {
+            return Err(ConfigError(
+                "--api-key / RELAY_API_KEY must be at least 16 characters".into(),
+            ));
+        }
+        if let Err(e) = crate::native::Templates::load(a.native_templates.as_deref()) {
+            return Err(ConfigError(format!("--native-templates: {e}")));
+        }
         if a.max_room_members == 0 {
             return Err(ConfigError("--max-room-members must be positive".into()));
         }
@@ -280,6 +340,13 @@ impl TryFrom<&ServeArgs> for NodeConfig {
                 .filter(|o| !o.is_empty())
                 .cloned()
                 .collect(),
+            max_upload_bytes: a.max_upload_bytes,
+            max_uploads: a.max_uploads,
+            upload_ttl: a.upload_ttl,
+            snapshot_after_bytes: a.snapshot_after_bytes,
+            mask_policy: a.mask_policy,
+            native_templates: a.native_templates.clone(),
+            api_key: a.api_key.clone().filter(|k| !k.is_empty()),
             log: LogConfig {
                 chat_retain: a.chat_retain.max(a.chat_history).max(1),
                 dedup_window: a.dedup_window.max(1),

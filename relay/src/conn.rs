@@ -19,12 +19,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use assist_relay_proto::{
-    ClientFrame, CloseCode, ErrorCode, JoinMode, Member, Position, ProtoError, ResyncReason, Role,
-    ServerFrame,
+    ChunkData, ClientFrame, CloseCode, ErrorCode, EventHead, EventKind, JoinMode,
+    Limits as WireLimits, Member, NativePage, Position, ProtoError, ResyncReason, Role,
+    ServerFrame, SnapshotReason,
 };
 use futures_util::{SinkExt, StreamExt};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde_json::value::RawValue;
 use tokio::net::TcpStream;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
@@ -35,11 +37,19 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::auth::Admission;
 use crate::config::NodeConfig;
+use crate::mask::{may_need_masking, MaskPolicy, RoomMask};
+use crate::pages::{read_meta, MetaInfo};
 use crate::server::Node;
 use crate::store::{
-    encode_message, now_us, CatchUp, CatchUpRequest, Entered, Entry, EntryBody, NewEntry, RoomMsg,
-    StoreError, Subscription,
+    chunk_data_bytes, encode_message, now_us, Appended, CatchUp, CatchUpRequest, ChunkIn, Entered,
+    Entry, EntryBody, NewEntry, RoomMsg, Staged, StoreError, Subscription, UploadLimits,
 };
+
+/// Events larger than this are masked on the blocking pool.
+const BLOCKING_MASK_BYTES: usize = 256 * 1024;
+
+/// At most one `snapshot_request` per connection in this long.
+const SNAPSHOT_REQUEST_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Live entries written before one flush.
 const WRITE_BATCH: usize = 64;
@@ -166,6 +176,14 @@ struct Conn {
     behind_since: Option<Instant>,
     /// Acceptance times (µs) of live entries written since the last flush.
     unflushed: Vec<u64>,
+    /// Masking policy of what this connection publishes.
+    mask_policy: MaskPolicy,
+    /// Masking state, built from the room log on the first event that needs it.
+    mask: Option<RoomMask>,
+    /// The last Meta this connection published (URL and viewport of the current web page).
+    meta: Option<MetaInfo>,
+    /// When this connection was last sent a `snapshot_request`.
+    snapshot_asked: Option<Instant>,
 }
 
 /// Serves one upgraded connection until it ends.
@@ -182,6 +200,12 @@ pub(crate) async fn serve(
         id: adm.claims.sub.clone(),
         role,
     };
+    let mask_policy = adm
+        .claims
+        .mask
+        .as_deref()
+        .and_then(MaskPolicy::parse)
+        .unwrap_or(node.config.mask_policy);
     let mut conn = Conn {
         node: node.clone(),
         ws,
@@ -194,6 +218,10 @@ pub(crate) async fn serve(
         last_inbound: Instant::now(),
         behind_since: None,
         unflushed: Vec::new(),
+        mask_policy,
+        mask: None,
+        meta: None,
+        snapshot_asked: None,
     };
     let mut entered = false;
     let exit = conn.session(&mut entered).await;
@@ -294,6 +322,7 @@ impl Conn {
             "joined"
         );
         self.epoch = cu.epoch.clone();
+        let max_frame = node.config.max_frame_bytes;
         let joined = ServerFrame::Joined {
             room,
             epoch: cu.epoch.to_string(),
@@ -302,6 +331,12 @@ impl Conn {
             mode: cu.mode,
             reason: cu.reason,
             head: cu.head,
+            pages: cu.pages.clone(),
+            limits: Some(WireLimits {
+                max_frame_bytes: max_frame as u64,
+                max_upload_bytes: node.config.max_upload_bytes,
+                chunk_bytes: chunk_data_bytes(assist_relay_proto::Codec::Json, max_frame) as u64,
+            }),
         };
         self.feed(encode_message(self.adm.codec, &joined), "joined")
             .await?;
@@ -323,7 +358,7 @@ impl Conn {
             }
             bytes += e.body.size() as u64;
             sent += 1;
-            self.feed(e.message(self.adm.codec), e.type_name()).await?;
+            self.feed_entry(e).await?;
         }
         self.node.metrics.catchup_entries.observe(sent as f64);
         self.node.metrics.catchup_bytes.observe(bytes as f64);
@@ -452,7 +487,7 @@ impl Conn {
         }
         self.last = e.offset;
         if e.is_for(self.receives_events()) {
-            self.feed(e.message(self.adm.codec), e.type_name()).await?;
+            self.feed_entry(&e).await?;
             self.unflushed.push(e.accepted_us);
             return Ok(1);
         }
@@ -526,12 +561,7 @@ impl Conn {
                     let msg = "only the customer publishes rrweb events";
                     return self.send_error(ErrorCode::Forbidden, msg.into(), id).await;
                 }
-                let body = EntryBody::Event {
-                    event: event.into_owned(),
-                    kind: head.kind,
-                    source: head.source,
-                };
-                self.store(body, id, head.kind.label()).await
+                self.publish(id, event.into_owned(), head).await
             }
             ClientFrame::Chat { id, text } => {
                 let ts = now_us() / 1000;
@@ -541,24 +571,302 @@ impl Conn {
                     text,
                     ts,
                 };
-                self.store(body, Some(id), "chat").await
+                let entry = NewEntry {
+                    body,
+                    dedup: Some((self.me.id.clone(), id.clone())),
+                    page: None,
+                };
+                self.store(entry, Some(id), "chat").await.map(drop)
             }
+            ClientFrame::Chunk {
+                id,
+                index,
+                count,
+                size,
+                digest,
+                data,
+            } => {
+                let chunk = Chunk {
+                    id,
+                    index,
+                    count,
+                    size,
+                    digest,
+                    data,
+                };
+                self.on_chunk(chunk).await
+            }
+            ClientFrame::NativePage { id, page } => self.on_native_page(id, page).await,
         }
     }
 
-    /// Appends to the room log and acknowledges when the client gave an id.
-    async fn store(
+    /// Masks, stores and acknowledges one rrweb event from this (customer) connection, records
+    /// web pages in the timeline, and asks for a fresh snapshot when the room needs one.
+    async fn publish(
         &mut self,
-        body: EntryBody,
         id: Option<String>,
-        kind: &'static str,
+        mut event: Box<RawValue>,
+        head: EventHead,
     ) -> Result<(), Exit> {
+        let policy = self.mask_policy;
+        if may_need_masking(policy, head.kind.as_u8(), head.source) {
+            self.load_mask().await?;
+            if let Some(mut mask) = self.mask.take() {
+                // A big snapshot takes a parse and a walk (about 100 ms for 7 MB): off the
+                // runtime's worker threads.
+                let (mask_back, event_back, result) = if event.get().len() > BLOCKING_MASK_BYTES {
+                    let job = tokio::task::spawn_blocking(move || {
+                        let r = mask.mask(&event);
+                        (mask, event, r)
+                    });
+                    match job.await {
+                        Ok(done) => done,
+                        Err(e) => {
+                            tracing::error!(error = %e, "masking task failed");
+                            let msg = "masking failed; the event was not stored".to_owned();
+                            return self.send_error(ErrorCode::Internal, msg, id).await;
+                        }
+                    }
+                } else {
+                    let r = mask.mask(&event);
+                    (mask, event, r)
+                };
+                event = event_back;
+                let mask = self.mask.insert(mask_back);
+                match result {
+                    Ok(Some(masked)) => {
+                        self.node
+                            .metrics
+                            .masked_events
+                            .with_label_values(&[policy.as_str()])
+                            .inc();
+                        event = masked;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        let msg = format!("the event cannot be masked, so it was not stored: {e}");
+                        return self.send_error(ErrorCode::InvalidEvent, msg, id).await;
+                    }
+                }
+                let typed = mask.take_new_typed();
+                if !typed.is_empty() {
+                    let node = self.node.clone();
+                    node.log.add_typed_hashes(self.room(), &typed).await?;
+                }
+            }
+        }
+        let page = match head.kind {
+            EventKind::Meta => {
+                self.meta = read_meta(&event);
+                None
+            }
+            EventKind::FullSnapshot => Some(crate::pages::web_page(self.meta.as_ref(), &event)),
+            _ => None,
+        };
+        let entry = NewEntry {
+            body: EntryBody::Event {
+                event,
+                kind: head.kind,
+                source: head.source,
+            },
+            dedup: id.as_ref().map(|i| (self.me.id.clone(), i.clone())),
+            page,
+        };
+        if let Some(appended) = self.store(entry, id, head.kind.label()).await? {
+            self.maybe_request_snapshot(&appended, head.kind).await?;
+        }
+        Ok(())
+    }
+
+    /// Builds the masking state from the room's keyframe and tail (already masked) and the
+    /// room's typed-value hashes, once per connection.
+    async fn load_mask(&mut self) -> Result<(), Exit> {
+        if self.mask.is_some() || self.mask_policy == MaskPolicy::None {
+            return Ok(());
+        }
         let node = self.node.clone();
-        let dedup = id.as_ref().map(|i| (self.me.id.clone(), i.clone()));
-        match node.log.append(self.room(), NewEntry { body, dedup }).await {
+        let mut mask = RoomMask::new(self.mask_policy, node.mask_key);
+        let request = CatchUpRequest {
+            resume: None,
+            events: true,
+            chat_limit: 0,
+        };
+        let cu = node.log.catch_up(self.room(), request).await?;
+        for e in &cu.entries {
+            if let EntryBody::Event { event, .. } = &e.body {
+                mask.observe(event);
+            }
+        }
+        mask.add_typed(node.log.typed_hashes(self.room()).await?);
+        self.mask = Some(mask);
+        Ok(())
+    }
+
+    /// Sends `snapshot_request` when the room's keyframe is a native placeholder but web-page
+    /// events arrive, or when the tail after the keyframe is over the threshold; at most once per
+    /// [`SNAPSHOT_REQUEST_INTERVAL`].
+    async fn maybe_request_snapshot(&mut self, a: &Appended, kind: EventKind) -> Result<(), Exit> {
+        if a.duplicate || matches!(kind, EventKind::Meta | EventKind::FullSnapshot) {
+            return Ok(());
+        }
+        let threshold = self.node.config.snapshot_after_bytes;
+        let reason = if a.native_keyframe && kind == EventKind::IncrementalSnapshot {
+            SnapshotReason::NativePageLeft
+        } else if threshold > 0 && a.tail_bytes > threshold {
+            SnapshotReason::TailTooLarge
+        } else {
+            return Ok(());
+        };
+        if self
+            .snapshot_asked
+            .is_some_and(|t| t.elapsed() < SNAPSHOT_REQUEST_INTERVAL)
+        {
+            return Ok(());
+        }
+        self.snapshot_asked = Some(Instant::now());
+        self.node
+            .metrics
+            .snapshot_requests
+            .with_label_values(&[reason.as_str()])
+            .inc();
+        tracing::info!(
+            reason = reason.as_str(),
+            "asking the customer for a snapshot"
+        );
+        self.send_frame(&ServerFrame::SnapshotRequest { reason })
+            .await
+    }
+
+    /// Stages one upload slice; stitches, checks and publishes the event when it completes.
+    async fn on_chunk(&mut self, c: Chunk<'_>) -> Result<(), Exit> {
+        let node = self.node.clone();
+        let uploads = &node.metrics.uploads;
+        if self.me.role != Role::Customer {
+            let msg = "only the customer publishes rrweb events";
+            return self
+                .send_error(ErrorCode::Forbidden, msg.into(), Some(c.id))
+                .await;
+        }
+        if c.size > node.config.max_upload_bytes {
+            uploads.with_label_values(&["too_large"]).inc();
+            let msg = format!(
+                "an upload may be at most {} bytes",
+                node.config.max_upload_bytes
+            );
+            return self.send_error(ErrorCode::TooLarge, msg, Some(c.id)).await;
+        }
+        node.metrics.upload_bytes.inc_by(c.data.len() as u64);
+        let limits = UploadLimits {
+            max_uploads: node.config.max_uploads,
+            ttl: node.config.upload_ttl,
+        };
+        let chunk = ChunkIn {
+            sender: &self.me.id,
+            upload: &c.id,
+            index: c.index,
+            count: c.count,
+            size: c.size,
+            digest: &c.digest,
+            data: c.data.as_bytes(),
+        };
+        let staged = node.log.stage_chunk(self.room(), chunk, limits).await?;
+        let whole = match staged {
+            Staged::Partial => {
+                let ack = ServerFrame::ChunkAck {
+                    id: c.id,
+                    index: c.index,
+                };
+                return self.send_frame(&ack).await;
+            }
+            Staged::TooMany => {
+                uploads.with_label_values(&["limit"]).inc();
+                let msg = format!(
+                    "at most {} uploads in progress; finish one or wait for it to expire",
+                    node.config.max_uploads
+                );
+                return self
+                    .send_error(ErrorCode::UploadLimit, msg, Some(c.id))
+                    .await;
+            }
+            Staged::Mismatch(why) => {
+                uploads.with_label_values(&["invalid"]).inc();
+                let msg = format!("upload discarded: {why}");
+                return self
+                    .send_error(ErrorCode::UploadInvalid, msg, Some(c.id))
+                    .await;
+            }
+            Staged::Complete(whole) => whole,
+        };
+        let ack = ServerFrame::ChunkAck {
+            id: c.id.clone(),
+            index: c.index,
+        };
+        self.send_frame(&ack).await?;
+        let checked = check_upload(whole, &c.digest);
+        let event = match checked {
+            Ok(e) => e,
+            Err((code, why)) => {
+                uploads.with_label_values(&["invalid"]).inc();
+                node.log
+                    .drop_upload(self.room(), &self.me.id, &c.id)
+                    .await?;
+                let msg = format!("upload discarded: {why}");
+                return self.send_error(code, msg, Some(c.id)).await;
+            }
+        };
+        let head = match EventHead::scan(&event) {
+            Ok(h) => h,
+            Err(e) => {
+                uploads.with_label_values(&["invalid"]).inc();
+                node.log
+                    .drop_upload(self.room(), &self.me.id, &c.id)
+                    .await?;
+                return self
+                    .send_error(ErrorCode::InvalidEvent, e.to_string(), Some(c.id))
+                    .await;
+            }
+        };
+        self.publish(Some(c.id.clone()), event, head).await?;
+        uploads.with_label_values(&["stored"]).inc();
+        node.log
+            .drop_upload(self.room(), &self.me.id, &c.id)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a native-page placeholder reported by the app.
+    async fn on_native_page(&mut self, id: Option<String>, page: NativePage) -> Result<(), Exit> {
+        let node = self.node.clone();
+        if self.me.role != Role::Customer {
+            let msg = "only the customer reports native pages";
+            return self.send_error(ErrorCode::Forbidden, msg.into(), id).await;
+        }
+        let viewport = self
+            .meta
+            .as_ref()
+            .filter(|m| m.width > 0 && m.height > 0)
+            .map_or(crate::pages::DEFAULT_VIEWPORT, |m| (m.width, m.height));
+        let stored = crate::pages::store_native_page(
+            node.log.as_ref(),
+            &node.templates,
+            self.room(),
+            &page,
+            &self.me.id,
+            id.as_deref(),
+            viewport,
+        )
+        .await;
+        match stored {
             Ok(appended) => {
                 if !appended.duplicate {
-                    node.metrics.appends.with_label_values(&[kind]).inc();
+                    node.metrics
+                        .native_pages
+                        .with_label_values(&["frame"])
+                        .inc();
+                    node.metrics
+                        .appends
+                        .with_label_values(&["native_page"])
+                        .inc();
                 }
                 match id {
                     Some(id) => {
@@ -572,19 +880,67 @@ impl Conn {
                     None => Ok(()),
                 }
             }
-            Err(e) => {
-                if node.metrics.may_log() {
-                    tracing::warn!(error = %e, "append failed; closing so the client resends in order");
-                }
-                // Frames already queued behind this one must not be stored ahead of its resend:
-                // stop here, and let the client reconnect, resume and resend in order.
-                let msg =
-                    "the room store is unavailable; reconnect, resume and resend from this id";
-                self.send_error(ErrorCode::Unavailable, msg.into(), id)
-                    .await?;
-                Err(Exit::Close(CloseCode::Unavailable))
+            Err(crate::pages::NativePageError::Invalid(e)) => {
+                self.send_error(ErrorCode::InvalidFrame, e.to_string(), id)
+                    .await
             }
+            Err(crate::pages::NativePageError::Store(e)) => self.store_failed(e, id).await,
         }
+    }
+
+    /// Appends to the room log and acknowledges when the client gave an id. Returns the append
+    /// (`None` never: a failed append ends the connection).
+    async fn store(
+        &mut self,
+        entry: NewEntry,
+        id: Option<String>,
+        kind: &'static str,
+    ) -> Result<Option<Appended>, Exit> {
+        let node = self.node.clone();
+        match node.log.append(self.room(), entry).await {
+            Ok(appended) => {
+                if !appended.duplicate {
+                    node.metrics.appends.with_label_values(&[kind]).inc();
+                }
+                if let Some(id) = id {
+                    let ack = ServerFrame::Ack {
+                        id,
+                        offset: appended.offset,
+                        duplicate: appended.duplicate,
+                    };
+                    self.send_frame(&ack).await?;
+                }
+                Ok(Some(appended))
+            }
+            Err(e) => self.store_failed(e, id).await.map(|()| None),
+        }
+    }
+
+    /// An append failed: tell the client and close, so that it resends in order.
+    async fn store_failed(&mut self, e: StoreError, id: Option<String>) -> Result<(), Exit> {
+        if self.node.metrics.may_log() {
+            tracing::warn!(error = %e, "append failed; closing so the client resends in order");
+        }
+        // Frames already queued behind this one must not be stored ahead of its resend:
+        // stop here, and let the client reconnect, resume and resend in order.
+        let msg = "the room store is unavailable; reconnect, resume and resend from this id";
+        self.send_error(ErrorCode::Unavailable, msg.into(), id)
+            .await?;
+        Err(Exit::Close(CloseCode::Unavailable))
+    }
+
+    /// Writes an entry's frames (one, or its chunks) without flushing.
+    async fn feed_entry(&mut self, e: &Entry) -> Result<(), Exit> {
+        let max_frame = self.node.config.max_frame_bytes;
+        let kind = e.type_name();
+        let frames = e.messages(self.adm.codec, max_frame);
+        if frames.len() == 1 {
+            return self.feed(frames[0].clone(), kind).await;
+        }
+        for m in frames {
+            self.feed(m.clone(), "chunk").await?;
+        }
+        Ok(())
     }
 
     /// Decodes a client frame and holds it to the connection's rates. `None` when the frame was
@@ -797,10 +1153,45 @@ fn superseded_pointer_move(e: &Entry, later: &[&Arc<Entry>]) -> bool {
             .any(|l| matches!(l.body, EntryBody::Event { source: Some(s), .. } if s == src))
 }
 
+/// An upload slice as received.
+struct Chunk<'a> {
+    id: String,
+    index: u32,
+    count: u32,
+    size: u64,
+    digest: String,
+    data: ChunkData<'a>,
+}
+
+/// Checks a stitched upload against its digest and reads it as one JSON value.
+fn check_upload(whole: Vec<u8>, digest: &str) -> Result<Box<RawValue>, (ErrorCode, String)> {
+    use sha2::Digest;
+    let actual = hex::encode(sha2::Sha256::digest(&whole));
+    let expected = digest
+        .strip_prefix(assist_relay_proto::chunk::DIGEST_PREFIX)
+        .unwrap_or(digest);
+    if actual != expected {
+        return Err((
+            ErrorCode::UploadInvalid,
+            format!("digest mismatch: the stitched event hashes to sha256:{actual}"),
+        ));
+    }
+    let text = String::from_utf8(whole)
+        .map_err(|_| (ErrorCode::InvalidEvent, "the event is not UTF-8".to_owned()))?;
+    RawValue::from_string(text).map_err(|e| {
+        (
+            ErrorCode::InvalidEvent,
+            format!("the event is not JSON: {e}"),
+        )
+    })
+}
+
 fn frame_id(frame: &ClientFrame<'_>) -> Option<String> {
     match frame {
-        ClientFrame::Event { id, .. } | ClientFrame::Ping { id } => id.clone(),
-        ClientFrame::Chat { id, .. } => Some(id.clone()),
+        ClientFrame::Event { id, .. }
+        | ClientFrame::Ping { id }
+        | ClientFrame::NativePage { id, .. } => id.clone(),
+        ClientFrame::Chat { id, .. } | ClientFrame::Chunk { id, .. } => Some(id.clone()),
         ClientFrame::Join { .. } => None,
     }
 }

@@ -52,6 +52,10 @@ struct TokenArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     ttl: u64,
+    /// Masking policy for what this participant publishes (none, passwords, inputs,
+    /// inputs+text); the node's --mask-policy when absent.
+    #[arg(long)]
+    mask: Option<assist_relay::mask::MaskPolicy>,
 }
 
 fn main() -> ExitCode {
@@ -107,6 +111,7 @@ fn token(args: &TokenArgs) -> anyhow::Result<String> {
         role: args.role,
         exp: now + args.ttl,
         iat: Some(now),
+        mask: args.mask.map(|m| m.as_str().to_owned()),
     };
     Auth::new(args.secret.as_bytes())
         .mint(&claims)

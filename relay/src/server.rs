@@ -31,6 +31,11 @@ pub struct Node {
     pub metrics: Metrics,
     /// Rooms with members on this node.
     pub local_rooms: crate::rooms::LocalRooms,
+    /// Native-page placeholder templates.
+    pub templates: crate::native::Templates,
+    /// Salt of typed-value hashes (masking of echoes), derived from the token secret so that
+    /// every node of a cluster agrees.
+    pub mask_key: [u8; 32],
     draining: AtomicBool,
     shutdown: watch::Sender<bool>,
     next_conn: AtomicU64,
@@ -50,7 +55,21 @@ impl Node {
         broker: Arc<dyn Broker>,
         metrics: Metrics,
     ) -> Arc<Node> {
+        let templates = crate::native::Templates::load(config.native_templates.as_deref())
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "native-page templates; using the built-in one");
+                crate::native::Templates::builtin()
+            });
+        let mask_key = {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            h.update(b"assist-relay/mask/v1\0");
+            h.update(&config.jwt_secret);
+            h.finalize().into()
+        };
         Arc::new(Node {
+            templates,
+            mask_key,
             auth: Auth::new(&config.jwt_secret)
                 .with_allowed_origins(config.allowed_origins.clone()),
             config,

@@ -44,6 +44,16 @@ pub struct Metrics {
     pub queue_overflows: IntCounterVec,
     /// Frames held back or refused by the per-connection rate limits, by outcome.
     pub rate_limited: IntCounterVec,
+    /// Uploads (chunked events) by outcome: `stored`, `invalid`, `too_large`, `limit`.
+    pub uploads: IntCounterVec,
+    /// Bytes of upload slices received.
+    pub upload_bytes: IntCounter,
+    /// `snapshot_request` frames sent to customers, by reason.
+    pub snapshot_requests: IntCounterVec,
+    /// rrweb events the masking rewrote before storing, by policy.
+    pub masked_events: IntCounterVec,
+    /// Native-page placeholders stored, by source (`frame` or `api`).
+    pub native_pages: IntCounterVec,
     /// Redis backend counters (zero in embedded mode).
     pub redis: crate::store::redis::RedisMetrics,
     /// Per-message warnings pass through here so that a flood cannot flood the logs.
@@ -126,6 +136,35 @@ impl Metrics {
                 "Bytes sent in WebSocket messages.",
             )
             .expect("static metric definition"),
+            uploads: counter_vec(
+                &registry,
+                "relay_uploads_total",
+                "Chunked uploads by outcome (stored, invalid, too_large, limit).",
+                &["outcome"],
+            ),
+            upload_bytes: counter(
+                &registry,
+                "relay_upload_bytes_total",
+                "Bytes of upload slices received.",
+            ),
+            snapshot_requests: counter_vec(
+                &registry,
+                "relay_snapshot_requests_total",
+                "snapshot_request frames sent to customers, by reason.",
+                &["reason"],
+            ),
+            masked_events: counter_vec(
+                &registry,
+                "relay_masked_events_total",
+                "rrweb events rewritten by server-side masking, by policy.",
+                &["policy"],
+            ),
+            native_pages: counter_vec(
+                &registry,
+                "relay_native_pages_total",
+                "Native-page placeholders stored, by source (frame or api).",
+                &["source"],
+            ),
             errors: counter_vec(
                 &registry,
                 "relay_errors_total",
@@ -240,8 +279,25 @@ impl Metrics {
         for reason in ["peer", "too_large", "protocol_error"] {
             m.closes.with_label_values(&[reason]);
         }
-        for kind in ["join", "event", "chat", "ping", "invalid"] {
+        for kind in [
+            "join",
+            "event",
+            "chat",
+            "ping",
+            "chunk",
+            "native_page",
+            "invalid",
+        ] {
             m.frames_in.with_label_values(&[kind]);
+        }
+        for outcome in ["stored", "invalid", "too_large", "limit"] {
+            m.uploads.with_label_values(&[outcome]);
+        }
+        for reason in assist_relay_proto::SnapshotReason::ALL {
+            m.snapshot_requests.with_label_values(&[reason.as_str()]);
+        }
+        for source in ["frame", "api"] {
+            m.native_pages.with_label_values(&[source]);
         }
         for code in assist_relay_proto::ErrorCode::ALL {
             m.errors.with_label_values(&[code.as_str()]);

@@ -137,6 +137,7 @@ fn claims(room: &str, role: Role, sub: &str) -> Claims {
         role,
         exp: now_secs() + 3600,
         iat: None,
+        mask: None,
     }
 }
 
@@ -241,7 +242,7 @@ async fn unsigned_token_with_alg_none_is_refused_with_401_token_bad_signature() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn token_without_role_or_with_unknown_role_or_bad_room_is_refused_with_401_token_invalid_claims(
+async fn token_without_role_or_with_unknown_role_or_bad_room_or_mask_is_refused_with_401_token_invalid_claims(
 ) {
     let relay = Relay::start().await;
     let exp = now_secs() + 3600;
@@ -257,7 +258,11 @@ async fn token_without_role_or_with_unknown_role_or_bad_room_is_refused_with_401
     let braces = Auth::new(SECRET.as_bytes())
         .mint(&claims("r{1}", Role::Customer, "cust"))
         .expect("mint");
-    for (n, token) in [no_role, admin, braces].iter().enumerate() {
+    let bad_mask = sign_json(
+        hs256,
+        &serde_json::json!({ "sub": "cust", "room": "r1", "role": "customer", "exp": exp, "mask": "everything" }),
+    );
+    for (n, token) in [no_role, admin, braces, bad_mask].iter().enumerate() {
         assert_refused(
             &relay,
             valid_request(&relay, "/ws", token),

@@ -349,17 +349,7 @@ impl Resilient {
             )
             .await
             {
-                let mut c = Client {
-                    ws,
-                    codec: Codec::Json,
-                    me: assist_relay_proto::Member {
-                        id: self.sub.clone(),
-                        role: self.role,
-                    },
-                    epoch: String::new(),
-                    last: 0,
-                    close_frame: None,
-                };
+                let mut c = Client::new(ws, Codec::Json, self.role, &self.sub);
                 let resume = (!self.epoch.is_empty()).then(|| Position {
                     epoch: self.epoch.clone(),
                     offset: self.last,

@@ -9,21 +9,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use assist_relay_proto::{EventKind, Member};
+use assist_relay_proto::{EventKind, Member, PageKind, PageRecord};
 use async_trait::async_trait;
 use dashmap::DashMap;
 use tokio::sync::broadcast;
 
 use super::plan::{plan, Bounds};
 use super::{
-    Appended, Broker, CatchUp, CatchUpRequest, Entered, Entry, EntryBody, LogConfig, NewEntry,
-    RoomLog, RoomMsg, StoreError, Subscription,
+    Appended, Broker, CatchUp, CatchUpRequest, ChunkIn, Entered, Entry, EntryBody, LogConfig,
+    NewEntry, RoomInfo, RoomLog, RoomMsg, Staged, StoreError, Subscription, UploadLimits,
+    MAX_PAGES, MAX_TYPED_HASHES,
 };
 
 /// In-process room store (embedded mode).
 pub struct MemoryStore {
     rooms: DashMap<String, Arc<Mutex<RoomState>>>,
+    /// Staged uploads by (room, sender, upload id).
+    uploads: Mutex<HashMap<(String, String, String), Upload>>,
     config: LogConfig,
+}
+
+/// An upload being staged.
+struct Upload {
+    count: u32,
+    size: u64,
+    digest: String,
+    chunks: HashMap<u32, Vec<u8>>,
+    bytes: u64,
+    expires: Instant,
 }
 
 struct RoomState {
@@ -45,6 +58,14 @@ struct RoomState {
     sent_bytes: Arc<AtomicU64>,
     presence: HashMap<String, (Member, HashSet<u64>)>,
     last_activity: Instant,
+    /// Page timeline, oldest first, at most `MAX_PAGES`.
+    pages: VecDeque<PageRecord>,
+    /// Payload bytes of events after the keyframe.
+    tail_bytes: u64,
+    /// The keyframe is a native-page placeholder.
+    native_keyframe: bool,
+    /// Hashes of typed values (masking of echoes).
+    typed: HashSet<u64>,
 }
 
 fn new_epoch() -> Arc<str> {
@@ -74,6 +95,10 @@ impl RoomState {
             sent_bytes: Arc::new(AtomicU64::new(0)),
             presence: HashMap::new(),
             last_activity: Instant::now(),
+            pages: VecDeque::new(),
+            tail_bytes: 0,
+            native_keyframe: false,
+            typed: HashSet::new(),
         }
     }
 
@@ -127,6 +152,7 @@ impl MemoryStore {
     pub fn new(config: LogConfig) -> Arc<MemoryStore> {
         Arc::new(MemoryStore {
             rooms: DashMap::new(),
+            uploads: Mutex::new(HashMap::new()),
             config,
         })
     }
@@ -141,6 +167,12 @@ impl MemoryStore {
             loop {
                 tick.tick().await;
                 let Some(store) = weak.upgrade() else { return };
+                let now = Instant::now();
+                store
+                    .uploads
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|_, u| u.expires > now);
                 let ttl = store.config.empty_room_ttl;
                 store.rooms.retain(|_, room| {
                     let st = lock(room);
@@ -185,6 +217,8 @@ impl RoomLog for MemoryStore {
                 return Ok(Appended {
                     offset,
                     duplicate: true,
+                    tail_bytes: st.tail_bytes,
+                    native_keyframe: st.native_keyframe,
                 });
             }
         }
@@ -204,6 +238,20 @@ impl RoomLog for MemoryStore {
             } => {
                 let start = st.pending_meta.take().unwrap_or(offset);
                 st.trim_below(start);
+                st.tail_bytes = 0;
+                st.native_keyframe = new
+                    .page
+                    .as_ref()
+                    .is_some_and(|p| p.kind == PageKind::Native);
+                if let Some(mut page) = new.page {
+                    if page.offset == 0 {
+                        page.offset = start;
+                    }
+                    st.pages.push_back(page);
+                    if st.pages.len() > MAX_PAGES {
+                        st.pages.pop_front();
+                    }
+                }
             }
             EntryBody::Chat { .. } => {
                 st.chats.push_back(entry.clone());
@@ -213,7 +261,7 @@ impl RoomLog for MemoryStore {
                     }
                 }
             }
-            EntryBody::Event { .. } => {}
+            EntryBody::Event { .. } => st.tail_bytes += size,
         }
         st.log_bytes += entry.body.size();
         st.log.push_back(entry.clone());
@@ -237,6 +285,8 @@ impl RoomLog for MemoryStore {
         Ok(Appended {
             offset,
             duplicate: false,
+            tail_bytes: st.tail_bytes,
+            native_keyframe: st.native_keyframe,
         })
     }
 
@@ -263,7 +313,109 @@ impl RoomLog for MemoryStore {
             mode: p.mode,
             reason: p.reason,
             entries,
+            pages: st.pages.iter().cloned().collect(),
         })
+    }
+
+    async fn info(&self, room_id: &str) -> Result<RoomInfo, StoreError> {
+        let room = self.room(room_id);
+        let st = lock(&room);
+        Ok(RoomInfo {
+            room: room_id.to_owned(),
+            epoch: st.epoch.to_string(),
+            head: st.head,
+            pages: st.pages.iter().cloned().collect(),
+        })
+    }
+
+    async fn stage_chunk(
+        &self,
+        room: &str,
+        c: ChunkIn<'_>,
+        limits: UploadLimits,
+    ) -> Result<Staged, StoreError> {
+        let mut uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        uploads.retain(|_, u| u.expires > now);
+        let key = (room.to_owned(), c.sender.to_owned(), c.upload.to_owned());
+        if !uploads.contains_key(&key) {
+            let mine = uploads
+                .keys()
+                .filter(|(r, s, _)| r == room && s == c.sender)
+                .count();
+            if mine >= limits.max_uploads {
+                return Ok(Staged::TooMany);
+            }
+            uploads.insert(
+                key.clone(),
+                Upload {
+                    count: c.count,
+                    size: c.size,
+                    digest: c.digest.to_owned(),
+                    chunks: HashMap::new(),
+                    bytes: 0,
+                    expires: now + limits.ttl,
+                },
+            );
+        }
+        let Some(up) = uploads.get_mut(&key) else {
+            return Ok(Staged::Partial);
+        };
+        if up.count != c.count || up.size != c.size || up.digest != c.digest {
+            uploads.remove(&key);
+            return Ok(Staged::Mismatch(
+                "count, size or digest differs from the upload's first slice",
+            ));
+        }
+        up.expires = now + limits.ttl;
+        if !up.chunks.contains_key(&c.index) {
+            if up.bytes + c.data.len() as u64 > up.size {
+                uploads.remove(&key);
+                return Ok(Staged::Mismatch("the slices add up to more than size"));
+            }
+            up.bytes += c.data.len() as u64;
+            up.chunks.insert(c.index, c.data.to_vec());
+        }
+        if up.chunks.len() < up.count as usize {
+            return Ok(Staged::Partial);
+        }
+        if up.bytes != up.size {
+            uploads.remove(&key);
+            return Ok(Staged::Mismatch("the slices do not add up to size"));
+        }
+        let mut whole = Vec::with_capacity(up.size as usize);
+        for i in 0..up.count {
+            if let Some(part) = up.chunks.get(&i) {
+                whole.extend_from_slice(part);
+            }
+        }
+        Ok(Staged::Complete(whole))
+    }
+
+    async fn drop_upload(&self, room: &str, sender: &str, upload: &str) -> Result<(), StoreError> {
+        self.uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(room.to_owned(), sender.to_owned(), upload.to_owned()));
+        Ok(())
+    }
+
+    async fn typed_hashes(&self, room: &str) -> Result<Vec<u64>, StoreError> {
+        let room = self.room(room);
+        let st = lock(&room);
+        Ok(st.typed.iter().copied().collect())
+    }
+
+    async fn add_typed_hashes(&self, room: &str, hashes: &[u64]) -> Result<(), StoreError> {
+        let room = self.room(room);
+        let mut st = lock(&room);
+        for h in hashes {
+            if st.typed.len() >= MAX_TYPED_HASHES {
+                break;
+            }
+            st.typed.insert(*h);
+        }
+        Ok(())
     }
 }
 

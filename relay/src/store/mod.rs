@@ -19,7 +19,8 @@ pub mod redis;
 use std::sync::{Arc, OnceLock};
 
 use assist_relay_proto::{
-    Codec, EventKind, EventPayload, JoinMode, Member, Position, ResyncReason, ServerFrame,
+    ChunkData, Codec, EventKind, EventPayload, JoinMode, Member, PageRecord, Position,
+    ResyncReason, ServerFrame,
 };
 use async_trait::async_trait;
 use serde_json::value::RawValue;
@@ -43,7 +44,28 @@ pub struct Entry {
     /// Payload bytes of this room's entries up to and including this one, as counted by the
     /// subscription that delivered it (see [`Subscription::head_bytes`]).
     pub cum_bytes: u64,
-    frames: [OnceLock<Message>; 2],
+    frames: [OnceLock<Frames>; 2],
+}
+
+/// The encoded form of an entry in one codec: one frame, or `chunk` frames when the frame would
+/// exceed the node's frame limit.
+#[derive(Debug)]
+enum Frames {
+    One(Message),
+    Chunked(Vec<Message>),
+}
+
+/// Bytes of envelope around a chunk's data (type, offset, index, count, size), generously.
+const CHUNK_ENVELOPE: usize = 512;
+
+/// The chunk data size that fits a frame of `max_frame` bytes in `codec`. JSON strings may double
+/// in size when escaped (every `"` and `\` of the event text); MessagePack `bin` does not grow.
+pub fn chunk_data_bytes(codec: Codec, max_frame: usize) -> usize {
+    let room = max_frame.saturating_sub(CHUNK_ENVELOPE).max(1024);
+    match codec {
+        Codec::Json => room / 2,
+        Codec::MsgPack => room,
+    }
 }
 
 /// The payload of an [`Entry`].
@@ -113,11 +135,52 @@ impl Entry {
         self
     }
 
-    /// The frame for this entry in `codec`, encoded on first use and shared afterwards.
-    pub fn message(&self, codec: Codec) -> Message {
-        self.frames[codec.index()]
-            .get_or_init(|| encode_message(codec, &self.frame()))
-            .clone()
+    /// The frames for this entry in `codec`, encoded on first use and shared afterwards: one
+    /// frame, or `chunk` frames when one frame would be larger than `max_frame` bytes.
+    pub fn messages(&self, codec: Codec, max_frame: usize) -> &[Message] {
+        let frames = self.frames[codec.index()].get_or_init(|| {
+            let one = encode_message(codec, &self.frame());
+            match &self.body {
+                EntryBody::Event { event, .. } if one.len() > max_frame => {
+                    Frames::Chunked(self.chunk_messages(codec, event.get(), max_frame))
+                }
+                _ => Frames::One(one),
+            }
+        });
+        match frames {
+            Frames::One(m) => std::slice::from_ref(m),
+            Frames::Chunked(v) => v,
+        }
+    }
+
+    fn chunk_messages(&self, codec: Codec, json: &str, max_frame: usize) -> Vec<Message> {
+        let max = chunk_data_bytes(codec, max_frame);
+        let parts: Vec<ChunkData<'_>> = match codec {
+            Codec::Json => assist_relay_proto::chunk::split_text(json, max)
+                .into_iter()
+                .map(|s| ChunkData::Text(std::borrow::Cow::Borrowed(s)))
+                .collect(),
+            Codec::MsgPack => json
+                .as_bytes()
+                .chunks(max)
+                .map(|b| ChunkData::Bytes(std::borrow::Cow::Borrowed(b)))
+                .collect(),
+        };
+        let count = parts.len() as u32;
+        parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, data)| {
+                let frame = ServerFrame::Chunk {
+                    offset: self.offset,
+                    index: i as u32,
+                    count,
+                    size: json.len() as u64,
+                    data,
+                };
+                encode_message(codec, &frame)
+            })
+            .collect()
     }
 
     /// The server frame type this entry is sent as (a metric label; no frame is built).
@@ -190,15 +253,93 @@ pub struct NewEntry {
     pub body: EntryBody,
     /// (sender, client id): a second append with the same key returns the first offset.
     pub dedup: Option<(String, String)>,
+    /// With a FullSnapshot: the page it starts, for the room's page timeline. An `offset` of 0
+    /// is filled in by the store (the pending Meta's offset, else the snapshot's own). A
+    /// [`assist_relay_proto::PageKind::Native`] page marks the keyframe as a placeholder.
+    pub page: Option<PageRecord>,
+}
+
+impl NewEntry {
+    /// An entry with no idempotency key and no page.
+    pub fn new(body: EntryBody) -> NewEntry {
+        NewEntry {
+            body,
+            dedup: None,
+            page: None,
+        }
+    }
 }
 
 /// Result of an append.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Appended {
     /// The offset of the entry (the original one for a duplicate).
     pub offset: u64,
     /// The key had been stored before; nothing was appended or published.
     pub duplicate: bool,
+    /// Payload bytes of the events after the room's keyframe (including this one).
+    pub tail_bytes: u64,
+    /// The room's keyframe is a native-page placeholder.
+    pub native_keyframe: bool,
+}
+
+/// A room at a glance (admin API).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoomInfo {
+    /// Room id.
+    pub room: String,
+    /// Current epoch.
+    pub epoch: String,
+    /// Last offset.
+    pub head: u64,
+    /// Page timeline, oldest first.
+    pub pages: Vec<PageRecord>,
+}
+
+/// Most page timeline records kept per room.
+pub const MAX_PAGES: usize = 200;
+
+/// One slice of an upload, as the store stages it.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkIn<'a> {
+    /// Uploading participant.
+    pub sender: &'a str,
+    /// Upload id.
+    pub upload: &'a str,
+    /// Slice number.
+    pub index: u32,
+    /// Number of slices.
+    pub count: u32,
+    /// Size of the whole event.
+    pub size: u64,
+    /// Digest of the whole event.
+    pub digest: &'a str,
+    /// The slice.
+    pub data: &'a [u8],
+}
+
+/// Bounds on staged uploads.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadLimits {
+    /// Uploads one sender may have in progress per room.
+    pub max_uploads: usize,
+    /// How long an upload is kept after its last slice.
+    pub ttl: std::time::Duration,
+}
+
+/// What staging a slice led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Staged {
+    /// Stored (or already there); more slices are missing.
+    Partial,
+    /// Every slice is there: the whole event, stitched. The staging stays until
+    /// [`RoomLog::drop_upload`], so that a crash before the event is stored loses nothing.
+    Complete(Vec<u8>),
+    /// The sender already has `max_uploads` uploads in progress.
+    TooMany,
+    /// The slice disagrees with the upload (count, size or digest), or the slices overflow the
+    /// declared size. The upload is dropped.
+    Mismatch(&'static str),
 }
 
 /// What a joining or recovering client needs.
@@ -225,6 +366,8 @@ pub struct CatchUp {
     pub reason: Option<ResyncReason>,
     /// Entries to send, in offset order, already filtered for the client's role.
     pub entries: Vec<Arc<Entry>>,
+    /// The room's page timeline, oldest first.
+    pub pages: Vec<PageRecord>,
 }
 
 /// Live traffic of one room.
@@ -272,7 +415,30 @@ pub trait RoomLog: Send + Sync + 'static {
 
     /// Reads what a joining or recovering client needs.
     async fn catch_up(&self, room: &str, req: CatchUpRequest) -> Result<CatchUp, StoreError>;
+
+    /// The room at a glance.
+    async fn info(&self, room: &str) -> Result<RoomInfo, StoreError>;
+
+    /// Stages one slice of an upload (idempotent per slice).
+    async fn stage_chunk(
+        &self,
+        room: &str,
+        chunk: ChunkIn<'_>,
+        limits: UploadLimits,
+    ) -> Result<Staged, StoreError>;
+
+    /// Forgets an upload (stored, abandoned or invalid).
+    async fn drop_upload(&self, room: &str, sender: &str, upload: &str) -> Result<(), StoreError>;
+
+    /// Hashes of values typed in the room, for masking their echoes (see `mask`).
+    async fn typed_hashes(&self, room: &str) -> Result<Vec<u64>, StoreError>;
+
+    /// Remembers more typed-value hashes.
+    async fn add_typed_hashes(&self, room: &str, hashes: &[u64]) -> Result<(), StoreError>;
 }
+
+/// Most typed-value hashes kept per room.
+pub const MAX_TYPED_HASHES: usize = 4096;
 
 /// The answer to [`Broker::enter`].
 #[derive(Debug, Clone, PartialEq, Eq)]

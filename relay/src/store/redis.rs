@@ -7,6 +7,11 @@
 //! - `ar:{R}:chat` stream: the last `--chat-retain` chat messages, same ids.
 //! - `ar:{R}:d:<sender>\x1f<id>` string: offset of an idempotent send, with a TTL.
 //! - `ar:{R}:presence` sorted set: one member per connection, scored by its expiry time.
+//! - `ar:{R}:pages` list: the page timeline, `<offset>\x1f<page json>`, the last 200.
+//! - `ar:{R}:typed` set: hashes of typed values (masking of their echoes).
+//! - `ar:{R}:up:<sender>\x1f<upload>` hash: a staged upload (`m` count|size|digest, `b` bytes,
+//!   `n` slices, `c<i>` slice i), expiring `--upload-ttl` after its last slice; and
+//!   `ar:{R}:ups:<sender>` sorted set: that sender's uploads in progress, scored by expiry.
 //! - channel `ar:{R}:ch`: live entries and presence changes.
 //!
 //! # Flow
@@ -23,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use assist_relay_proto::{EventKind, Member, Role};
+use assist_relay_proto::{EventKind, Member, PageRecord, Role};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use prometheus::IntCounter;
@@ -35,8 +40,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::plan::{plan, Bounds};
 use super::{
-    now_us, Appended, Broker, CatchUp, CatchUpRequest, Entered, Entry, EntryBody, LogConfig,
-    NewEntry, RoomLog, RoomMsg, StoreError, Subscription,
+    now_us, Appended, Broker, CatchUp, CatchUpRequest, ChunkIn, Entered, Entry, EntryBody,
+    LogConfig, NewEntry, RoomInfo, RoomLog, RoomMsg, Staged, StoreError, Subscription,
+    UploadLimits, MAX_PAGES, MAX_TYPED_HASHES,
 };
 
 /// Settings of the Redis backend.
@@ -111,9 +117,16 @@ if not epoch then
   epoch = ARGV[1]
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'head', 0, 'floor', 1, 'chat_floor', 1)
 end
+local function tail()
+  local t = redis.call('HMGET', KEYS[1], 'tail', 'kfn')
+  return tonumber(t[1] or '0'), tonumber(t[2] or '0')
+end
 if ARGV[10] == '1' then
   local prev = redis.call('GET', KEYS[4])
-  if prev then return {epoch, tonumber(prev), 1} end
+  if prev then
+    local t, n = tail()
+    return {epoch, tonumber(prev), 1, t, n}
+  end
 end
 local off = redis.call('HINCRBY', KEYS[1], 'head', 1)
 local id = off .. '-0'
@@ -127,6 +140,13 @@ elseif etype == 2 then
   redis.call('HSET', KEYS[1], 'floor', start)
   -- Trim hook: entries before the new keyframe are no longer needed for live viewing.
   redis.call('XTRIM', KEYS[2], 'MINID', start .. '-0')
+  redis.call('HSET', KEYS[1], 'tail', 0, 'kfn', ARGV[12])
+  if ARGV[11] ~= '' then
+    redis.call('RPUSH', KEYS[5], start .. '\31' .. ARGV[11])
+    redis.call('LTRIM', KEYS[5], -tonumber(ARGV[13]), -1)
+  end
+elseif etype >= 0 then
+  redis.call('HINCRBY', KEYS[1], 'tail', string.len(ARGV[2]) - 3)
 elseif etype == -1 then
   redis.call('XADD', KEYS[3], id, 'b', ARGV[2], 'a', ARGV[4])
   if redis.call('XTRIM', KEYS[3], 'MAXLEN', ARGV[6]) > 0 then
@@ -138,7 +158,42 @@ if ARGV[10] == '1' then redis.call('SET', KEYS[4], off, 'EX', ARGV[7]) end
 local msg = 'E' .. epoch .. ':' .. off .. ':' .. ARGV[4] .. ':'
 if ARGV[5] == '1' then msg = msg .. ARGV[2] end
 if ARGV[9] == '1' then redis.call('SPUBLISH', ARGV[8], msg) else redis.call('PUBLISH', ARGV[8], msg) end
-return {epoch, off, 0}
+local t, n = tail()
+return {epoch, off, 0, t, n}
+"#;
+
+/// Stages one upload slice. KEYS: upload hash, sender's upload set.
+/// ARGV: index, count, size, digest, data, max_uploads, ttl_ms, now_ms, upload id
+const STAGE: &str = r#"
+local m = ARGV[2] .. '|' .. ARGV[3] .. '|' .. ARGV[4]
+local function drop(why)
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[9])
+  return {'mismatch', why}
+end
+local cur = redis.call('HGET', KEYS[1], 'm')
+if not cur then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[8])
+  if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then return {'too_many'} end
+  redis.call('HSET', KEYS[1], 'm', m, 'b', 0, 'n', 0)
+elseif cur ~= m then
+  return drop('count, size or digest differs from the upload\'s first slice')
+end
+local f = 'c' .. ARGV[1]
+if redis.call('HEXISTS', KEYS[1], f) == 0 then
+  local b = tonumber(redis.call('HGET', KEYS[1], 'b')) + string.len(ARGV[5])
+  if b > tonumber(ARGV[3]) then return drop('the slices add up to more than size') end
+  redis.call('HSET', KEYS[1], f, ARGV[5], 'b', b)
+  redis.call('HINCRBY', KEYS[1], 'n', 1)
+end
+redis.call('ZADD', KEYS[2], tonumber(ARGV[8]) + tonumber(ARGV[7]), ARGV[9])
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+redis.call('PEXPIRE', KEYS[2], ARGV[7])
+if tonumber(redis.call('HGET', KEYS[1], 'n')) < tonumber(ARGV[2]) then return {'partial'} end
+if tonumber(redis.call('HGET', KEYS[1], 'b')) ~= tonumber(ARGV[3]) then
+  return drop('the slices do not add up to size')
+end
+return {'complete'}
 "#;
 
 /// Removes expired presence entries and announces participants left with no live connection.
@@ -199,6 +254,8 @@ struct Keys {
     log: String,
     chat: String,
     presence: String,
+    pages: String,
+    typed: String,
     channel: String,
     room: String,
 }
@@ -210,6 +267,8 @@ impl Keys {
             log: format!("ar:{{{room}}}:log"),
             chat: format!("ar:{{{room}}}:chat"),
             presence: format!("ar:{{{room}}}:presence"),
+            pages: format!("ar:{{{room}}}:pages"),
+            typed: format!("ar:{{{room}}}:typed"),
             channel: format!("ar:{{{room}}}:ch"),
             room: room.to_owned(),
         }
@@ -217,6 +276,14 @@ impl Keys {
 
     fn dedup(&self, sender: &str, id: &str) -> String {
         format!("ar:{{{}}}:d:{sender}\x1f{id}", self.room)
+    }
+
+    fn upload(&self, sender: &str, upload: &str) -> String {
+        format!("ar:{{{}}}:up:{sender}\x1f{upload}", self.room)
+    }
+
+    fn uploads(&self, sender: &str) -> String {
+        format!("ar:{{{}}}:ups:{sender}", self.room)
     }
 
     fn room_of_channel(channel: &str) -> Option<&str> {
@@ -325,6 +392,7 @@ struct Inner {
     cfg: RedisConfig,
     metrics: RedisMetrics,
     append: Script,
+    stage: Script,
     enter: Script,
     exit: Script,
     reap: Script,
@@ -447,6 +515,7 @@ impl RedisStore {
             cfg,
             metrics,
             append: Script::new(APPEND),
+            stage: Script::new(STAGE),
             enter: Script::new(&format!("{REAP}{ENTER}")),
             exit: Script::new(&format!("{REAP}{EXIT}")),
             reap: Script::new(&format!("{REAP}return 1")),
@@ -482,7 +551,7 @@ impl RedisStore {
         let k = Keys::of(room);
         let mut conn = self.inner.conn.clone();
         let _: () = conn
-            .del(&[&k.meta, &k.log, &k.chat])
+            .del(&[&k.meta, &k.log, &k.chat, &k.pages, &k.typed])
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -575,13 +644,22 @@ impl RoomLog for RedisStore {
             Some((sender, id)) => k.dedup(sender, id),
             None => format!("ar:{{{room}}}:d:"),
         };
+        let page = match &new.page {
+            Some(p) => serde_json::to_string(p).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            None => String::new(),
+        };
+        let native = new
+            .page
+            .as_ref()
+            .is_some_and(|p| p.kind == assist_relay_proto::PageKind::Native);
         let mut conn = inner.conn.clone();
-        let (_epoch, offset, dup): (String, u64, i64) = inner
+        let (_epoch, offset, dup, tail, kfn): (String, u64, i64, u64, i64) = inner
             .append
             .key(&k.meta)
             .key(&k.log)
             .key(&k.chat)
             .key(&dedup_key)
+            .key(&k.pages)
             .arg(format!("{:016x}", rand::random::<u64>()))
             .arg(blob)
             .arg(etype)
@@ -592,12 +670,17 @@ impl RoomLog for RedisStore {
             .arg(&k.channel)
             .arg(inner.sharded())
             .arg(if new.dedup.is_some() { 1 } else { 0 })
+            .arg(page)
+            .arg(if native { 1 } else { 0 })
+            .arg(MAX_PAGES)
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
         Ok(Appended {
             offset,
             duplicate: dup == 1,
+            tail_bytes: tail,
+            native_keyframe: kfn == 1,
         })
     }
 
@@ -606,13 +689,15 @@ impl RoomLog for RedisStore {
         let mut conn = self.inner.conn.clone();
         for _attempt in 0..5 {
             // 1. The log's bounds (creating the room's epoch if it has none yet).
-            let (_, (epoch, head, floor, chat_floor)): (
+            let (_, (epoch, head, floor, chat_floor), pages): (
                 i64,
                 (Option<String>, Option<u64>, Option<u64>, Option<u64>),
+                Vec<Vec<u8>>,
             ) = redis::pipe()
                 .atomic()
                 .hset_nx(&k.meta, "epoch", format!("{:016x}", rand::random::<u64>()))
                 .hmget(&k.meta, &["epoch", "head", "floor", "chat_floor"])
+                .lrange(&k.pages, 0, -1)
                 .query_async(&mut conn)
                 .await
                 .map_err(unavailable)?;
@@ -681,12 +766,153 @@ impl RoomLog for RedisStore {
                 mode: p.mode,
                 reason: p.reason,
                 entries,
+                pages: parse_pages(&pages),
             });
         }
         Err(StoreError::Unavailable(
             "the room log kept moving during catch-up".into(),
         ))
     }
+
+    async fn info(&self, room: &str) -> Result<RoomInfo, StoreError> {
+        let k = Keys::of(room);
+        let mut conn = self.inner.conn.clone();
+        let ((epoch, head), pages): ((Option<String>, Option<u64>), Vec<Vec<u8>>) = redis::pipe()
+            .hmget(&k.meta, &["epoch", "head"])
+            .lrange(&k.pages, 0, -1)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(RoomInfo {
+            room: room.to_owned(),
+            epoch: epoch.unwrap_or_default(),
+            head: head.unwrap_or(0),
+            pages: parse_pages(&pages),
+        })
+    }
+
+    async fn stage_chunk(
+        &self,
+        room: &str,
+        c: ChunkIn<'_>,
+        limits: UploadLimits,
+    ) -> Result<Staged, StoreError> {
+        let inner = &self.inner;
+        let k = Keys::of(room);
+        let key = k.upload(c.sender, c.upload);
+        let mut conn = inner.conn.clone();
+        let reply: Vec<String> = inner
+            .stage
+            .key(&key)
+            .key(k.uploads(c.sender))
+            .arg(c.index)
+            .arg(c.count)
+            .arg(c.size)
+            .arg(c.digest)
+            .arg(c.data)
+            .arg(limits.max_uploads)
+            .arg(limits.ttl.as_millis().max(1) as u64)
+            .arg(now_us() / 1000)
+            .arg(c.upload)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        match reply.first().map(String::as_str) {
+            Some("partial") => Ok(Staged::Partial),
+            Some("too_many") => Ok(Staged::TooMany),
+            Some("mismatch") => Ok(Staged::Mismatch(match reply.get(1).map(String::as_str) {
+                Some("the slices add up to more than size") => {
+                    "the slices add up to more than size"
+                }
+                Some("the slices do not add up to size") => "the slices do not add up to size",
+                _ => "count, size or digest differs from the upload's first slice",
+            })),
+            Some("complete") => {
+                // Read the slices back in batches (a 64 MiB upload is a few hundred slices).
+                let mut whole = Vec::with_capacity(c.size as usize);
+                let mut i = 0u32;
+                while i < c.count {
+                    let end = (i + 64).min(c.count);
+                    let fields: Vec<String> = (i..end).map(|n| format!("c{n}")).collect();
+                    let parts: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+                        .arg(&key)
+                        .arg(&fields)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(unavailable)?;
+                    for part in parts {
+                        match part {
+                            Some(p) => whole.extend_from_slice(&p),
+                            // Expired between the script and this read: start over.
+                            None => return Ok(Staged::Mismatch("the upload expired")),
+                        }
+                    }
+                    i = end;
+                }
+                Ok(Staged::Complete(whole))
+            }
+            other => Err(StoreError::Corrupt(format!("stage reply {other:?}"))),
+        }
+    }
+
+    async fn drop_upload(&self, room: &str, sender: &str, upload: &str) -> Result<(), StoreError> {
+        let k = Keys::of(room);
+        let mut conn = self.inner.conn.clone();
+        let _: () = redis::pipe()
+            .del(k.upload(sender, upload))
+            .ignore()
+            .zrem(k.uploads(sender), upload)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn typed_hashes(&self, room: &str) -> Result<Vec<u64>, StoreError> {
+        let k = Keys::of(room);
+        let mut conn = self.inner.conn.clone();
+        let members: Vec<u64> = conn.smembers(&k.typed).await.map_err(unavailable)?;
+        Ok(members)
+    }
+
+    async fn add_typed_hashes(&self, room: &str, hashes: &[u64]) -> Result<(), StoreError> {
+        if hashes.is_empty() {
+            return Ok(());
+        }
+        let k = Keys::of(room);
+        let mut conn = self.inner.conn.clone();
+        let n: usize = conn.scard(&k.typed).await.map_err(unavailable)?;
+        let room_for = MAX_TYPED_HASHES.saturating_sub(n);
+        if room_for == 0 {
+            return Ok(());
+        }
+        let take = &hashes[..hashes.len().min(room_for)];
+        let _: () = redis::pipe()
+            .sadd(&k.typed, take)
+            .ignore()
+            .pexpire(&k.typed, self.inner.cfg.room_ttl.as_millis() as i64)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+/// Reads the page timeline list (`<offset>\x1f<json>`, offset filling a 0 in the record).
+fn parse_pages(raw: &[Vec<u8>]) -> Vec<PageRecord> {
+    raw.iter()
+        .filter_map(|item| {
+            let sep = item.iter().position(|&b| b == 0x1f)?;
+            let start: u64 = std::str::from_utf8(&item[..sep]).ok()?.parse().ok()?;
+            let mut page: PageRecord = serde_json::from_slice(&item[sep + 1..]).ok()?;
+            if page.offset == 0 {
+                page.offset = start;
+            }
+            Some(page)
+        })
+        .collect()
 }
 
 /// Unsubscribes when the last local subscriber of a room goes away.
@@ -805,6 +1031,8 @@ impl Broker for RedisStore {
             .key(&k.meta)
             .key(&k.log)
             .key(&k.chat)
+            .key(&k.pages)
+            .key(&k.typed)
             .arg(now)
             .arg(&k.channel)
             .arg(inner.sharded())
@@ -1159,7 +1387,7 @@ async fn presence_loop(weak: std::sync::Weak<Inner>) {
                     .arg(*m)
                     .ignore();
             }
-            for key in [&k.meta, &k.log, &k.chat, &k.presence] {
+            for key in [&k.meta, &k.log, &k.chat, &k.presence, &k.pages, &k.typed] {
                 pipe.pexpire(key, ttl).ignore();
             }
             if let Err(e) = pipe.query_async::<()>(&mut conn).await {

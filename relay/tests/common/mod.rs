@@ -183,13 +183,18 @@ impl Relay {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut NodeConfig)) -> Relay {
+        Relay::start_nodes(2, tweak).await
+    }
+
+    /// Like [`Relay::start_with`], with `n` nodes in cluster mode (one embedded node otherwise).
+    pub async fn start_nodes(n: usize, tweak: impl FnOnce(&mut NodeConfig)) -> Relay {
         let mut config = NodeConfig::with_secret(SECRET);
         tweak(&mut config);
         let (nodes, backend) = if cluster_mode() {
             let server = RedisServer::start().await;
             let mut nodes = Vec::new();
             let mut stores = Vec::new();
-            for _ in 0..2 {
+            for _ in 0..n {
                 let metrics = Metrics::new();
                 let store = RedisStore::connect(
                     RedisConfig {
@@ -244,6 +249,53 @@ impl Relay {
     /// Every node's WebSocket address.
     pub fn node_addrs(&self) -> Vec<SocketAddr> {
         self.nodes.iter().map(|n| n.addr).collect()
+    }
+
+    /// Every node's admin address.
+    pub fn admin_addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|n| n.admin).collect()
+    }
+
+    /// Connects to node `i` (modulo the node count: embedded mode has one).
+    pub async fn connect_on(
+        &self,
+        i: usize,
+        room: &str,
+        role: Role,
+        sub: &str,
+        codec: Codec,
+    ) -> Client {
+        let token = self.token(room, role, sub);
+        self.connect_on_with_token(i, room, &token, role, sub, codec)
+            .await
+    }
+
+    /// Connects to node `i` with a given token.
+    pub async fn connect_on_with_token(
+        &self,
+        i: usize,
+        room: &str,
+        token: &str,
+        role: Role,
+        sub: &str,
+        codec: Codec,
+    ) -> Client {
+        let addr = self.nodes[i % self.nodes.len()].addr;
+        let mut req = format!("ws://{addr}/ws?room={room}")
+            .into_client_request()
+            .expect("request");
+        req.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+        );
+        req.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static(codec.subprotocol()),
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("connect");
+        Client::new(ws, codec, role, sub)
     }
 
     pub fn token(&self, room: &str, role: Role, sub: &str) -> String {
@@ -475,6 +527,17 @@ pub async fn raw_http(addr: SocketAddr, request: &str) -> (u16, String) {
 }
 
 pub fn token_with(room: &str, role: Role, sub: &str, ttl_secs: i64) -> String {
+    token_masked(room, role, sub, ttl_secs, None)
+}
+
+/// A token that names a masking policy.
+pub fn token_masked(
+    room: &str,
+    role: Role,
+    sub: &str,
+    ttl_secs: i64,
+    mask: Option<&str>,
+) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
@@ -486,6 +549,7 @@ pub fn token_with(room: &str, role: Role, sub: &str, ttl_secs: i64) -> String {
             role,
             exp: (now + ttl_secs).max(0) as u64,
             iat: Some(now as u64),
+            mask: mask.map(str::to_owned),
         })
         .expect("mint")
 }
@@ -522,6 +586,16 @@ pub struct Client {
     pub last: u64,
     /// The close frame received, if the server closed the connection.
     pub close_frame: Option<(u16, String)>,
+    /// Largest WebSocket message received, bytes.
+    pub max_message_len: usize,
+    /// `chunk` frames received (reassembled into `event` frames by `recv`).
+    pub chunk_frames: u64,
+    /// Every byte received in data frames, when `capturing`.
+    pub captured: Vec<u8>,
+    /// Whether to keep received bytes in `captured`.
+    pub capturing: bool,
+    /// A chunked event being reassembled: (offset, count, size, bytes so far).
+    partial: Option<(u64, u32, u64, Vec<u8>)>,
 }
 
 /// What a closed connection said.
@@ -549,6 +623,11 @@ impl Client {
             epoch: String::new(),
             last: 0,
             close_frame: None,
+            max_message_len: 0,
+            chunk_frames: 0,
+            captured: Vec::new(),
+            capturing: false,
+            partial: None,
         }
     }
 
@@ -610,9 +689,51 @@ impl Client {
                 }
                 _ => continue,
             };
-            let frame = ServerFrame::decode(self.codec, &bytes)
+            self.max_message_len = self.max_message_len.max(bytes.len());
+            if self.capturing {
+                self.captured.extend_from_slice(&bytes);
+            }
+            let mut frame = ServerFrame::decode(self.codec, &bytes)
                 .expect("server frame decodes")
                 .into_owned();
+            if let ServerFrame::Chunk {
+                offset,
+                index,
+                count,
+                size,
+                data,
+            } = &frame
+            {
+                self.chunk_frames += 1;
+                if *index == 0 {
+                    assert!(
+                        self.partial.is_none(),
+                        "a chunked event started inside another"
+                    );
+                    self.partial =
+                        Some((*offset, *count, *size, Vec::with_capacity(*size as usize)));
+                }
+                let part = self.partial.as_mut().expect("chunk 0 comes first");
+                assert_eq!(
+                    (part.0, part.1, part.2),
+                    (*offset, *count, *size),
+                    "chunk header"
+                );
+                part.3.extend_from_slice(data.as_bytes());
+                if *index + 1 < *count {
+                    continue;
+                }
+                let (offset, _, size, whole) = self.partial.take().expect("partial");
+                assert_eq!(whole.len() as u64, size, "reassembled size");
+                let json = String::from_utf8(whole).expect("utf-8 event");
+                let raw = serde_json::value::RawValue::from_string(json).expect("json event");
+                frame = ServerFrame::Event {
+                    offset,
+                    event: assist_relay_proto::EventPayload(std::borrow::Cow::Owned(raw)),
+                };
+            } else {
+                assert!(self.partial.is_none(), "a frame inside a chunked event");
+            }
             match &frame {
                 ServerFrame::Event { offset, .. } | ServerFrame::Chat { offset, .. } => {
                     assert!(
