@@ -107,6 +107,10 @@ pub struct ServeArgs {
     /// Uploads one participant may have in progress in a room.
     #[arg(long, env = "RELAY_MAX_UPLOADS", default_value_t = 4)]
     pub max_uploads: usize,
+    /// Upload bytes staged in this process at most (embedded mode); past it slices are refused
+    /// with `upload_limit` until uploads finish or expire.
+    #[arg(long, env = "RELAY_MAX_STAGED_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub max_staged_bytes: u64,
     /// An upload with no new slice for this long is dropped.
     #[arg(long, env = "RELAY_UPLOAD_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub upload_ttl: Duration,
@@ -353,6 +357,7 @@ impl TryFrom<&ServeArgs> for NodeConfig {
                 max_log_bytes: a.max_log_bytes,
                 room_buffer: a.room_buffer,
                 empty_room_ttl: a.empty_room_ttl,
+                max_staged_bytes: a.max_staged_bytes,
             },
         })
     }

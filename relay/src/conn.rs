@@ -781,7 +781,8 @@ impl Conn {
             Staged::TooMany => {
                 uploads.with_label_values(&["limit"]).inc();
                 let msg = format!(
-                    "at most {} uploads in progress; finish one or wait for it to expire",
+                    "too many uploads in progress (at most {} per participant, or the node's \
+                     staging is full); finish one, or resend this slice later",
                     node.config.max_uploads
                 );
                 return self

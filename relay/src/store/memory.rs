@@ -25,8 +25,35 @@ use super::{
 pub struct MemoryStore {
     rooms: DashMap<String, Arc<Mutex<RoomState>>>,
     /// Staged uploads by (room, sender, upload id).
-    uploads: Mutex<HashMap<(String, String, String), Upload>>,
+    uploads: Mutex<Uploads>,
     config: LogConfig,
+}
+
+/// Every staged upload, and their bytes.
+#[derive(Default)]
+struct Uploads {
+    by_key: HashMap<(String, String, String), Upload>,
+    bytes: u64,
+}
+
+impl Uploads {
+    fn remove(&mut self, key: &(String, String, String)) {
+        if let Some(u) = self.by_key.remove(key) {
+            self.bytes -= u.bytes;
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let mut freed = 0;
+        self.by_key.retain(|_, u| {
+            let keep = u.expires > now;
+            if !keep {
+                freed += u.bytes;
+            }
+            keep
+        });
+        self.bytes -= freed;
+    }
 }
 
 /// An upload being staged.
@@ -152,7 +179,7 @@ impl MemoryStore {
     pub fn new(config: LogConfig) -> Arc<MemoryStore> {
         Arc::new(MemoryStore {
             rooms: DashMap::new(),
-            uploads: Mutex::new(HashMap::new()),
+            uploads: Mutex::new(Uploads::default()),
             config,
         })
     }
@@ -172,7 +199,7 @@ impl MemoryStore {
                     .uploads
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .retain(|_, u| u.expires > now);
+                    .expire(now);
                 let ttl = store.config.empty_room_ttl;
                 store.rooms.retain(|_, room| {
                     let st = lock(room);
@@ -336,17 +363,18 @@ impl RoomLog for MemoryStore {
     ) -> Result<Staged, StoreError> {
         let mut uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        uploads.retain(|_, u| u.expires > now);
+        uploads.expire(now);
         let key = (room.to_owned(), c.sender.to_owned(), c.upload.to_owned());
-        if !uploads.contains_key(&key) {
+        if !uploads.by_key.contains_key(&key) {
             let mine = uploads
+                .by_key
                 .keys()
                 .filter(|(r, s, _)| r == room && s == c.sender)
                 .count();
             if mine >= limits.max_uploads {
                 return Ok(Staged::TooMany);
             }
-            uploads.insert(
+            uploads.by_key.insert(
                 key.clone(),
                 Upload {
                     count: c.count,
@@ -358,7 +386,8 @@ impl RoomLog for MemoryStore {
                 },
             );
         }
-        let Some(up) = uploads.get_mut(&key) else {
+        let staged_total = uploads.bytes;
+        let Some(up) = uploads.by_key.get_mut(&key) else {
             return Ok(Staged::Partial);
         };
         if up.count != c.count || up.size != c.size || up.digest != c.digest {
@@ -369,13 +398,25 @@ impl RoomLog for MemoryStore {
         }
         up.expires = now + limits.ttl;
         if !up.chunks.contains_key(&c.index) {
-            if up.bytes + c.data.len() as u64 > up.size {
+            let len = c.data.len() as u64;
+            if up.bytes + len > up.size {
                 uploads.remove(&key);
                 return Ok(Staged::Mismatch("the slices add up to more than size"));
             }
-            up.bytes += c.data.len() as u64;
+            if staged_total + len > self.config.max_staged_bytes {
+                // The node's staging is full: refuse the slice (retryable) and keep the rest.
+                if up.chunks.is_empty() {
+                    uploads.remove(&key);
+                }
+                return Ok(Staged::TooMany);
+            }
+            up.bytes += len;
             up.chunks.insert(c.index, c.data.to_vec());
+            uploads.bytes += len;
         }
+        let Some(up) = uploads.by_key.get(&key) else {
+            return Ok(Staged::Partial);
+        };
         if up.chunks.len() < up.count as usize {
             return Ok(Staged::Partial);
         }
@@ -478,5 +519,53 @@ impl Broker for MemoryStore {
 
     async fn healthy(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk<'a>(upload: &'a str, index: u32, data: &'a [u8]) -> ChunkIn<'a> {
+        ChunkIn {
+            sender: "cust",
+            upload,
+            index,
+            count: 2,
+            size: 200,
+            digest: "sha256:00",
+            data,
+        }
+    }
+
+    #[tokio::test]
+    async fn staging_is_bounded_per_node_and_freed_by_drop_and_expiry() {
+        let store = MemoryStore::new(LogConfig {
+            max_staged_bytes: 250,
+            ..LogConfig::default()
+        });
+        let limits = UploadLimits {
+            max_uploads: 10,
+            ttl: Duration::from_millis(100),
+        };
+        let data = [b'x'; 100];
+        let stage = |up: &'static str, i: u32| {
+            let store = store.clone();
+            async move { store.stage_chunk("r", chunk(up, i, &data), limits).await }
+        };
+        assert_eq!(stage("a", 0).await.ok(), Some(Staged::Partial));
+        assert_eq!(stage("b", 0).await.ok(), Some(Staged::Partial));
+        // 300 bytes would be over the node's 250.
+        assert_eq!(stage("c", 0).await.ok(), Some(Staged::TooMany));
+        let whole = stage("a", 1).await.ok();
+        assert!(matches!(whole, Some(Staged::TooMany)), "{whole:?}");
+        store.drop_upload("r", "cust", "b").await.ok();
+        assert!(matches!(stage("a", 1).await.ok(), Some(Staged::Complete(w)) if w.len() == 200));
+        store.drop_upload("r", "cust", "a").await.ok();
+        assert_eq!(stage("c", 0).await.ok(), Some(Staged::Partial));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // "c" expired: its bytes are free again.
+        assert_eq!(stage("d", 0).await.ok(), Some(Staged::Partial));
+        assert_eq!(stage("e", 0).await.ok(), Some(Staged::Partial));
     }
 }

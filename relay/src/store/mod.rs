@@ -486,6 +486,9 @@ pub struct LogConfig {
     pub room_buffer: usize,
     /// How long a room with no members is kept before its log is dropped.
     pub empty_room_ttl: std::time::Duration,
+    /// Upload bytes staged in this process at most (embedded mode; Redis is bounded by its
+    /// memory and the per-participant limits).
+    pub max_staged_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -496,6 +499,7 @@ impl Default for LogConfig {
             max_log_bytes: 256 * 1024 * 1024,
             room_buffer: 1024,
             empty_room_ttl: std::time::Duration::from_secs(600),
+            max_staged_bytes: 512 * 1024 * 1024,
         }
     }
 }
