@@ -184,6 +184,9 @@ pub enum ClientFrame<'a> {
         /// The slice.
         data: ChunkData<'a>,
     },
+    /// End the session (agents only): the room is closed for everyone (close 4502
+    /// `room_closed`) and its recording is made.
+    End,
     /// The customer's app is on a native screen (customers only). The relay shows agents a
     /// placeholder page; with an id, answers `ack` with the placeholder's offset.
     NativePage {
@@ -298,6 +301,7 @@ impl<'a> ClientFrame<'a> {
                     data,
                 })
             }
+            "end" => Ok(ClientFrame::End),
             "native_page" => {
                 if let Some(id) = &env.id {
                     check_client_id("native_page", id)?;
@@ -321,6 +325,7 @@ impl<'a> ClientFrame<'a> {
             ClientFrame::Ping { .. } => "ping",
             ClientFrame::Chunk { .. } => "chunk",
             ClientFrame::NativePage { .. } => "native_page",
+            ClientFrame::End => "end",
         }
     }
 
@@ -363,6 +368,7 @@ impl<'a> ClientFrame<'a> {
                 env.id = id.clone();
                 env.page = Some(page.clone());
             }
+            ClientFrame::End => {}
         }
         env
     }

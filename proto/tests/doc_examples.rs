@@ -11,6 +11,12 @@ const CLICK: &str =
     r#"{"type":3,"data":{"source":2,"type":2,"id":57,"x":120,"y":88},"timestamp":1718000000123}"#;
 const MOVE: &str = r#"{"type":3,"data":{"source":1,"positions":[{"x":130,"y":90,"id":57,"timeOffset":-12}]},"timestamp":1718000000180}"#;
 const CHAT_TEXT: &str = "Hi! Where is the \"Export\" button? \u{1F642}";
+/// The event of the chunked-transfer examples, sliced at 64 bytes (real uploads use
+/// `limits.chunk_bytes`).
+const SNAPSHOT: &str = r#"{"type":2,"data":{"node":{"type":0,"childNodes":[{"type":3,"textContent":"Grüße","id":2}],"id":1},"initialOffset":{"left":0,"top":0}},"timestamp":1718000000500}"#;
+/// sha256 of [`SNAPSHOT`]'s bytes (`printf %s "$SNAPSHOT" | sha256sum`).
+const SNAPSHOT_DIGEST: &str =
+    "sha256:cfc6f89063a836da4ff69a1e9f36fe7f49c6018188f2a2aff867f549fa44b98d";
 
 fn customer() -> Member {
     Member {
@@ -28,6 +34,48 @@ fn agent() -> Member {
 
 fn event(id: Option<&str>, json: &str) -> ClientFrame<'static> {
     common::client_event(id, json)
+}
+
+/// [`SNAPSHOT`] in the 64-byte slices the examples show.
+fn snapshot_slices() -> Vec<&'static str> {
+    let slices = chunk::split_text(SNAPSHOT, 64);
+    assert_eq!(slices.len(), 3);
+    assert_eq!(slices.concat(), SNAPSHOT);
+    slices
+}
+
+fn upload_chunk(index: u32) -> ClientFrame<'static> {
+    ClientFrame::Chunk {
+        id: "snap-0007".into(),
+        index,
+        count: 3,
+        size: SNAPSHOT.len() as u64,
+        digest: SNAPSHOT_DIGEST.into(),
+        data: ChunkData::Text(snapshot_slices()[index as usize].into()),
+    }
+}
+
+fn delivered_chunk(index: u32) -> ServerFrame<'static> {
+    ServerFrame::Chunk {
+        offset: 1312,
+        index,
+        count: 3,
+        size: SNAPSHOT.len() as u64,
+        data: ChunkData::Text(snapshot_slices()[index as usize].into()),
+    }
+}
+
+fn checkout_page() -> NativePage {
+    NativePage {
+        page_id: "checkout".into(),
+        title: "Payment".into(),
+        template: None,
+        fields: [
+            ("amount".to_owned(), "¥50,000".to_owned()),
+            ("step".to_owned(), "2 of 3".to_owned()),
+        ]
+        .into(),
+    }
 }
 
 /// The protocol document, whose examples must match the encoder's output.
@@ -121,6 +169,28 @@ fn client_frame_examples_are_exact() {
             r#"{"type":"ping","id":"p-17"}"#,
         ),
         (ClientFrame::Ping { id: None }, r#"{"type":"ping"}"#),
+        (upload_chunk(0), r#"{"type":"chunk","id":"snap-0007","index":0,"count":3,"size":162,"digest":"sha256:cfc6f89063a836da4ff69a1e9f36fe7f49c6018188f2a2aff867f549fa44b98d","data":"{\"type\":2,\"data\":{\"node\":{\"type\":0,\"childNodes\":[{\"type\":3,\"text"}"#),
+        (upload_chunk(1), r#"{"type":"chunk","id":"snap-0007","index":1,"count":3,"size":162,"digest":"sha256:cfc6f89063a836da4ff69a1e9f36fe7f49c6018188f2a2aff867f549fa44b98d","data":"Content\":\"Grüße\",\"id\":2}],\"id\":1},\"initialOffset\":{\"left\":0,\"t"}"#),
+        (upload_chunk(2), r#"{"type":"chunk","id":"snap-0007","index":2,"count":3,"size":162,"digest":"sha256:cfc6f89063a836da4ff69a1e9f36fe7f49c6018188f2a2aff867f549fa44b98d","data":"op\":0}},\"timestamp\":1718000000500}"}"#),
+        (
+            ClientFrame::NativePage {
+                id: Some("np-3".into()),
+                page: checkout_page(),
+            },
+            r#"{"type":"native_page","id":"np-3","page":{"page_id":"checkout","title":"Payment","fields":{"amount":"¥50,000","step":"2 of 3"}}}"#,
+        ),
+        (
+            ClientFrame::NativePage {
+                id: None,
+                page: NativePage {
+                    page_id: "home".into(),
+                    title: "Home".into(),
+                    template: None,
+                    fields: Default::default(),
+                },
+            },
+            r#"{"type":"native_page","page":{"page_id":"home","title":"Home"}}"#,
+        ),
     ];
     let doc = protocol_doc();
     for (frame, json) in cases {
@@ -153,10 +223,10 @@ fn server_frame_examples_are_exact() {
                 limits: Some(Limits {
                     max_frame_bytes: 1048576,
                     max_upload_bytes: 67108864,
-                    chunk_bytes: 261120,
+                    chunk_bytes: 524032,
                 }),
             },
-            r#"{"type":"joined","epoch":"01J9Z3K8Q4","room":"room-42","you":{"id":"agent-3","role":"agent"},"members":[{"id":"cust-7","role":"customer"},{"id":"agent-3","role":"agent"}],"mode":"fresh","head":1289,"pages":[{"kind":"web","url":"https://shop.example/cart","title":"Cart","offset":1201,"ts":1718000000000}],"limits":{"max_frame_bytes":1048576,"max_upload_bytes":67108864,"chunk_bytes":261120}}"#,
+            r#"{"type":"joined","epoch":"01J9Z3K8Q4","room":"room-42","you":{"id":"agent-3","role":"agent"},"members":[{"id":"cust-7","role":"customer"},{"id":"agent-3","role":"agent"}],"mode":"fresh","head":1289,"pages":[{"kind":"web","url":"https://shop.example/cart","title":"Cart","offset":1201,"ts":1718000000000}],"limits":{"max_frame_bytes":1048576,"max_upload_bytes":67108864,"chunk_bytes":524032}}"#,
         ),
         (
             ServerFrame::Joined {
@@ -260,6 +330,59 @@ fn server_frame_examples_are_exact() {
             },
             r#"{"type":"pong","id":"p-17"}"#,
         ),
+        (delivered_chunk(0), r#"{"type":"chunk","offset":1312,"index":0,"count":3,"size":162,"data":"{\"type\":2,\"data\":{\"node\":{\"type\":0,\"childNodes\":[{\"type\":3,\"text"}"#),
+        (delivered_chunk(1), r#"{"type":"chunk","offset":1312,"index":1,"count":3,"size":162,"data":"Content\":\"Grüße\",\"id\":2}],\"id\":1},\"initialOffset\":{\"left\":0,\"t"}"#),
+        (delivered_chunk(2), r#"{"type":"chunk","offset":1312,"index":2,"count":3,"size":162,"data":"op\":0}},\"timestamp\":1718000000500}"}"#),
+        (
+            ServerFrame::ChunkAck {
+                id: "snap-0007".into(),
+                index: 0,
+            },
+            r#"{"type":"chunk_ack","id":"snap-0007","index":0}"#,
+        ),
+        (
+            ServerFrame::SnapshotRequest {
+                reason: SnapshotReason::TailTooLarge,
+            },
+            r#"{"type":"snapshot_request","reason":"tail_too_large"}"#,
+        ),
+        (
+            ServerFrame::SnapshotRequest {
+                reason: SnapshotReason::NativePageLeft,
+            },
+            r#"{"type":"snapshot_request","reason":"native_page_left"}"#,
+        ),
+        (
+            ServerFrame::Joined {
+                room: "room-42".into(),
+                epoch: EPOCH.into(),
+                you: agent(),
+                members: vec![customer(), agent()],
+                mode: JoinMode::Resume,
+                reason: None,
+                head: 1306,
+                pages: vec![
+                    PageRecord {
+                        kind: PageKind::Web,
+                        url: "https://shop.example/cart".into(),
+                        page_id: None,
+                        title: Some("Cart".into()),
+                        offset: 1201,
+                        ts: 1718000000000,
+                    },
+                    PageRecord {
+                        kind: PageKind::Native,
+                        url: "native://checkout".into(),
+                        page_id: Some("checkout".into()),
+                        title: Some("Payment".into()),
+                        offset: 1305,
+                        ts: 1718000060000,
+                    },
+                ],
+                limits: None,
+            },
+            r#"{"type":"joined","epoch":"01J9Z3K8Q4","room":"room-42","you":{"id":"agent-3","role":"agent"},"members":[{"id":"cust-7","role":"customer"},{"id":"agent-3","role":"agent"}],"mode":"resume","head":1306,"pages":[{"kind":"web","url":"https://shop.example/cart","title":"Cart","offset":1201,"ts":1718000000000},{"kind":"native","url":"native://checkout","page_id":"checkout","title":"Payment","offset":1305,"ts":1718000060000}]}"#,
+        ),
     ];
     let doc = protocol_doc();
     for (frame, json) in cases {
@@ -300,6 +423,28 @@ fn msgpack_hex_dump_examples_are_exact() {
 00000020  74 79 70 65 22 3a 33 2c 22 64 61 74 61 22 3a 7b  |type\":3,\"data\":{|
 00000030  22 73 6f 75 72 63 65 22 3a 32 2c 22 74 79 70 65  |\"source\":2,\"type|
 00000040  22 3a 32 2c 22 69 64 22 3a 35 37 7d 7d           |\":2,\"id\":57}}|
+"
+    );
+
+    let chunk = ServerFrame::Chunk {
+        offset: 1312,
+        index: 2,
+        count: 3,
+        size: SNAPSHOT.len() as u64,
+        data: ChunkData::Bytes(snapshot_slices()[2].as_bytes().into()),
+    }
+    .encode(Codec::MsgPack)
+    .expect("encode");
+    assert_documented(&doc, &hexdump(&chunk));
+    assert_eq!(
+        hexdump(&chunk),
+        "\
+00000000  86 a4 74 79 70 65 a5 63 68 75 6e 6b a6 6f 66 66  |..type.chunk.off|
+00000010  73 65 74 cd 05 20 a5 69 6e 64 65 78 02 a5 63 6f  |set.. .index..co|
+00000020  75 6e 74 03 a4 73 69 7a 65 cc a2 a4 64 61 74 61  |unt..size...data|
+00000030  c4 22 6f 70 22 3a 30 7d 7d 2c 22 74 69 6d 65 73  |.\"op\":0}},\"times|
+00000040  74 61 6d 70 22 3a 31 37 31 38 30 30 30 30 30 30  |tamp\":1718000000|
+00000050  35 30 30 7d                                      |500}|
 "
     );
 

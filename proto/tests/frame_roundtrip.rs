@@ -35,6 +35,7 @@ fn client_examples() -> Vec<ClientFrame<'static>> {
             digest: format!("sha256:{}", "0".repeat(64)),
             data: ChunkData::Text("{\"type\":2,".into()),
         },
+        ClientFrame::End,
         ClientFrame::NativePage {
             id: Some("np-1".into()),
             page: NativePage {
@@ -55,6 +56,7 @@ fn client_variant(f: &ClientFrame<'_>) -> usize {
         ClientFrame::Ping { .. } => 3,
         ClientFrame::Chunk { .. } => 4,
         ClientFrame::NativePage { .. } => 5,
+        ClientFrame::End => 6,
     }
 }
 
@@ -222,7 +224,7 @@ fn assert_server_round_trip(frame: &ServerFrame<'_>) {
 #[test]
 fn every_client_frame_variant_round_trips_in_both_codecs() {
     let examples = client_examples();
-    let mut seen = [false; 6];
+    let mut seen = [false; 7];
     for f in &examples {
         seen[client_variant(f)] = true;
         assert_client_round_trip(f);

@@ -2,7 +2,8 @@
 //! server-to-server HTTP API under `/v1` (authenticated with `--api-key`):
 //! - `GET /v1/rooms/{room}`: epoch, head and page timeline;
 //! - `POST /v1/rooms/{room}/native-page`: the customer's app is on a native screen (body: a
-//!   [`assist_relay_proto::NativePage`] plus an optional idempotency `id`).
+//!   [`assist_relay_proto::NativePage`] plus an optional idempotency `id`);
+//! - `POST /v1/rooms/{room}/close`: end the session (`{"closed": true}` if this call closed it).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/rooms/{room}", get(room_info))
         .route("/v1/rooms/{room}/native-page", post(native_page))
+        .route("/v1/rooms/{room}/close", post(close_room))
         .with_state(node)
 }
 
@@ -79,6 +81,26 @@ async fn room_info(
     }
     match node.log.info(&room).await {
         Ok(info) => json_response(StatusCode::OK, &info),
+        Err(e) => api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        ),
+    }
+}
+
+/// `POST /v1/rooms/{room}/close`: ends the session (participants get `room_closed`; the
+/// recording is made).
+async fn close_room(
+    State(node): State<Arc<Node>>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = refusal(&node, &headers, &room) {
+        return r;
+    }
+    match node.close_room(&room).await {
+        Ok(closed) => json_response(StatusCode::OK, &serde_json::json!({ "closed": closed })),
         Err(e) => api_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",

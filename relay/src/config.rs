@@ -107,6 +107,14 @@ pub struct ServeArgs {
     /// Uploads one participant may have in progress in a room.
     #[arg(long, env = "RELAY_MAX_UPLOADS", default_value_t = 4)]
     pub max_uploads: usize,
+    /// Turn room logs into recordings: a closed room (and, live, everything before a new
+    /// keyframe) is archived by the compactor before it leaves the room store. In embedded mode
+    /// this node compacts in-process into --archive-dir; in cluster mode run `relay compactor`.
+    #[arg(long, env = "RELAY_RECORDINGS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub recordings: bool,
+    /// Where recordings are written (embedded mode; `relay compactor` has its own flag).
+    #[arg(long, env = "RELAY_ARCHIVE_DIR", default_value = "./data/archive")]
+    pub archive_dir: std::path::PathBuf,
     /// Upload bytes staged in this process at most (embedded mode); past it slices are refused
     /// with `upload_limit` until uploads finish or expire.
     #[arg(long, env = "RELAY_MAX_STAGED_BYTES", default_value_t = 512 * 1024 * 1024)]
@@ -215,6 +223,8 @@ pub struct NodeConfig {
     pub native_templates: Option<std::path::PathBuf>,
     /// Admin HTTP API key (None: API disabled).
     pub api_key: Option<String>,
+    /// Archive directory of the in-process compactor (embedded mode with recordings on).
+    pub archive_dir: Option<std::path::PathBuf>,
     /// Room log shape.
     pub log: LogConfig,
 }
@@ -248,6 +258,7 @@ impl NodeConfig {
             mask_policy: MaskPolicy::Passwords,
             native_templates: None,
             api_key: None,
+            archive_dir: None,
             log: LogConfig::default(),
         }
     }
@@ -304,7 +315,10 @@ impl TryFrom<&ServeArgs> for NodeConfig {
                 "--max-uploads and --upload-ttl must be positive".into(),
             ));
         }
-        if a.api_key.as_deref().is_some_and(|k| k.len() < 16) {
+        if a.api_key
+            .as_deref()
+            .is_some_and(|k| !k.is_empty() && k.len() < 16)
+        {
             return Err(ConfigError(
                 "--api-key / RELAY_API_KEY must be at least 16 characters".into(),
             ));
@@ -351,6 +365,7 @@ impl TryFrom<&ServeArgs> for NodeConfig {
             mask_policy: a.mask_policy,
             native_templates: a.native_templates.clone(),
             api_key: a.api_key.clone().filter(|k| !k.is_empty()),
+            archive_dir: a.recordings.then(|| a.archive_dir.clone()),
             log: LogConfig {
                 chat_retain: a.chat_retain.max(a.chat_history).max(1),
                 dedup_window: a.dedup_window.max(1),
@@ -358,6 +373,7 @@ impl TryFrom<&ServeArgs> for NodeConfig {
                 room_buffer: a.room_buffer,
                 empty_room_ttl: a.empty_room_ttl,
                 max_staged_bytes: a.max_staged_bytes,
+                keep_until_archived: a.recordings,
             },
         })
     }

@@ -48,6 +48,9 @@ use crate::store::{
 /// Events larger than this are masked on the blocking pool.
 const BLOCKING_MASK_BYTES: usize = 256 * 1024;
 
+/// At most one live compaction queued per connection in this long.
+const LIVE_COMPACTION_INTERVAL: Duration = Duration::from_secs(10);
+
 /// At most one `snapshot_request` per connection in this long.
 const SNAPSHOT_REQUEST_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -70,6 +73,9 @@ enum Exit {
 
 impl From<StoreError> for Exit {
     fn from(e: StoreError) -> Exit {
+        if matches!(e, StoreError::Closed) {
+            return Exit::Close(CloseCode::RoomClosed);
+        }
         tracing::warn!(error = %e, "room store failed; closing so the client resumes elsewhere");
         Exit::Close(CloseCode::Unavailable)
     }
@@ -184,6 +190,8 @@ struct Conn {
     meta: Option<MetaInfo>,
     /// When this connection was last sent a `snapshot_request`.
     snapshot_asked: Option<Instant>,
+    /// When this connection last queued a live compaction.
+    compacted_at: Option<Instant>,
 }
 
 /// Serves one upgraded connection until it ends.
@@ -222,6 +230,7 @@ pub(crate) async fn serve(
         mask: None,
         meta: None,
         snapshot_asked: None,
+        compacted_at: None,
     };
     let mut entered = false;
     let exit = conn.session(&mut entered).await;
@@ -309,6 +318,9 @@ impl Conn {
             chat_limit: node.config.chat_history,
         };
         let cu = node.log.catch_up(&room, request).await?;
+        if cu.sealed {
+            return Err(Exit::Close(CloseCode::RoomClosed));
+        }
         if let Some(reason) = cu.reason {
             node.metrics
                 .resyncs
@@ -432,6 +444,7 @@ impl Conn {
                         .await?;
                     written += 1;
                 }
+                Ok(RoomMsg::Closed) => return Err(Exit::Close(CloseCode::RoomClosed)),
                 Ok(RoomMsg::Recover) => {
                     self.recover(ResyncReason::Lagged).await?;
                     written += 1;
@@ -597,6 +610,18 @@ impl Conn {
                 self.on_chunk(chunk).await
             }
             ClientFrame::NativePage { id, page } => self.on_native_page(id, page).await,
+            ClientFrame::End => {
+                if self.me.role != Role::Agent {
+                    let msg = "only an agent ends the session";
+                    return self
+                        .send_error(ErrorCode::Forbidden, msg.into(), None)
+                        .await;
+                }
+                let node = self.node.clone();
+                node.close_room(self.room()).await?;
+                // Everyone, this connection included, is closed by the room's `Closed` message.
+                Ok(())
+            }
         }
     }
 
@@ -673,9 +698,27 @@ impl Conn {
             page,
         };
         if let Some(appended) = self.store(entry, id, head.kind.label()).await? {
+            if head.kind == EventKind::FullSnapshot && !appended.duplicate {
+                self.maybe_compact_live().await;
+            }
             self.maybe_request_snapshot(&appended, head.kind).await?;
         }
         Ok(())
+    }
+
+    /// After a new keyframe, queues a live compaction of what lies below it (at most once per
+    /// [`LIVE_COMPACTION_INTERVAL`]).
+    async fn maybe_compact_live(&mut self) {
+        if !self.node.config.log.keep_until_archived
+            || self
+                .compacted_at
+                .is_some_and(|t| t.elapsed() < LIVE_COMPACTION_INTERVAL)
+        {
+            return;
+        }
+        self.compacted_at = Some(Instant::now());
+        let node = self.node.clone();
+        node.compact_live(self.room()).await;
     }
 
     /// Builds the masking state from the room's keyframe and tail (already masked) and the
@@ -769,7 +812,10 @@ impl Conn {
             digest: &c.digest,
             data: c.data.as_bytes(),
         };
-        let staged = node.log.stage_chunk(self.room(), chunk, limits).await?;
+        let staged = match node.log.stage_chunk(self.room(), chunk, limits).await {
+            Ok(s) => s,
+            Err(e) => return self.store_failed(e, Some(c.id)).await,
+        };
         let whole = match staged {
             Staged::Partial => {
                 let ack = ServerFrame::ChunkAck {
@@ -919,6 +965,9 @@ impl Conn {
 
     /// An append failed: tell the client and close, so that it resends in order.
     async fn store_failed(&mut self, e: StoreError, id: Option<String>) -> Result<(), Exit> {
+        if matches!(e, StoreError::Closed) {
+            return Err(Exit::Close(CloseCode::RoomClosed));
+        }
         if self.node.metrics.may_log() {
             tracing::warn!(error = %e, "append failed; closing so the client resends in order");
         }
@@ -1193,7 +1242,7 @@ fn frame_id(frame: &ClientFrame<'_>) -> Option<String> {
         | ClientFrame::Ping { id }
         | ClientFrame::NativePage { id, .. } => id.clone(),
         ClientFrame::Chat { id, .. } | ClientFrame::Chunk { id, .. } => Some(id.clone()),
-        ClientFrame::Join { .. } => None,
+        ClientFrame::Join { .. } | ClientFrame::End => None,
     }
 }
 

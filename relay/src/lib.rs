@@ -19,8 +19,10 @@
 
 pub mod admin;
 pub mod auth;
+pub mod compactor;
 pub mod config;
 mod conn;
+pub mod export;
 pub mod mask;
 pub mod native;
 pub mod pages;

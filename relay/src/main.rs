@@ -33,6 +33,65 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Print a participant token (HS256 JWT) for ops and tests.
     Token(TokenArgs),
+    /// Run a compaction worker: turns closed rooms (and, live, what lies below each keyframe)
+    /// into recordings in the archive. Start as many as needed; they share the job stream.
+    Compactor(CompactorArgs),
+    /// Write a replay page (HTML + the recording) for a room's recording.
+    Export(ExportArgs),
+}
+
+#[derive(clap::Args)]
+struct CompactorArgs {
+    /// Redis URL of the cluster (as for `relay serve`).
+    #[arg(long, env = "RELAY_REDIS_URL")]
+    redis_url: String,
+    /// Treat --redis-url as seed nodes of a Redis Cluster.
+    #[arg(long, env = "RELAY_REDIS_CLUSTER")]
+    redis_cluster: bool,
+    /// Where recordings are written.
+    #[arg(long, env = "RELAY_ARCHIVE_DIR", default_value = "./data/archive")]
+    archive_dir: std::path::PathBuf,
+    /// Admin listener (/metrics, /livez, /readyz).
+    #[arg(
+        long,
+        env = "RELAY_COMPACTOR_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9091"
+    )]
+    admin_listen: std::net::SocketAddr,
+    /// Consumer name in the job group (unique per worker; default host name and pid).
+    #[arg(long, env = "RELAY_COMPACTOR_CONSUMER")]
+    consumer: Option<String>,
+    /// A job pending this long (its worker died or hangs) is taken over.
+    #[arg(long, env = "RELAY_COMPACTOR_CLAIM_AFTER", default_value = "30s", value_parser = humantime::parse_duration)]
+    claim_after: Duration,
+    /// Deliveries of a failing job before it goes to the dead-letter stream.
+    #[arg(long, env = "RELAY_COMPACTOR_MAX_ATTEMPTS", default_value_t = 3)]
+    max_attempts: u64,
+    /// Testing aid: hold every job this long before running it.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration, hide = true)]
+    hold: Duration,
+    /// Log format.
+    #[arg(long, env = "RELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// Room id.
+    room: String,
+    /// Output directory (created).
+    #[arg(long)]
+    out: std::path::PathBuf,
+    /// Archive directory the compactor writes to.
+    #[arg(long, env = "RELAY_ARCHIVE_DIR", default_value = "./data/archive")]
+    archive_dir: std::path::PathBuf,
+    /// Epoch of the recording (default: the latest).
+    #[arg(long)]
+    epoch: Option<String>,
+    /// Directory with rrweb-player's `index.js` and `style.css` (npm: node_modules/rrweb-player/dist)
+    /// to copy beside the page.
+    #[arg(long)]
+    rrweb_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -69,6 +128,42 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("relay token: {e:#}");
                 ExitCode::from(64)
+            }
+        },
+        Command::Compactor(args) => {
+            init_logging(args.log_format);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("relay compactor: cannot start runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(compactor(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "compactor stopped");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Export(args) => match assist_relay::export::export(
+            &args.archive_dir,
+            &args.room,
+            args.epoch.as_deref(),
+            &args.out,
+            args.rrweb_dir.as_deref(),
+        ) {
+            Ok(path) => {
+                println!("{}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("relay export: {e:#}");
+                ExitCode::from(66)
             }
         },
         Command::Serve(args) => {
@@ -145,10 +240,19 @@ async fn serve(args: ServeArgs, config: NodeConfig) -> anyhow::Result<()> {
         None => {
             let store = MemoryStore::new(config.log.clone());
             store.spawn_sweeper();
-            (
-                Node::with_metrics(config, store.clone(), store, metrics),
-                "embedded",
-            )
+            let archive_dir = config.archive_dir.clone();
+            let node = Node::with_metrics(config, store.clone(), store.clone(), metrics);
+            if let Some(dir) = archive_dir {
+                let archive: Arc<dyn assist_relay::compactor::Archive> =
+                    Arc::new(assist_relay::compactor::FsArchive::new(dir));
+                let queue = assist_relay::compactor::spawn_embedded(
+                    store,
+                    archive,
+                    assist_relay::compactor::worker::CompactorMetrics::new(),
+                );
+                let _ = node.jobs.set(queue);
+            }
+            (node, "embedded")
         }
         Some(url) => {
             let redis = RedisConfig {
@@ -167,10 +271,18 @@ async fn serve(args: ServeArgs, config: NodeConfig) -> anyhow::Result<()> {
             )
             .await
             .context("connecting to redis")?;
-            (
-                Node::with_metrics(config, Arc::new(store.clone()), Arc::new(store), metrics),
-                "cluster",
-            )
+            let recordings = config.log.keep_until_archived;
+            let node = Node::with_metrics(
+                config,
+                Arc::new(store.clone()),
+                Arc::new(store.clone()),
+                metrics,
+            );
+            if recordings {
+                let queue = assist_relay::compactor::worker::RedisJobQueue::new(store);
+                let _ = node.jobs.set(Arc::new(queue));
+            }
+            (node, "cluster")
         }
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -194,6 +306,54 @@ async fn serve(args: ServeArgs, config: NodeConfig) -> anyhow::Result<()> {
     let _ = stop_admin.send(());
     let _ = admin_task.await;
     drop(node);
+    Ok(())
+}
+
+async fn compactor(args: CompactorArgs) -> anyhow::Result<()> {
+    use assist_relay::compactor::worker::{self, CompactorMetrics, WorkerConfig};
+    let metrics = Metrics::new();
+    let redis = RedisConfig {
+        url: args.redis_url.clone(),
+        inline_max: 64 * 1024,
+        presence_ttl: Duration::from_secs(15),
+        dedup_ttl: Duration::from_secs(86_400),
+        room_ttl: Duration::from_secs(86_400),
+        cluster: args.redis_cluster,
+    };
+    let log = assist_relay::store::LogConfig {
+        keep_until_archived: true,
+        ..Default::default()
+    };
+    let store = RedisStore::connect(redis, log, metrics.redis.clone(), Duration::from_secs(30))
+        .await
+        .context("connecting to redis")?;
+    let archive: Arc<dyn assist_relay::compactor::Archive> =
+        Arc::new(assist_relay::compactor::FsArchive::new(&args.archive_dir));
+    let consumer = args.consumer.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "host".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let cfg = WorkerConfig {
+        consumer,
+        claim_after: args.claim_after,
+        max_attempts: args.max_attempts.max(1),
+        hold: args.hold,
+    };
+    let cmetrics = CompactorMetrics::new();
+    let admin = args.admin_listen;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut admin_stop = stop_rx.clone();
+    let admin_task = tokio::spawn(worker::serve_admin(admin, cmetrics.clone(), async move {
+        let _ = admin_stop.changed().await;
+    }));
+    tracing::info!(archive = %args.archive_dir.display(), %admin, "compactor running");
+    let run = tokio::spawn(worker::run(store, archive, cfg, cmetrics, stop_rx));
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    let _ = run.await;
+    let _ = admin_task.await;
     Ok(())
 }
 

@@ -28,18 +28,19 @@
 //! are not. [`RoomMask::observe`] rebuilds the state from already-masked events.
 //!
 //! # Parsing
-//! Events are parsed once into a [`serde_json::Value`] by an iterative parser (serde_json's own
-//! stops at 128 nesting levels, which a deep DOM exceeds) and written back, when changed, by an
-//! iterative writer that produces what `serde_json::to_string` would (object keys in sorted order).
-//! Nesting deeper than [`MAX_NESTING`] is refused.
+//! Events are parsed once into a [`serde_json::Value`] and written back, when changed, by
+//! serde_json (object keys in sorted order), through serde_stacker, which grows the stack on
+//! demand: a deep DOM exceeds serde_json's default 128 levels. Nesting deeper than
+//! [`MAX_NESTING`] is refused before parsing, and deep values are dropped without recursion.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// Most node ids a [`RoomMask`] remembers per page; past this it fails closed.
@@ -119,10 +120,10 @@ impl fmt::Display for MaskPolicy {
 /// Why an event could not be masked (it is then refused, never passed through unmasked).
 #[derive(Debug, thiserror::Error)]
 pub enum MaskError {
-    /// Not JSON, or nested deeper than [`MAX_NESTING`].
+    /// Not JSON.
     #[error("event is not valid JSON: {0}")]
     Json(String),
-    /// JSON, but not an rrweb event this module can mask.
+    /// Not an rrweb event this module can mask (or nested deeper than [`MAX_NESTING`]).
     #[error("event is not a maskable rrweb event: {0}")]
     Shape(String),
 }
@@ -292,14 +293,9 @@ impl RoomMask {
 
     /// Parses, masks and (when `emit` and something changed) writes one event.
     fn process(&mut self, src: &str, emit: bool) -> Result<Option<String>, MaskError> {
-        let (mut root, depth) = parse_json(src)?;
-        let result = self.apply(&mut root);
-        let out = match result {
-            Ok(true) if emit => {
-                let mut text = String::with_capacity(src.len() + 64);
-                write_json(&mut text, &root);
-                Ok(Some(text))
-            }
+        let (mut root, depth) = parse(src)?;
+        let out = match self.apply(&mut root) {
+            Ok(true) if emit => write(&root).map(Some),
             Ok(_) => Ok(None),
             Err(e) => Err(e),
         };
@@ -537,13 +533,14 @@ impl RoomMask {
 
     /// Forgets removed ids; removes of dropped nodes (unknown to viewers) are left out.
     fn removes(&mut self, removes: &mut Vec<Value>, changed: &mut bool) {
-        removes.retain(|r| {
+        removes.retain_mut(|r| {
             let Some(id) = r.get("id").and_then(Value::as_u64) else {
                 return true;
             };
             if self.flags(id) & F_DROPPED != 0 {
                 // Still unknown to viewers: later changes to it stay dropped.
                 *changed = true;
+                drop_deep(std::mem::take(r));
                 false
             } else {
                 self.nodes.remove(&id);
@@ -587,7 +584,13 @@ impl RoomMask {
         if keep.contains(&false) {
             *changed = true;
             let mut keep = keep.into_iter();
-            adds.retain(|_| keep.next().unwrap_or(true));
+            adds.retain_mut(|a| {
+                let k = keep.next().unwrap_or(true);
+                if !k {
+                    drop_deep(std::mem::take(a));
+                }
+                k
+            });
         }
     }
 
@@ -596,11 +599,13 @@ impl RoomMask {
         texts.retain_mut(|t| {
             let Some(id) = t.get("id").and_then(Value::as_u64) else {
                 *changed = true;
+                drop_deep(std::mem::take(t));
                 return false;
             };
             let flags = self.flags(id);
             if flags & F_DROPPED != 0 {
                 *changed = true;
+                drop_deep(std::mem::take(t));
                 return false;
             }
             let style = if flags & KIND == K_AREA_TEXT && all_inputs {
@@ -626,11 +631,13 @@ impl RoomMask {
         attributes.retain_mut(|a| {
             let Some(id) = a.get("id").and_then(Value::as_u64) else {
                 *changed = true;
+                drop_deep(std::mem::take(a));
                 return false;
             };
             let flags = self.flags(id);
             if flags & F_DROPPED != 0 {
                 *changed = true;
+                drop_deep(std::mem::take(a));
                 return false;
             }
             let Some(Value::Object(attrs)) = a.get_mut("attributes") else {
@@ -984,473 +991,123 @@ fn drop_deep(v: Value) {
     }
 }
 
-// ---- JSON without recursion ----
+// ---- JSON ----
 
-/// An open container while parsing.
-enum Frame {
-    Array(Vec<Value>),
-    /// The object so far and the key whose value is being parsed.
-    Object(Map<String, Value>, String),
-}
+/// Stack a recursive drop of one nesting level of a [`Value`] may take (measured: about 512
+/// bytes for objects in debug builds, 190 in release).
+const DROP_STACK_PER_LEVEL: usize = 1024;
 
-struct Parser<'a> {
-    src: &'a str,
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-/// Parses JSON text into a [`Value`] like `serde_json::from_str` (last duplicate key wins, lone
-/// surrogate escapes become U+FFFD), without its 128-level limit. Returns the deepest nesting.
-fn parse_json(src: &str) -> Result<(Value, usize), MaskError> {
-    let mut p = Parser {
-        src,
-        bytes: src.as_bytes(),
-        pos: 0,
-    };
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut depth = 0;
-    let result = p.run(&mut stack, &mut depth);
-    if result.is_err() {
-        for frame in stack.drain(..).rev() {
-            match frame {
-                Frame::Array(items) => drop_deep(Value::Array(items)),
-                Frame::Object(map, _) => drop_deep(Value::Object(map)),
-            }
+/// Parses an event into a [`Value`] with serde_json, growing the stack as deep nesting needs
+/// (serde_stacker) instead of stopping at serde_json's 128 levels. Returns the deepest nesting.
+fn parse(src: &str) -> Result<(Value, usize), MaskError> {
+    let depth = nesting(src)
+        .ok_or_else(|| MaskError::Shape(format!("nested deeper than {MAX_NESTING} levels")))?;
+    match parse_value(src, depth) {
+        Ok(v) => Ok((v, depth)),
+        Err(e) => match replace_lone_surrogates(src) {
+            Some(fixed) => parse_value(&fixed, depth).map(|v| (v, depth)),
+            None => Err(e),
         }
-    }
-    result.map(|v| (v, depth))
-}
-
-impl Parser<'_> {
-    fn err(&self, what: &str) -> MaskError {
-        MaskError::Json(format!("{what} at byte {}", self.pos))
-    }
-
-    fn ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes.get(self.pos) {
-            self.pos += 1;
-        }
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.pos).copied()
-    }
-
-    fn literal(&mut self, word: &[u8]) -> Result<(), MaskError> {
-        if self.bytes[self.pos..].starts_with(word) {
-            self.pos += word.len();
-            Ok(())
-        } else {
-            Err(self.err("invalid literal"))
-        }
-    }
-
-    /// `"key"` and the colon after it.
-    fn key(&mut self) -> Result<String, MaskError> {
-        self.ws();
-        if self.peek() != Some(b'"') {
-            return Err(self.err("expected an object key"));
-        }
-        self.pos += 1;
-        let key = self.string()?;
-        self.ws();
-        if self.peek() != Some(b':') {
-            return Err(self.err("expected ':'"));
-        }
-        self.pos += 1;
-        Ok(key)
-    }
-
-    fn open(&self, stack: &[Frame], depth: &mut usize) -> Result<(), MaskError> {
-        if stack.len() >= MAX_NESTING {
-            return Err(self.err("nesting too deep"));
-        }
-        *depth = (*depth).max(stack.len() + 1);
-        Ok(())
-    }
-
-    fn run(&mut self, stack: &mut Vec<Frame>, depth: &mut usize) -> Result<Value, MaskError> {
-        'value: loop {
-            self.ws();
-            let mut v = match self.peek() {
-                Some(b'{') => {
-                    self.pos += 1;
-                    self.ws();
-                    if self.peek() == Some(b'}') {
-                        self.pos += 1;
-                        Value::Object(Map::new())
-                    } else {
-                        self.open(stack, depth)?;
-                        let key = self.key()?;
-                        stack.push(Frame::Object(Map::new(), key));
-                        continue 'value;
-                    }
-                }
-                Some(b'[') => {
-                    self.pos += 1;
-                    self.ws();
-                    if self.peek() == Some(b']') {
-                        self.pos += 1;
-                        Value::Array(Vec::new())
-                    } else {
-                        self.open(stack, depth)?;
-                        stack.push(Frame::Array(Vec::new()));
-                        continue 'value;
-                    }
-                }
-                Some(b'"') => {
-                    self.pos += 1;
-                    Value::String(self.string()?)
-                }
-                Some(b't') => {
-                    self.literal(b"true")?;
-                    Value::Bool(true)
-                }
-                Some(b'f') => {
-                    self.literal(b"false")?;
-                    Value::Bool(false)
-                }
-                Some(b'n') => {
-                    self.literal(b"null")?;
-                    Value::Null
-                }
-                Some(b'-' | b'0'..=b'9') => Value::Number(self.number()?),
-                Some(_) => return Err(self.err("expected a value")),
-                None => return Err(self.err("unexpected end")),
-            };
-            // A complete value: put it in its container, closing containers as they end.
-            loop {
-                match stack.last_mut() {
-                    None => {
-                        self.ws();
-                        if self.pos != self.bytes.len() {
-                            return Err(self.err("trailing characters"));
-                        }
-                        return Ok(v);
-                    }
-                    Some(Frame::Array(items)) => {
-                        items.push(v);
-                        self.ws();
-                        match self.peek() {
-                            Some(b',') => {
-                                self.pos += 1;
-                                continue 'value;
-                            }
-                            Some(b']') => {
-                                self.pos += 1;
-                                match stack.pop() {
-                                    Some(Frame::Array(items)) => v = Value::Array(items),
-                                    _ => return Err(self.err("internal parser error")),
-                                }
-                            }
-                            _ => return Err(self.err("expected ',' or ']'")),
-                        }
-                    }
-                    Some(Frame::Object(map, key)) => {
-                        map.insert(std::mem::take(key), v);
-                        self.ws();
-                        match self.peek() {
-                            Some(b',') => {
-                                self.pos += 1;
-                                *key = self.key()?;
-                                continue 'value;
-                            }
-                            Some(b'}') => {
-                                self.pos += 1;
-                                match stack.pop() {
-                                    Some(Frame::Object(map, _)) => v = Value::Object(map),
-                                    _ => return Err(self.err("internal parser error")),
-                                }
-                            }
-                            _ => return Err(self.err("expected ',' or '}'")),
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// A string's contents, after its opening quote.
-    fn string(&mut self) -> Result<String, MaskError> {
-        let start = self.pos;
-        loop {
-            match self.bytes.get(self.pos) {
-                None => return Err(self.err("unterminated string")),
-                Some(b'"') => {
-                    let s = self.src[start..self.pos].to_owned();
-                    self.pos += 1;
-                    return Ok(s);
-                }
-                Some(b'\\') => break,
-                Some(&c) if c < 0x20 => return Err(self.err("control character in string")),
-                Some(_) => self.pos += 1,
-            }
-        }
-        let mut out = String::with_capacity(self.pos - start + 16);
-        out.push_str(&self.src[start..self.pos]);
-        loop {
-            let run = self.pos;
-            while let Some(&c) = self.bytes.get(self.pos) {
-                if c == b'"' || c == b'\\' || c < 0x20 {
-                    break;
-                }
-                self.pos += 1;
-            }
-            out.push_str(&self.src[run..self.pos]);
-            match self.bytes.get(self.pos) {
-                None => return Err(self.err("unterminated string")),
-                Some(b'"') => {
-                    self.pos += 1;
-                    return Ok(out);
-                }
-                Some(b'\\') => {
-                    self.pos += 1;
-                    let Some(&e) = self.bytes.get(self.pos) else {
-                        return Err(self.err("unterminated string"));
-                    };
-                    self.pos += 1;
-                    match e {
-                        b'"' => out.push('"'),
-                        b'\\' => out.push('\\'),
-                        b'/' => out.push('/'),
-                        b'b' => out.push('\u{8}'),
-                        b'f' => out.push('\u{c}'),
-                        b'n' => out.push('\n'),
-                        b'r' => out.push('\r'),
-                        b't' => out.push('\t'),
-                        b'u' => {
-                            let c = self.unicode_escape()?;
-                            out.push(c);
-                        }
-                        _ => return Err(self.err("invalid escape")),
-                    }
-                }
-                Some(_) => return Err(self.err("control character in string")),
-            }
-        }
-    }
-
-    /// The char of a `\uXXXX` escape (and its low surrogate), after the `u`.
-    fn unicode_escape(&mut self) -> Result<char, MaskError> {
-        let hi = self.hex4()?;
-        match hi {
-            0xD800..=0xDBFF => {
-                if self.bytes[self.pos..].starts_with(b"\\u") {
-                    let save = self.pos;
-                    self.pos += 2;
-                    let lo = self.hex4()?;
-                    if (0xDC00..=0xDFFF).contains(&lo) {
-                        let c =
-                            0x10000 + ((u32::from(hi) - 0xD800) << 10) + (u32::from(lo) - 0xDC00);
-                        return Ok(char::from_u32(c).unwrap_or('\u{FFFD}'));
-                    }
-                    self.pos = save;
-                }
-                Ok('\u{FFFD}')
-            }
-            _ => Ok(char::from_u32(u32::from(hi)).unwrap_or('\u{FFFD}')),
-        }
-    }
-
-    fn hex4(&mut self) -> Result<u16, MaskError> {
-        let digits = self
-            .bytes
-            .get(self.pos..self.pos + 4)
-            .ok_or_else(|| self.err("short \\u escape"))?;
-        let mut n: u16 = 0;
-        for &d in digits {
-            let v = match d {
-                b'0'..=b'9' => d - b'0',
-                b'a'..=b'f' => d - b'a' + 10,
-                b'A'..=b'F' => d - b'A' + 10,
-                _ => return Err(self.err("invalid \\u escape")),
-            };
-            n = (n << 4) | u16::from(v);
-        }
-        self.pos += 4;
-        Ok(n)
-    }
-
-    /// A number, like serde_json: u64, else i64, else f64 (`-0` is the float -0.0).
-    fn number(&mut self) -> Result<Number, MaskError> {
-        let start = self.pos;
-        let digits = |p: &mut Self| {
-            let from = p.pos;
-            while let Some(b'0'..=b'9') = p.peek() {
-                p.pos += 1;
-            }
-            p.pos > from
-        };
-        if self.peek() == Some(b'-') {
-            self.pos += 1;
-        }
-        match self.peek() {
-            Some(b'0') => self.pos += 1,
-            Some(b'1'..=b'9') => {
-                digits(self);
-            }
-            _ => return Err(self.err("invalid number")),
-        }
-        let mut float = false;
-        if self.peek() == Some(b'.') {
-            self.pos += 1;
-            float = true;
-            if !digits(self) {
-                return Err(self.err("invalid number"));
-            }
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            self.pos += 1;
-            float = true;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.pos += 1;
-            }
-            if !digits(self) {
-                return Err(self.err("invalid number"));
-            }
-        }
-        let text = &self.src[start..self.pos];
-        if !float {
-            if text.starts_with('-') {
-                if let Ok(i) = text.parse::<i64>() {
-                    if i != 0 {
-                        return Ok(Number::from(i));
-                    }
-                }
-            } else if let Ok(u) = text.parse::<u64>() {
-                return Ok(Number::from(u));
-            }
-        }
-        text.parse::<f64>()
-            .ok()
-            .and_then(Number::from_f64)
-            .ok_or_else(|| self.err("number out of range"))
+        .map_err(|e| MaskError::Json(e.to_string())),
     }
 }
 
-/// Writes a [`Value`] as compact JSON, byte-identical to `serde_json::to_string`, without recursion.
-fn write_json(out: &mut String, root: &Value) {
-    /// What is left to write: a value (after a comma, after a key), or a closing bracket.
-    enum Task<'a> {
-        Value(&'a Value, bool),
-        Entry(&'a str, &'a Value, bool),
-        Close(char),
-    }
-    let mut stack = vec![Task::Value(root, false)];
-    while let Some(task) = stack.pop() {
-        let v = match task {
-            Task::Close(c) => {
-                out.push(c);
-                continue;
-            }
-            Task::Value(v, comma) => {
-                if comma {
-                    out.push(',');
-                }
-                v
-            }
-            Task::Entry(k, v, comma) => {
-                if comma {
-                    out.push(',');
-                }
-                write_str(out, k);
-                out.push(':');
-                v
-            }
-        };
-        match v {
-            Value::Null => out.push_str("null"),
-            Value::Bool(true) => out.push_str("true"),
-            Value::Bool(false) => out.push_str("false"),
-            Value::Number(n) => {
-                if let Some(u) = n.as_u64() {
-                    write_u64(out, u);
-                } else if let Some(i) = n.as_i64() {
-                    out.push('-');
-                    write_u64(out, i.unsigned_abs());
-                } else {
-                    use fmt::Write as _;
-                    let _ = write!(out, "{n}");
-                }
-            }
-            Value::String(s) => write_str(out, s),
-            Value::Array(items) => {
-                out.push('[');
-                stack.push(Task::Close(']'));
-                for (i, item) in items.iter().enumerate().rev() {
-                    stack.push(Task::Value(item, i > 0));
-                }
-            }
-            Value::Object(map) => {
-                out.push('{');
-                stack.push(Task::Close('}'));
-                let n = map.len();
-                for (i, (k, item)) in map.iter().rev().enumerate() {
-                    stack.push(Task::Entry(k, item, i + 1 < n));
-                }
-            }
+fn parse_value(src: &str, depth: usize) -> Result<Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(src);
+    de.disable_recursion_limit();
+    let mut stacked = serde_stacker::Deserializer::new(&mut de);
+    // serde_json drops what it built so far recursively, deep inside the nesting, when a value
+    // fails or a key repeats: keep room below every level to drop a subtree of the whole depth.
+    stacked.red_zone = stacked.red_zone.max(depth * DROP_STACK_PER_LEVEL);
+    stacked.stack_size = stacked.stack_size.max(2 * stacked.red_zone);
+    let value = Value::deserialize(stacked)?;
+    match de.end() {
+        Ok(()) => Ok(value),
+        Err(e) => {
+            drop_deep(value);
+            Err(e)
         }
     }
 }
 
-/// Writes an integer in decimal (what `Number`'s `Display` does, without the formatter).
-fn write_u64(out: &mut String, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if let Ok(digits) = std::str::from_utf8(&buf[i..]) {
-        out.push_str(digits);
-    }
-}
-
-/// Which bytes a JSON string escapes: 0 none, `u` as `\u00XX`, else the char after `\\`.
-const ESCAPE: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = b'u';
-        i += 1;
-    }
-    t[0x08] = b'b';
-    t[0x09] = b't';
-    t[0x0A] = b'n';
-    t[0x0C] = b'f';
-    t[0x0D] = b'r';
-    t[b'"' as usize] = b'"';
-    t[b'\\' as usize] = b'\\';
-    t
-};
-
-/// A JSON string literal, escaped as serde_json does.
-fn write_str(out: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push('"');
-    let mut start = 0;
-    for (i, &b) in s.as_bytes().iter().enumerate() {
-        let escape = ESCAPE[usize::from(b)];
-        if escape == 0 {
+/// The deepest `[`/`{` nesting of JSON text, or `None` past [`MAX_NESTING`] (a limit check run
+/// before parsing, so that hostile nesting cannot make the stack grow without bound).
+fn nesting(src: &str) -> Option<usize> {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
+    for &b in src.as_bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
             continue;
         }
-        out.push_str(&s[start..i]);
-        out.push('\\');
-        if escape == b'u' {
-            out.push_str("u00");
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xF)]));
-        } else {
-            out.push(char::from(escape));
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return None;
+                }
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
         }
-        start = i + 1;
     }
-    out.push_str(&s[start..]);
-    out.push('"');
+    Some(deepest)
+}
+
+/// JSON.stringify writes lone UTF-16 surrogates (text cut inside an emoji) as `\udXXX` escapes,
+/// which serde_json refuses in a string: the text with each replaced by `\ufffd` (as
+/// `String::from_utf16_lossy` would), or `None` if it has none.
+fn replace_lone_surrogates(src: &str) -> Option<String> {
+    if !src.contains("\\ud") && !src.contains("\\uD") {
+        return None;
+    }
+    let mut b = src.as_bytes().to_vec();
+    let hex = |b: &[u8], i: usize| {
+        let digits = std::str::from_utf8(b.get(i..i + 4)?).ok()?;
+        u16::from_str_radix(digits, 16).ok()
+    };
+    let (mut i, mut changed) = (0, false);
+    while i + 1 < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+        } else if b[i + 1] != b'u' {
+            i += 2;
+        } else {
+            match hex(&b, i + 2) {
+                Some(0xD800..=0xDBFF)
+                    if b.get(i + 6..i + 8) == Some(&b"\\u"[..])
+                        && matches!(hex(&b, i + 8), Some(0xDC00..=0xDFFF)) =>
+                {
+                    i += 12;
+                }
+                Some(0xD800..=0xDFFF) => {
+                    b[i + 2..i + 6].copy_from_slice(b"fffd");
+                    changed = true;
+                    i += 6;
+                }
+                _ => i += 2,
+            }
+        }
+    }
+    changed.then(|| String::from_utf8(b).ok()).flatten()
+}
+
+/// Writes a [`Value`] as compact JSON with serde_json (object keys in sorted order), growing the
+/// stack as deep nesting needs.
+fn write(value: &Value) -> Result<String, MaskError> {
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::new(&mut out);
+    value
+        .serialize(serde_stacker::Serializer::new(&mut ser))
+        .map_err(|e| MaskError::Json(e.to_string()))?;
+    String::from_utf8(out).map_err(|e| MaskError::Json(e.to_string()))
 }
 
 #[cfg(test)]
@@ -1542,33 +1199,6 @@ mod tests {
             }
             (a, b) if a == b => Ok(()),
             (a, b) => Err(format!("{path}: {a} became {b}")),
-        }
-    }
-
-    /// Equality, except that floats may differ in the last bit: serde_json's parser (without its
-    /// `float_roundtrip` feature) is not always correctly rounded, ours (`str::parse`) is.
-    fn same_json(a: &Value, b: &Value) -> Result<(), String> {
-        match (a, b) {
-            (Value::Number(x), Value::Number(y)) if x.is_f64() && y.is_f64() => {
-                let (x, y) = (x.as_f64().unwrap_or(0.0), y.as_f64().unwrap_or(0.0));
-                if (x - y).abs() <= f64::EPSILON * x.abs().max(y.abs()) {
-                    Ok(())
-                } else {
-                    Err(format!("{x} != {y}"))
-                }
-            }
-            (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
-                x.iter().zip(y).try_for_each(|(x, y)| same_json(x, y))
-            }
-            (Value::Object(x), Value::Object(y))
-                if x.len() == y.len() && x.keys().zip(y.keys()).all(|(k, l)| k == l) =>
-            {
-                x.values()
-                    .zip(y.values())
-                    .try_for_each(|(x, y)| same_json(x, y))
-            }
-            (x, y) if x == y => Ok(()),
-            (x, y) => Err(format!("{x} != {y}")),
         }
     }
 
@@ -1721,39 +1351,34 @@ mod tests {
     }
 
     #[test]
-    fn parser_and_writer_match_serde_json_on_the_fixtures() {
-        for name in FIXTURES {
-            for e in fixture(name) {
-                let (mine, _) = parse_json(e.get()).expect("parses");
-                let theirs: Value = serde_json::from_str(e.get()).expect("parses");
-                same_json(&mine, &theirs).unwrap_or_else(|p| panic!("{name}: {p}"));
-                let mut text = String::new();
-                write_json(&mut text, &theirs);
-                assert_eq!(text, serde_json::to_string(&theirs).expect("writes"));
-            }
-        }
-    }
-
-    #[test]
-    fn parser_and_writer_match_serde_json_on_edge_cases() {
+    fn parse_and_write_are_serde_jsons() {
         let cases = [
             r#"{"a":"\u00e9\ud83d\ude00\n\t\"\\\/\b\f\r","b":[1,-2,3.5,-0,1e3,1E-7,0.1,12.5e+2]}"#,
             r#"[18446744073709551615,18446744073709551616,-9223372036854775808,-9223372036854775809]"#,
             r#" { "x" : { } , "y" : [ ] , "z" : null , "t" : true , "f" : false , "x" : 2 } "#,
             "\"\\u0001\\u001f\u{7f}\u{10ffff}\"",
             "[[[[[]]]],{\"\":{\"\":[\"\"]}}]",
+            "[0.30000000000000004,2.2250738585072014e-308,5e-324,1.7976931348623157e308,9007199254740993.0]",
         ];
         for c in cases {
-            let (mine, _) = parse_json(c).unwrap_or_else(|e| panic!("{c}: {e}"));
+            let (v, _) = parse(c).unwrap_or_else(|e| panic!("{c}: {e}"));
             let theirs: Value = serde_json::from_str(c).expect("serde_json parses it");
-            assert_eq!(mine, theirs, "{c}");
-            let mut text = String::new();
-            write_json(&mut text, &mine);
+            assert_eq!(v, theirs, "{c}");
+            let text = write(&v).expect("writes");
             assert_eq!(text, serde_json::to_string(&theirs).expect("writes"), "{c}");
+            assert_eq!(
+                parse(&text).expect("parses").0,
+                v,
+                "{c}: floats round-trip exactly"
+            );
         }
         // Lone surrogates (JSON.stringify emits them) become U+FFFD instead of an error.
-        let (v, _) = parse_json(r#""a\ud800b\udc00c\ud800\u0041""#).expect("lenient");
-        assert_eq!(v, "a\u{fffd}b\u{fffd}c\u{fffd}A");
+        let (v, _) =
+            parse(r#"["a\ud800b\udc00c\ud800\u0041\ud83d\ude00","\\ud800",1]"#).expect("lenient");
+        assert_eq!(
+            v,
+            serde_json::json!(["a\u{fffd}b\u{fffd}c\u{fffd}A\u{1f600}", "\\ud800", 1])
+        );
         for bad in [
             "",
             "{",
@@ -1772,11 +1397,10 @@ mod tests {
             "{\"a\":1}}",
             "1e400",
             "\"\\u12\"",
+            "[\"\\ud800\",]",
+            "[\"\\ud800\"] x",
         ] {
-            assert!(
-                matches!(parse_json(bad), Err(MaskError::Json(_))),
-                "{bad:?}"
-            );
+            assert!(matches!(parse(bad), Err(MaskError::Json(_))), "{bad:?}");
         }
     }
 
@@ -1803,47 +1427,124 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn parser_and_writer_round_trip_like_serde_json(v in any_json()) {
+        fn parse_and_write_round_trip(v in any_json()) {
             let text = serde_json::to_string(&v).expect("writes");
-            let (parsed, _) = parse_json(&text).expect("parses");
+            let (parsed, _) = parse(&text).expect("parses");
             proptest::prop_assert_eq!(&parsed, &v);
-            let mut mine = String::new();
-            write_json(&mut mine, &v);
-            proptest::prop_assert_eq!(mine, text);
+            proptest::prop_assert_eq!(write(&v).expect("writes"), text);
             let pretty = serde_json::to_string_pretty(&v).expect("writes");
-            let (parsed, _) = parse_json(&pretty).expect("parses");
+            let (parsed, _) = parse(&pretty).expect("parses");
             proptest::prop_assert_eq!(&parsed, &v);
         }
     }
 
+    /// Runs `f` on a thread with a 2 MiB stack (a tokio worker's), where recursion would show.
+    fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(f)
+            .expect("spawns a thread")
+            .join()
+            .expect("no panic");
+    }
+
+    /// A FullSnapshot of an input inside `levels` nested divs, keys in the order serde_json
+    /// writes them.
+    fn deep_snapshot(levels: usize, value: &str) -> String {
+        let mut s =
+            String::from(r#"{"data":{"initialOffset":{"left":0,"top":0},"node":{"childNodes":["#);
+        for _ in 0..levels {
+            s.push_str(r#"{"attributes":{},"childNodes":["#);
+        }
+        s.push_str(&format!(
+            r#"{{"attributes":{{"type":"text","value":"{value}"}},"childNodes":[],"id":2,"tagName":"input","type":2}}"#
+        ));
+        for i in 0..levels {
+            s.push_str(&format!(r#"],"id":{},"tagName":"div","type":2}}"#, 10 + i));
+        }
+        s.push_str(r#"],"id":1,"type":0}},"timestamp":1,"type":2}"#);
+        s
+    }
+
     #[test]
     fn deep_documents_are_masked_and_too_deep_ones_refused() {
-        let depth = 2000;
-        let mut body = String::new();
-        for i in 0..depth {
-            body.push_str(&format!(
-                r#"{{"type":2,"tagName":"div","attributes":{{}},"id":{},"childNodes":["#,
-                100 + i
-            ));
-        }
-        body.push_str(
-            r#"{"type":2,"tagName":"input","attributes":{"type":"text","value":"deep secret"},"childNodes":[],"id":50}"#,
-        );
-        for _ in 0..depth {
-            body.push_str("]}");
-        }
-        let event = snapshot(&body);
-        assert!(
-            serde_json::from_str::<Value>(&event).is_err(),
-            "serde_json stops at 128 levels"
-        );
-        let mut m = RoomMask::new(MaskPolicy::Inputs, KEY);
-        let out = m.mask(&raw(&event)).expect("masks").expect("changed");
-        assert!(!out.get().contains("deep secret"));
-        assert!(out.get().contains(r#""value":"***********""#));
+        on_small_stack(|| {
+            let event = deep_snapshot(3000, "deep secret");
+            assert!(
+                serde_json::from_str::<Value>(&event).is_err(),
+                "serde_json alone stops at 128 levels"
+            );
+            let mut m = RoomMask::new(MaskPolicy::Inputs, KEY);
+            let out = m.mask(&raw(&event)).expect("masks").expect("changed");
+            assert_eq!(out.get(), deep_snapshot(3000, "***********"));
 
-        let too_deep = "[".repeat(MAX_NESTING + 1) + "1" + &"]".repeat(MAX_NESTING + 1);
-        assert!(matches!(m.mask(&raw(&too_deep)), Err(MaskError::Json(_))));
+            let too_deep = deep_snapshot(MAX_NESTING / 2, "x");
+            assert!(matches!(m.mask(&raw(&too_deep)), Err(MaskError::Shape(_))));
+            let too_deep = "[".repeat(MAX_NESTING + 1) + "1" + &"]".repeat(MAX_NESTING + 1);
+            assert!(matches!(m.mask(&raw(&too_deep)), Err(MaskError::Shape(_))));
+            let unclosed = "[".repeat(1 << 20);
+            assert!(matches!(
+                m.process(&unclosed, true),
+                Err(MaskError::Shape(_))
+            ));
+            let unclosed = "{\"a\":[".repeat(MAX_NESTING / 2);
+            assert!(matches!(
+                m.process(&unclosed, true),
+                Err(MaskError::Json(_))
+            ));
+        });
+    }
+
+    #[test]
+    fn failing_deep_inside_a_deep_document_is_an_error_not_a_crash() {
+        // serde_json drops a deep value it built recursively when a later sibling fails, or its
+        // key repeats, at whatever nesting level that happens.
+        on_small_stack(|| {
+            let deep = "{\"a\":".repeat(4000) + "1" + &"}".repeat(4000);
+            let mut m = RoomMask::new(MaskPolicy::Inputs, KEY);
+            for outer in (0..4000).step_by(250) {
+                let (open, close) = ("[".repeat(outer), "]".repeat(outer));
+                for (tail, json_error) in [
+                    (",1e400]", true),
+                    (" x]", true),
+                    (",\"\\ud800\" x]", true),
+                    (",\"\\ud800\"]", false),
+                ] {
+                    let event = format!("{open}[{deep}{tail}{close}");
+                    let r = m.process(&event, true);
+                    assert!(
+                        matches!(
+                            (&r, json_error),
+                            (Err(MaskError::Json(_)), true) | (Err(MaskError::Shape(_)), false)
+                        ),
+                        "{outer} {tail}: {r:?}"
+                    );
+                }
+                let event = format!("{open}{{\"k\":{deep},\"k\":1}}{close}");
+                assert!(matches!(m.process(&event, true), Err(MaskError::Shape(_))));
+            }
+        });
+    }
+
+    #[test]
+    fn deep_mutation_items_that_are_left_out_are_dropped_safely() {
+        on_small_stack(|| {
+            let junk = "{\"a\":".repeat(MAX_NESTING - 8) + "1" + &"}".repeat(MAX_NESTING - 8);
+            let mut m = RoomMask::new(MaskPolicy::Inputs, KEY);
+            mask(&mut m, &snapshot(BLOCK_PAGE));
+            let ev = mutation(
+                &format!(r#"{{"id":5,"value":"x","junk":{junk}}},{{"value":"x","junk":{junk}}}"#),
+                &format!(r#"{{"id":6,"attributes":{{}},"junk":{junk}}}"#),
+                &format!(r#"{{"parentId":4,"id":5,"junk":{junk}}}"#),
+                &format!(
+                    r#"{{"parentId":4,"nextId":null,"node":{{"type":3,"textContent":"x","id":30,"junk":{junk}}}}},
+                       {{"nextId":null,"node":{{"type":3,"textContent":"x","id":31,"junk":{junk}}}}}"#
+                ),
+            );
+            let out = m.mask(&raw(&ev)).expect("masks").expect("items left out");
+            let expected = r#"{"data":{"adds":[],"attributes":[],"removes":[],"source":0,"texts":[]},"timestamp":2,"type":3}"#;
+            assert_eq!(out.get(), expected);
+        });
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct Node {
     /// Salt of typed-value hashes (masking of echoes), derived from the token secret so that
     /// every node of a cluster agrees.
     pub mask_key: [u8; 32],
+    /// Where compaction jobs go (set once at startup; without it rooms still close, and no
+    /// recording is made).
+    pub jobs: std::sync::OnceLock<Arc<dyn crate::compactor::JobQueue>>,
     draining: AtomicBool,
     shutdown: watch::Sender<bool>,
     next_conn: AtomicU64,
@@ -70,6 +73,7 @@ impl Node {
         Arc::new(Node {
             templates,
             mask_key,
+            jobs: std::sync::OnceLock::new(),
             auth: Auth::new(&config.jwt_secret)
                 .with_allowed_origins(config.allowed_origins.clone()),
             config,
@@ -82,6 +86,38 @@ impl Node {
             next_conn: AtomicU64::new(1),
             open: AtomicUsize::new(0),
         })
+    }
+
+    /// Closes a room: queues its final compaction, then seals it (members are disconnected with
+    /// `room_closed`). Returns whether this call closed it. Queueing first means a crash in
+    /// between leaves a job whose worker seals the room itself.
+    pub async fn close_room(&self, room: &str) -> Result<bool, crate::store::StoreError> {
+        if let Some(jobs) = self.jobs.get() {
+            jobs.enqueue(crate::compactor::Job {
+                room: room.to_owned(),
+                kind: crate::compactor::JobKind::Final,
+            })
+            .await?;
+        }
+        let closed = self.log.seal(room).await?;
+        if closed {
+            self.metrics.rooms_closed.inc();
+            tracing::info!(room, "room closed");
+        }
+        Ok(closed)
+    }
+
+    /// Queues a live compaction of a room (archive what lies below its keyframe).
+    pub async fn compact_live(&self, room: &str) {
+        if let Some(jobs) = self.jobs.get() {
+            let job = crate::compactor::Job {
+                room: room.to_owned(),
+                kind: crate::compactor::JobKind::Live,
+            };
+            if let Err(e) = jobs.enqueue(job).await {
+                tracing::warn!(error = %e, "live compaction not queued");
+            }
+        }
     }
 
     /// Whether the node should receive traffic.

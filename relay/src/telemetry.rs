@@ -54,6 +54,8 @@ pub struct Metrics {
     pub masked_events: IntCounterVec,
     /// Native-page placeholders stored, by source (`frame` or `api`).
     pub native_pages: IntCounterVec,
+    /// Rooms closed (session ended) through this node.
+    pub rooms_closed: IntCounter,
     /// Redis backend counters (zero in embedded mode).
     pub redis: crate::store::redis::RedisMetrics,
     /// Per-message warnings pass through here so that a flood cannot flood the logs.
@@ -164,6 +166,11 @@ impl Metrics {
                 "relay_native_pages_total",
                 "Native-page placeholders stored, by source (frame or api).",
                 &["source"],
+            ),
+            rooms_closed: counter(
+                &registry,
+                "relay_rooms_closed_total",
+                "Rooms closed (sessions ended) through this node.",
             ),
             errors: counter_vec(
                 &registry,

@@ -41,7 +41,15 @@ pub const ENVELOPE_FIELDS: [&str; 27] = [
 ];
 
 /// The frame types a client may send.
-pub const CLIENT_TYPES: [&str; 6] = ["join", "event", "chat", "ping", "chunk", "native_page"];
+pub const CLIENT_TYPES: [&str; 7] = [
+    "end",
+    "join",
+    "event",
+    "chat",
+    "ping",
+    "chunk",
+    "native_page",
+];
 
 /// The frame types the relay sends.
 pub const SERVER_TYPES: [&str; 13] = [
@@ -153,6 +161,7 @@ pub fn arb_client_frame() -> BoxedStrategy<ClientFrame<'static>> {
         ),
         (proptest::option::of(arb_client_id()), arb_native_page())
             .prop_map(|(id, page)| ClientFrame::NativePage { id, page }),
+        Just(ClientFrame::End),
     ]
     .boxed()
 }
@@ -340,6 +349,7 @@ pub fn assert_client_frame_valid(frame: &ClientFrame<'_>) {
             assert!(digest.starts_with("sha256:") && digest.len() == 71);
         }
         ClientFrame::NativePage { page, .. } => assert!(page.validate().is_ok()),
+        ClientFrame::End => {}
     }
 }
 

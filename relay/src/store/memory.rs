@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 use super::plan::{plan, Bounds};
 use super::{
     Appended, Broker, CatchUp, CatchUpRequest, ChunkIn, Entered, Entry, EntryBody, LogConfig,
-    NewEntry, RoomInfo, RoomLog, RoomMsg, Staged, StoreError, Subscription, UploadLimits,
+    LogState, NewEntry, RoomInfo, RoomLog, RoomMsg, Staged, StoreError, Subscription, UploadLimits,
     MAX_PAGES, MAX_TYPED_HASHES,
 };
 
@@ -93,6 +93,10 @@ struct RoomState {
     native_keyframe: bool,
     /// Hashes of typed values (masking of echoes).
     typed: HashSet<u64>,
+    /// Entries up to here are archived.
+    archived: u64,
+    /// Closed: no appends, no joins.
+    sealed: bool,
 }
 
 fn new_epoch() -> Arc<str> {
@@ -126,19 +130,27 @@ impl RoomState {
             tail_bytes: 0,
             native_keyframe: false,
             typed: HashSet::new(),
+            archived: 0,
+            sealed: false,
         }
     }
 
-    /// Drops log entries below `offset`; chat stays in the chat ring.
-    fn trim_below(&mut self, offset: u64) {
+    /// Moves the keyframe floor to `offset`; with `keep`, entries below it stay until they are
+    /// archived. Chat stays in the chat ring either way.
+    fn trim_below(&mut self, offset: u64, keep: bool) {
+        self.floor = self.floor.max(offset);
+        let drop_below = if keep {
+            self.floor.min(self.archived + 1)
+        } else {
+            self.floor
+        };
         while let Some(front) = self.log.front() {
-            if front.offset >= offset {
+            if front.offset >= drop_below {
                 break;
             }
             self.log_bytes -= front.body.size();
             self.log.pop_front();
         }
-        self.floor = self.floor.max(offset);
     }
 
     /// Trims the oldest entries while the log is over `max` bytes. Returns whether it trimmed.
@@ -239,6 +251,9 @@ impl RoomLog for MemoryStore {
         let room = self.room(room);
         let mut st = lock(&room);
         st.last_activity = Instant::now();
+        if st.sealed {
+            return Err(StoreError::Closed);
+        }
         if let Some(key) = &new.dedup {
             if let Some(&offset) = st.dedup.get(key) {
                 return Ok(Appended {
@@ -264,7 +279,7 @@ impl RoomLog for MemoryStore {
                 ..
             } => {
                 let start = st.pending_meta.take().unwrap_or(offset);
-                st.trim_below(start);
+                st.trim_below(start, self.config.keep_until_archived);
                 st.tail_bytes = 0;
                 st.native_keyframe = new
                     .page
@@ -341,7 +356,71 @@ impl RoomLog for MemoryStore {
             reason: p.reason,
             entries,
             pages: st.pages.iter().cloned().collect(),
+            sealed: st.sealed,
         })
+    }
+
+    async fn seal(&self, room: &str) -> Result<bool, StoreError> {
+        let room = self.room(room);
+        let mut st = lock(&room);
+        st.last_activity = Instant::now();
+        if st.sealed {
+            return Ok(false);
+        }
+        st.sealed = true;
+        let _ = st.tx.send(RoomMsg::Closed);
+        Ok(true)
+    }
+
+    async fn log_state(&self, room: &str) -> Result<LogState, StoreError> {
+        let Some(room) = self.rooms.get(room).map(|r| r.clone()) else {
+            return Ok(LogState::default());
+        };
+        let st = lock(&room);
+        Ok(LogState {
+            exists: true,
+            epoch: st.epoch.to_string(),
+            head: st.head,
+            floor: st.floor,
+            archived: st.archived,
+            sealed: st.sealed,
+        })
+    }
+
+    async fn read_log(
+        &self,
+        room: &str,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<Entry>>, StoreError> {
+        let Some(room) = self.rooms.get(room).map(|r| r.clone()) else {
+            return Ok(Vec::new());
+        };
+        let st = lock(&room);
+        Ok(st
+            .log
+            .iter()
+            .filter(|e| e.offset > after && e.offset <= upto)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn mark_archived(&self, room: &str, upto: u64) -> Result<(), StoreError> {
+        let Some(room) = self.rooms.get(room).map(|r| r.clone()) else {
+            return Ok(());
+        };
+        let mut st = lock(&room);
+        st.archived = st.archived.max(upto);
+        let floor = st.floor;
+        st.trim_below(floor, true);
+        Ok(())
+    }
+
+    async fn remove_room(&self, room: &str) -> Result<(), StoreError> {
+        self.rooms.remove(room);
+        Ok(())
     }
 
     async fn info(&self, room_id: &str) -> Result<RoomInfo, StoreError> {

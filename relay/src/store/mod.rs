@@ -368,6 +368,8 @@ pub struct CatchUp {
     pub entries: Vec<Arc<Entry>>,
     /// The room's page timeline, oldest first.
     pub pages: Vec<PageRecord>,
+    /// The room has been closed: no joins, no appends.
+    pub sealed: bool,
 }
 
 /// Live traffic of one room.
@@ -382,6 +384,8 @@ pub enum RoomMsg {
     /// The live stream may have missed entries (the broker lost its connection, or its inbox
     /// overflowed): every member recovers from the log.
     Recover,
+    /// The room was closed: every member is disconnected with `room_closed`.
+    Closed,
 }
 
 /// Why a store operation failed.
@@ -393,6 +397,26 @@ pub enum StoreError {
     /// The store holds data this node cannot read.
     #[error("room store data corrupt: {0}")]
     Corrupt(String),
+    /// The room has been closed; nothing more is stored.
+    #[error("the room is closed")]
+    Closed,
+}
+
+/// Where a room's log stands, for the compactor.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogState {
+    /// Whether the room has any log at all.
+    pub exists: bool,
+    /// Current epoch.
+    pub epoch: String,
+    /// Last offset.
+    pub head: u64,
+    /// First offset of the current keyframe (entries below it are only kept for archiving).
+    pub floor: u64,
+    /// Entries up to this offset are archived (and may be gone from the log).
+    pub archived: u64,
+    /// The room is closed.
+    pub sealed: bool,
 }
 
 /// A live subscription to one room. Dropping it unsubscribes.
@@ -435,6 +459,28 @@ pub trait RoomLog: Send + Sync + 'static {
 
     /// Remembers more typed-value hashes.
     async fn add_typed_hashes(&self, room: &str, hashes: &[u64]) -> Result<(), StoreError>;
+
+    /// Closes the room: later appends fail with [`StoreError::Closed`], joins are refused, and
+    /// every member gets [`RoomMsg::Closed`]. Returns whether this call closed it.
+    async fn seal(&self, room: &str) -> Result<bool, StoreError>;
+
+    /// Where the room's log stands.
+    async fn log_state(&self, room: &str) -> Result<LogState, StoreError>;
+
+    /// Stored entries with offsets in `(after, upto]`, in order, at most `limit`.
+    async fn read_log(
+        &self,
+        room: &str,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<Entry>>, StoreError>;
+
+    /// Records that entries up to `upto` are archived and drops those below the keyframe.
+    async fn mark_archived(&self, room: &str, upto: u64) -> Result<(), StoreError>;
+
+    /// Deletes every key of a room (after its recording is written).
+    async fn remove_room(&self, room: &str) -> Result<(), StoreError>;
 }
 
 /// Most typed-value hashes kept per room.
@@ -489,6 +535,9 @@ pub struct LogConfig {
     /// Upload bytes staged in this process at most (embedded mode; Redis is bounded by its
     /// memory and the per-participant limits).
     pub max_staged_bytes: u64,
+    /// Keep entries below the keyframe until the compactor archived them (recordings on);
+    /// otherwise a new keyframe drops them at once.
+    pub keep_until_archived: bool,
 }
 
 impl Default for LogConfig {
@@ -500,6 +549,7 @@ impl Default for LogConfig {
             room_buffer: 1024,
             empty_room_ttl: std::time::Duration::from_secs(600),
             max_staged_bytes: 512 * 1024 * 1024,
+            keep_until_archived: false,
         }
     }
 }

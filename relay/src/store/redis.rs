@@ -41,7 +41,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use super::plan::{plan, Bounds};
 use super::{
     now_us, Appended, Broker, CatchUp, CatchUpRequest, ChunkIn, Entered, Entry, EntryBody,
-    LogConfig, NewEntry, RoomInfo, RoomLog, RoomMsg, Staged, StoreError, Subscription,
+    LogConfig, LogState, NewEntry, RoomInfo, RoomLog, RoomMsg, Staged, StoreError, Subscription,
     UploadLimits, MAX_PAGES, MAX_TYPED_HASHES,
 };
 
@@ -121,6 +121,7 @@ local function tail()
   local t = redis.call('HMGET', KEYS[1], 'tail', 'kfn')
   return tonumber(t[1] or '0'), tonumber(t[2] or '0')
 end
+if redis.call('HGET', KEYS[1], 'sealed') == '1' then return {epoch, 0, 2, 0, 0} end
 if ARGV[10] == '1' then
   local prev = redis.call('GET', KEYS[4])
   if prev then
@@ -138,8 +139,13 @@ elseif etype == 2 then
   local start = redis.call('HGET', KEYS[1], 'meta') or off
   redis.call('HDEL', KEYS[1], 'meta')
   redis.call('HSET', KEYS[1], 'floor', start)
-  -- Trim hook: entries before the new keyframe are no longer needed for live viewing.
-  redis.call('XTRIM', KEYS[2], 'MINID', start .. '-0')
+  -- Entries before the new keyframe are no longer needed for live viewing; with recordings
+  -- on they stay until the compactor has archived them.
+  local keep_from = tonumber(start)
+  if ARGV[14] == '1' then
+    keep_from = math.min(keep_from, tonumber(redis.call('HGET', KEYS[1], 'archived') or '0') + 1)
+  end
+  redis.call('XTRIM', KEYS[2], 'MINID', keep_from .. '-0')
   redis.call('HSET', KEYS[1], 'tail', 0, 'kfn', ARGV[12])
   if ARGV[11] ~= '' then
     redis.call('RPUSH', KEYS[5], start .. '\31' .. ARGV[11])
@@ -160,6 +166,25 @@ if ARGV[5] == '1' then msg = msg .. ARGV[2] end
 if ARGV[9] == '1' then redis.call('SPUBLISH', ARGV[8], msg) else redis.call('PUBLISH', ARGV[8], msg) end
 local t, n = tail()
 return {epoch, off, 0, t, n}
+"#;
+
+/// Closes a room. KEYS: meta. ARGV: new epoch, channel, sharded. Returns 1 if this call closed it.
+const SEAL: &str = r#"
+if redis.call('HGET', KEYS[1], 'sealed') == '1' then return 0 end
+redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1])
+redis.call('HSET', KEYS[1], 'sealed', 1)
+if ARGV[3] == '1' then redis.call('SPUBLISH', ARGV[2], 'C') else redis.call('PUBLISH', ARGV[2], 'C') end
+return 1
+"#;
+
+/// Marks entries archived and trims what is below both the keyframe and the archive mark.
+/// KEYS: meta, log. ARGV: archived offset.
+const ARCHIVED: &str = r#"
+local upto = math.max(tonumber(ARGV[1]), tonumber(redis.call('HGET', KEYS[1], 'archived') or '0'))
+redis.call('HSET', KEYS[1], 'archived', upto)
+local floor = tonumber(redis.call('HGET', KEYS[1], 'floor') or '1')
+redis.call('XTRIM', KEYS[2], 'MINID', math.min(upto + 1, floor) .. '-0')
+return upto
 "#;
 
 /// Stages one upload slice. KEYS: upload hash, sender's upload set.
@@ -393,6 +418,8 @@ struct Inner {
     metrics: RedisMetrics,
     append: Script,
     stage: Script,
+    seal: Script,
+    archived: Script,
     enter: Script,
     exit: Script,
     reap: Script,
@@ -516,6 +543,8 @@ impl RedisStore {
             metrics,
             append: Script::new(APPEND),
             stage: Script::new(STAGE),
+            seal: Script::new(SEAL),
+            archived: Script::new(ARCHIVED),
             enter: Script::new(&format!("{REAP}{ENTER}")),
             exit: Script::new(&format!("{REAP}{EXIT}")),
             reap: Script::new(&format!("{REAP}return 1")),
@@ -673,9 +702,17 @@ impl RoomLog for RedisStore {
             .arg(page)
             .arg(if native { 1 } else { 0 })
             .arg(MAX_PAGES)
+            .arg(if inner.log_cfg.keep_until_archived {
+                1
+            } else {
+                0
+            })
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
+        if dup == 2 {
+            return Err(StoreError::Closed);
+        }
         Ok(Appended {
             offset,
             duplicate: dup == 1,
@@ -689,14 +726,20 @@ impl RoomLog for RedisStore {
         let mut conn = self.inner.conn.clone();
         for _attempt in 0..5 {
             // 1. The log's bounds (creating the room's epoch if it has none yet).
-            let (_, (epoch, head, floor, chat_floor), pages): (
+            let (_, (epoch, head, floor, chat_floor, sealed), pages): (
                 i64,
-                (Option<String>, Option<u64>, Option<u64>, Option<u64>),
+                (
+                    Option<String>,
+                    Option<u64>,
+                    Option<u64>,
+                    Option<u64>,
+                    Option<u8>,
+                ),
                 Vec<Vec<u8>>,
             ) = redis::pipe()
                 .atomic()
                 .hset_nx(&k.meta, "epoch", format!("{:016x}", rand::random::<u64>()))
-                .hmget(&k.meta, &["epoch", "head", "floor", "chat_floor"])
+                .hmget(&k.meta, &["epoch", "head", "floor", "chat_floor", "sealed"])
                 .lrange(&k.pages, 0, -1)
                 .query_async(&mut conn)
                 .await
@@ -767,6 +810,7 @@ impl RoomLog for RedisStore {
                 reason: p.reason,
                 entries,
                 pages: parse_pages(&pages),
+                sealed: sealed == Some(1),
             });
         }
         Err(StoreError::Unavailable(
@@ -894,6 +938,140 @@ impl RoomLog for RedisStore {
             .pexpire(&k.typed, self.inner.cfg.room_ttl.as_millis() as i64)
             .ignore()
             .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn seal(&self, room: &str) -> Result<bool, StoreError> {
+        self.seal_room(room).await
+    }
+
+    async fn log_state(&self, room: &str) -> Result<LogState, StoreError> {
+        self.state_of(room).await
+    }
+
+    async fn read_log(
+        &self,
+        room: &str,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<Entry>>, StoreError> {
+        self.range(room, after, upto, limit).await
+    }
+
+    async fn mark_archived(&self, room: &str, upto: u64) -> Result<(), StoreError> {
+        self.archived_upto(room, upto).await
+    }
+
+    async fn remove_room(&self, room: &str) -> Result<(), StoreError> {
+        self.remove(room).await
+    }
+}
+
+impl RedisStore {
+    /// Runs one command on the store's connection (the compactor's job stream).
+    pub async fn command<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.inner.conn.clone();
+        cmd.query_async(&mut conn).await.map_err(unavailable)
+    }
+
+    async fn seal_room(&self, room: &str) -> Result<bool, StoreError> {
+        let inner = &self.inner;
+        let k = Keys::of(room);
+        let mut conn = inner.conn.clone();
+        let closed: i64 = inner
+            .seal
+            .key(&k.meta)
+            .arg(format!("{:016x}", rand::random::<u64>()))
+            .arg(&k.channel)
+            .arg(inner.sharded())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(closed == 1)
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn state_of(&self, room: &str) -> Result<LogState, StoreError> {
+        let k = Keys::of(room);
+        let mut conn = self.inner.conn.clone();
+        let (epoch, head, floor, archived, sealed): (
+            Option<String>,
+            Option<u64>,
+            Option<u64>,
+            Option<u64>,
+            Option<u8>,
+        ) = redis::cmd("HMGET")
+            .arg(&k.meta)
+            .arg(&["epoch", "head", "floor", "archived", "sealed"])
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(LogState {
+            exists: epoch.is_some(),
+            epoch: epoch.unwrap_or_default(),
+            head: head.unwrap_or(0),
+            floor: floor.unwrap_or(1),
+            archived: archived.unwrap_or(0),
+            sealed: sealed == Some(1),
+        })
+    }
+
+    async fn range(
+        &self,
+        room: &str,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<Entry>>, StoreError> {
+        if upto <= after {
+            return Ok(Vec::new());
+        }
+        let k = Keys::of(room);
+        let mut conn = self.inner.conn.clone();
+        let reply: StreamRangeReply = conn
+            .xrange_count(
+                &k.log,
+                format!("{}-0", after + 1),
+                format!("{upto}-0"),
+                limit.min(1_000_000),
+            )
+            .await
+            .map_err(unavailable)?;
+        let epoch: Arc<str> = Arc::from("");
+        Ok(parse_entries(reply)?
+            .into_iter()
+            .map(|(offset, accepted, body)| {
+                Arc::new(Entry::new(offset, epoch.clone(), body).accepted_at(accepted))
+            })
+            .collect())
+    }
+
+    async fn archived_upto(&self, room: &str, upto: u64) -> Result<(), StoreError> {
+        let k = Keys::of(room);
+        let mut conn = self.inner.conn.clone();
+        let _: i64 = self
+            .inner
+            .archived
+            .key(&k.meta)
+            .key(&k.log)
+            .arg(upto)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn remove(&self, room: &str) -> Result<(), StoreError> {
+        let k = Keys::of(room);
+        let mut conn = self.inner.conn.clone();
+        let _: () = conn
+            .del(&[&k.meta, &k.log, &k.chat, &k.pages, &k.typed, &k.presence])
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -1266,6 +1444,9 @@ async fn pump(
             Inbound::Published(b) => b,
         };
         match bytes.first() {
+            Some(b'C') => {
+                let _ = tx.send(RoomMsg::Closed);
+            }
             Some(b'J') | Some(b'L') => {
                 if let Some(m) = std::str::from_utf8(&bytes[1..]).ok().and_then(parse_member) {
                     let _ = tx.send(if bytes[0] == b'J' {

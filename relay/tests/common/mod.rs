@@ -211,15 +211,55 @@ impl Relay {
                 )
                 .await
                 .expect("connect to the test redis");
-                nodes.push(
-                    start_node(
-                        config.clone(),
-                        Arc::new(store.clone()),
-                        Arc::new(store.clone()),
-                        metrics,
-                    )
-                    .await,
-                );
+                let node = start_node(
+                    config.clone(),
+                    Arc::new(store.clone()),
+                    Arc::new(store.clone()),
+                    metrics,
+                )
+                .await;
+                if let Some(dir) = &config.archive_dir {
+                    let queue = assist_relay::compactor::worker::RedisJobQueue::new(store.clone());
+                    let _ = node.node.jobs.set(Arc::new(queue));
+                    if stores.is_empty() {
+                        // One in-process worker of the job stream.
+                        let archive: Arc<dyn assist_relay::compactor::Archive> =
+                            Arc::new(assist_relay::compactor::FsArchive::new(dir));
+                        let cfg = assist_relay::compactor::worker::WorkerConfig {
+                            consumer: "test-worker".into(),
+                            claim_after: Duration::from_secs(30),
+                            max_attempts: 3,
+                            hold: Duration::ZERO,
+                        };
+                        let (_keep, stop) = tokio::sync::watch::channel(false);
+                        std::mem::forget(_keep);
+                        // Its own connection: the worker's blocking reads must not hold up a
+                        // node's commands.
+                        let worker_store = RedisStore::connect(
+                            RedisConfig {
+                                url: server.url(),
+                                inline_max: 64 * 1024,
+                                presence_ttl: Duration::from_secs(5),
+                                dedup_ttl: Duration::from_secs(3600),
+                                room_ttl: Duration::from_secs(3600),
+                                cluster: false,
+                            },
+                            config.log.clone(),
+                            Metrics::new().redis.clone(),
+                            Duration::from_secs(10),
+                        )
+                        .await
+                        .expect("connect the worker");
+                        tokio::spawn(assist_relay::compactor::worker::run(
+                            worker_store,
+                            archive,
+                            cfg,
+                            assist_relay::compactor::worker::CompactorMetrics::new(),
+                            stop,
+                        ));
+                    }
+                }
+                nodes.push(node);
                 stores.push(store);
             }
             (
@@ -232,7 +272,18 @@ impl Relay {
         } else {
             let store = MemoryStore::new(config.log.clone());
             store.spawn_sweeper();
+            let archive_dir = config.archive_dir.clone();
             let node = start_node(config, store.clone(), store.clone(), Metrics::new()).await;
+            if let Some(dir) = archive_dir {
+                let archive: Arc<dyn assist_relay::compactor::Archive> =
+                    Arc::new(assist_relay::compactor::FsArchive::new(dir));
+                let queue = assist_relay::compactor::spawn_embedded(
+                    store.clone(),
+                    archive,
+                    assist_relay::compactor::worker::CompactorMetrics::new(),
+                );
+                let _ = node.node.jobs.set(queue);
+            }
             (vec![node], Backend::Memory(store))
         };
         Relay {

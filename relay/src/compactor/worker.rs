@@ -1,0 +1,476 @@
+//! `relay compactor`: a worker process of the Redis job stream, and the job queue nodes use in
+//! cluster mode.
+//!
+//! Jobs live in the stream `ar:jobs` (fields `room`, `kind`), consumed by the group `compactors`.
+//! Each worker reads new jobs with XREADGROUP and first reclaims jobs whose worker died (pending
+//! longer than `--claim-after`) with XAUTOCLAIM. A job is acknowledged when done. A transient
+//! failure leaves it pending (its reason in `ar:jobs:err:<id>`), so it is retried after
+//! `--claim-after` by any worker; a job delivered more than `--max-attempts` times, or one that
+//! failed for good (a corrupt log), goes to the dead-letter stream `ar:jobs:dead` with its reason,
+//! and the others proceed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
+
+use super::{run_job, Archive, CompactError, Job, JobKind, JobQueue, Outcome};
+use crate::store::redis::RedisStore;
+use crate::store::StoreError;
+
+/// The job stream.
+pub const JOBS: &str = "ar:jobs";
+/// The dead-letter stream.
+pub const DEAD: &str = "ar:jobs:dead";
+/// The consumer group.
+pub const GROUP: &str = "compactors";
+
+/// Queues jobs on the Redis stream (cluster mode).
+pub struct RedisJobQueue {
+    store: RedisStore,
+}
+
+impl RedisJobQueue {
+    /// A queue on `store`'s Redis.
+    pub fn new(store: RedisStore) -> RedisJobQueue {
+        RedisJobQueue { store }
+    }
+}
+
+#[async_trait]
+impl JobQueue for RedisJobQueue {
+    async fn enqueue(&self, job: Job) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(JOBS)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(1_000_000)
+            .arg("*")
+            .arg("room")
+            .arg(&job.room)
+            .arg("kind")
+            .arg(job.kind.as_str());
+        let _: String = self.store.command(&cmd).await?;
+        Ok(())
+    }
+}
+
+/// The compactor's metrics (on its own admin port; embedded nodes register them too).
+#[derive(Clone)]
+pub struct CompactorMetrics {
+    registry: Registry,
+    /// Jobs finished.
+    pub done: IntCounter,
+    /// Attempts that failed (and will be retried).
+    pub failed: IntCounter,
+    /// Jobs taken over from a worker that stopped answering.
+    pub reclaimed: IntCounter,
+    /// Jobs moved to the dead-letter stream.
+    pub dead: IntCounter,
+    /// Jobs delivered but not yet acknowledged.
+    pub pending: IntGauge,
+    /// Age of the oldest pending job, seconds.
+    pub oldest_pending: IntGauge,
+    /// Payload bytes read from room logs.
+    pub bytes_in: IntCounter,
+    /// Bytes written to the archive.
+    pub bytes_out: IntCounter,
+    /// Job durations.
+    pub duration: Histogram,
+}
+
+impl CompactorMetrics {
+    /// Registers the metrics in a new registry.
+    pub fn new() -> CompactorMetrics {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("static metric");
+            registry.register(Box::new(c.clone())).expect("once");
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("static metric");
+            registry.register(Box::new(g.clone())).expect("once");
+            g
+        };
+        let duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "relay_compactor_job_duration_seconds",
+                "Duration of compaction jobs.",
+            )
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+        )
+        .expect("static metric");
+        registry.register(Box::new(duration.clone())).expect("once");
+        CompactorMetrics {
+            done: counter(
+                "relay_compactor_jobs_done_total",
+                "Compaction jobs finished.",
+            ),
+            failed: counter(
+                "relay_compactor_jobs_failed_total",
+                "Compaction attempts that failed and will be retried.",
+            ),
+            reclaimed: counter(
+                "relay_compactor_jobs_reclaimed_total",
+                "Jobs taken over from a worker that stopped answering.",
+            ),
+            dead: counter(
+                "relay_compactor_jobs_dead_total",
+                "Jobs moved to the dead-letter stream.",
+            ),
+            pending: gauge(
+                "relay_compactor_jobs_pending",
+                "Jobs delivered to a worker but not acknowledged.",
+            ),
+            oldest_pending: gauge(
+                "relay_compactor_oldest_pending_seconds",
+                "Age of the oldest pending job.",
+            ),
+            bytes_in: counter(
+                "relay_compactor_bytes_in_total",
+                "Payload bytes read from room logs.",
+            ),
+            bytes_out: counter(
+                "relay_compactor_bytes_out_total",
+                "Bytes written to the archive.",
+            ),
+            duration,
+            registry,
+        }
+    }
+
+    /// Counts a finished job.
+    pub fn record_done(&self, out: &Outcome, took: Duration) {
+        self.done.inc();
+        self.bytes_in.inc_by(out.bytes_in);
+        self.bytes_out.inc_by(out.bytes_out);
+        self.duration.observe(took.as_secs_f64());
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for CompactorMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Settings of a worker.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// This worker's consumer name (unique per process).
+    pub consumer: String,
+    /// A job pending this long is taken over from its worker.
+    pub claim_after: Duration,
+    /// Deliveries before a failing job is dead-lettered.
+    pub max_attempts: u64,
+    /// Hold each job this long before committing it (tests use it to kill a worker mid-job).
+    pub hold: Duration,
+}
+
+/// One delivered job.
+struct Delivery {
+    id: String,
+    job: Option<Job>,
+    reclaimed: bool,
+}
+
+fn parse_entries(v: &redis::Value) -> Vec<(String, Option<Job>)> {
+    // [[id, [k, v, ...]], ...]
+    let mut out = Vec::new();
+    let redis::Value::Array(items) = v else {
+        return out;
+    };
+    for item in items {
+        let redis::Value::Array(pair) = item else {
+            continue;
+        };
+        let (Some(id), Some(redis::Value::Array(fields))) = (pair.first(), pair.get(1)) else {
+            continue;
+        };
+        let Ok(id) = redis::from_redis_value::<String>(id.clone()) else {
+            continue;
+        };
+        let mut room = None;
+        let mut kind = None;
+        for kv in fields.chunks(2) {
+            let k: String = redis::from_redis_value(kv[0].clone()).unwrap_or_default();
+            let v: String = kv
+                .get(1)
+                .and_then(|v| redis::from_redis_value(v.clone()).ok())
+                .unwrap_or_default();
+            match k.as_str() {
+                "room" => room = Some(v),
+                "kind" => kind = JobKind::parse(&v),
+                _ => {}
+            }
+        }
+        let job = match (room, kind) {
+            (Some(room), Some(kind)) => Some(Job { room, kind }),
+            _ => None,
+        };
+        out.push((id, job));
+    }
+    out
+}
+
+/// Creates the consumer group (and the stream) if missing.
+pub async fn ensure_group(store: &RedisStore) -> Result<(), StoreError> {
+    let mut cmd = redis::cmd("XGROUP");
+    cmd.arg("CREATE")
+        .arg(JOBS)
+        .arg(GROUP)
+        .arg("0")
+        .arg("MKSTREAM");
+    match store.command::<String>(&cmd).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::Unavailable(e)) if e.contains("BUSYGROUP") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn next_delivery(
+    store: &RedisStore,
+    cfg: &WorkerConfig,
+) -> Result<Option<Delivery>, StoreError> {
+    let mut claim = redis::cmd("XAUTOCLAIM");
+    claim
+        .arg(JOBS)
+        .arg(GROUP)
+        .arg(&cfg.consumer)
+        .arg(cfg.claim_after.as_millis() as u64)
+        .arg("0-0")
+        .arg("COUNT")
+        .arg(1);
+    let reply: redis::Value = store.command(&claim).await?;
+    if let redis::Value::Array(parts) = &reply {
+        if let Some(entries) = parts.get(1) {
+            if let Some((id, job)) = parse_entries(entries).into_iter().next() {
+                return Ok(Some(Delivery {
+                    id,
+                    job,
+                    reclaimed: true,
+                }));
+            }
+        }
+    }
+    let mut read = redis::cmd("XREADGROUP");
+    read.arg("GROUP")
+        .arg(GROUP)
+        .arg(&cfg.consumer)
+        .arg("COUNT")
+        .arg(1)
+        .arg("BLOCK")
+        .arg(500)
+        .arg("STREAMS")
+        .arg(JOBS)
+        .arg(">");
+    let reply: redis::Value = store.command(&read).await?;
+    // [[stream, [[id, fields]]]]
+    if let redis::Value::Array(streams) = &reply {
+        if let Some(redis::Value::Array(s)) = streams.first() {
+            if let Some(entries) = s.get(1) {
+                if let Some((id, job)) = parse_entries(entries).into_iter().next() {
+                    return Ok(Some(Delivery {
+                        id,
+                        job,
+                        reclaimed: false,
+                    }));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// How many times a pending job has been delivered.
+async fn deliveries(store: &RedisStore, id: &str) -> Result<u64, StoreError> {
+    let mut cmd = redis::cmd("XPENDING");
+    cmd.arg(JOBS).arg(GROUP).arg(id).arg(id).arg(1);
+    let reply: redis::Value = store.command(&cmd).await?;
+    if let redis::Value::Array(items) = reply {
+        if let Some(redis::Value::Array(e)) = items.first() {
+            if let Some(v) = e.get(3) {
+                return Ok(redis::from_redis_value(v.clone()).unwrap_or(1));
+            }
+        }
+    }
+    Ok(1)
+}
+
+async fn ack(store: &RedisStore, id: &str) -> Result<(), StoreError> {
+    let mut cmd = redis::cmd("XACK");
+    cmd.arg(JOBS).arg(GROUP).arg(id);
+    let _: i64 = store.command(&cmd).await?;
+    let mut del = redis::cmd("DEL");
+    del.arg(format!("{JOBS}:err:{id}"));
+    let _: i64 = store.command(&del).await?;
+    Ok(())
+}
+
+async fn dead_letter(
+    store: &RedisStore,
+    id: &str,
+    job: Option<&Job>,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(DEAD)
+        .arg("*")
+        .arg("job")
+        .arg(id)
+        .arg("room")
+        .arg(job.map_or("", |j| j.room.as_str()))
+        .arg("kind")
+        .arg(job.map_or("", |j| j.kind.as_str()))
+        .arg("reason")
+        .arg(reason);
+    let _: String = store.command(&cmd).await?;
+    ack(store, id).await
+}
+
+/// Refreshes the pending gauges from XPENDING's summary.
+async fn refresh_pending(store: &RedisStore, metrics: &CompactorMetrics) {
+    let mut cmd = redis::cmd("XPENDING");
+    cmd.arg(JOBS).arg(GROUP);
+    if let Ok(redis::Value::Array(summary)) = store.command::<redis::Value>(&cmd).await {
+        let count: i64 = summary
+            .first()
+            .and_then(|v| redis::from_redis_value(v.clone()).ok())
+            .unwrap_or(0);
+        metrics.pending.set(count);
+        let oldest: Option<String> = summary
+            .get(1)
+            .and_then(|v| redis::from_redis_value(v.clone()).ok());
+        let age = oldest
+            .and_then(|id| id.split('-').next()?.parse::<u64>().ok())
+            .map_or(0, |ms| {
+                (crate::store::now_us() / 1000).saturating_sub(ms) / 1000
+            });
+        metrics.oldest_pending.set(age as i64);
+    }
+}
+
+/// Processes jobs until `shutdown` resolves.
+pub async fn run(
+    store: RedisStore,
+    archive: Arc<dyn Archive>,
+    cfg: WorkerConfig,
+    metrics: CompactorMetrics,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), StoreError> {
+    ensure_group(&store).await?;
+    tracing::info!(consumer = %cfg.consumer, "compactor started");
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        refresh_pending(&store, &metrics).await;
+        let delivery = tokio::select! {
+            d = next_delivery(&store, &cfg) => d,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let d = match delivery {
+            Ok(Some(d)) => d,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "job stream unavailable");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if d.reclaimed {
+            metrics.reclaimed.inc();
+        }
+        let Some(job) = d.job.clone() else {
+            let _ = dead_letter(&store, &d.id, None, "unreadable job").await;
+            metrics.dead.inc();
+            continue;
+        };
+        let attempts = deliveries(&store, &d.id).await.unwrap_or(1);
+        if attempts > cfg.max_attempts {
+            let mut get = redis::cmd("GET");
+            get.arg(format!("{JOBS}:err:{}", d.id));
+            let last: Option<String> = store.command(&get).await.unwrap_or(None);
+            let reason = format!(
+                "gave up after {} attempts: {}",
+                attempts - 1,
+                last.unwrap_or_else(|| "the worker stopped".into())
+            );
+            tracing::error!(room = %job.room, reason = %reason, "job dead-lettered");
+            let _ = dead_letter(&store, &d.id, Some(&job), &reason).await;
+            metrics.dead.inc();
+            continue;
+        }
+        let started = Instant::now();
+        tracing::info!(room = %job.room, kind = job.kind.as_str(), id = %d.id, attempts, "job");
+        if !cfg.hold.is_zero() {
+            tokio::time::sleep(cfg.hold).await;
+        }
+        match run_job(&store, &archive, &job).await {
+            Ok(out) => {
+                metrics.record_done(&out, started.elapsed());
+                if let Err(e) = ack(&store, &d.id).await {
+                    tracing::warn!(error = %e, "ack failed; the job will run again (idempotent)");
+                }
+            }
+            Err(CompactError::Permanent(why)) => {
+                tracing::error!(room = %job.room, reason = %why, "job dead-lettered");
+                let _ = dead_letter(&store, &d.id, Some(&job), &why).await;
+                metrics.dead.inc();
+            }
+            Err(CompactError::Transient(why)) => {
+                metrics.failed.inc();
+                tracing::warn!(room = %job.room, error = %why, "job failed; it will be retried");
+                let mut set = redis::cmd("SET");
+                set.arg(format!("{JOBS}:err:{}", d.id))
+                    .arg(&why)
+                    .arg("EX")
+                    .arg(86_400);
+                let _: Result<String, _> = store.command(&set).await;
+            }
+        }
+    }
+}
+
+/// Serves `/metrics`, `/livez` and `/readyz` for a compactor.
+pub async fn serve_admin(
+    addr: SocketAddr,
+    metrics: CompactorMetrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let app = axum::Router::new()
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ready\n" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let m = metrics.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        m.render(),
+                    )
+                }
+            }),
+        );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,62 @@
+//! `relay export ROOM --out DIR`: a replay page for a recording.
+//!
+//! The page plays the session in rrweb's player, with the chat transcript beside it in time
+//! order. It is static (open `index.html` from disk or serve the directory): the recording is in
+//! `recording.js` (`window.ASSIST_RECORDING = {manifest, events, chat}`), and the player is
+//! loaded from `rrweb-player/index.js` and `rrweb-player/style.css` beside the page. Those come
+//! from npm (`npm install rrweb-player`, files in `node_modules/rrweb-player/dist/`): pass
+//! `--rrweb-dir` to copy them, or copy them yourself.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::compactor::{read_recording, FsArchive};
+
+const PAGE: &str = include_str!("../templates/replay.html");
+
+/// Writes the replay page of `room`'s recording (the latest epoch unless given) into `out`;
+/// returns the page's path.
+pub fn export(
+    archive_dir: &Path,
+    room: &str,
+    epoch: Option<&str>,
+    out: &Path,
+    rrweb_dir: Option<&Path>,
+) -> anyhow::Result<PathBuf> {
+    assist_relay_proto::validate_id("room", room).map_err(anyhow::Error::msg)?;
+    let archive = FsArchive::new(archive_dir);
+    let (manifest, events, chat) =
+        read_recording(&archive, room, epoch).map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let events = std::str::from_utf8(&events).context("recording events are not UTF-8")?;
+    let data = format!(
+        "window.ASSIST_RECORDING = {{\"manifest\": {}, \"events\": {}, \"chat\": {}}};\n",
+        serde_json::to_string(&manifest)?,
+        events,
+        serde_json::to_string(&chat)?
+    );
+    std::fs::write(out.join("recording.js"), data)?;
+    std::fs::write(
+        out.join("manifest.json"),
+        serde_json::to_vec_pretty(&manifest)?,
+    )?;
+    if let Some(dir) = rrweb_dir {
+        let target = out.join("rrweb-player");
+        std::fs::create_dir_all(&target)?;
+        for name in ["index.js", "style.css"] {
+            std::fs::copy(dir.join(name), target.join(name))
+                .with_context(|| format!("copying {} from {}", name, dir.display()))?;
+        }
+    }
+    let page = out.join("index.html");
+    std::fs::write(&page, PAGE.replace("{{room}}", &html_escape(room)))?;
+    Ok(page)
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
