@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 use super::{run_job, Archive, CompactError, Job, JobKind, JobQueue, Outcome};
 use crate::store::redis::RedisStore;
@@ -95,6 +97,16 @@ impl CompactorMetrics {
             registry.register(Box::new(g.clone())).expect("once");
             g
         };
+        let jobs = IntCounterVec::new(
+            Opts::new(
+                "relay_compactor_jobs_total",
+                "Compaction jobs by outcome: done, failed (an attempt that will be retried), \
+                 reclaimed (taken over from a stopped worker), dead (dead-lettered).",
+            ),
+            &["outcome"],
+        )
+        .expect("static metric");
+        registry.register(Box::new(jobs.clone())).expect("once");
         let duration = Histogram::with_opts(
             HistogramOpts::new(
                 "relay_compactor_job_duration_seconds",
