@@ -24,7 +24,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use scraper::{ElementRef, Html, Node};
-use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
@@ -49,52 +48,9 @@ pub const MAX_DEPTH: usize = 48;
 const BUILTIN: &str = include_str!("../templates/native-page.html");
 const SVG_NS: &str = "http://www.w3.org/2000/svg";
 
-/// What the app (or its backend) reports about the native screen the customer is on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NativePage {
-    /// App-defined screen id, e.g. "checkout" (1..=128 chars of [A-Za-z0-9._:-]).
-    pub page_id: String,
-    /// Human title shown to the agent, e.g. "Payment" (<= 256 bytes).
-    #[serde(default)]
-    pub title: String,
-    /// Template name (file stem in the template dir); default "native-page".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template: Option<String>,
-    /// A few display fields (<= 16 entries, key <= 64 bytes [A-Za-z0-9_-], value <= 1024 bytes).
-    #[serde(default)]
-    pub fields: BTreeMap<String, String>,
-}
-
-impl NativePage {
-    /// Checks the screen id, template name, title and fields against the limits above.
-    pub fn validate(&self) -> Result<(), NativeError> {
-        validate_name("page_id", &self.page_id)?;
-        if self.title.len() > MAX_TITLE {
-            return Err(NativeError::Invalid(format!(
-                "title must be at most {MAX_TITLE} bytes"
-            )));
-        }
-        if let Some(t) = &self.template {
-            validate_name("template", t)?;
-        }
-        if self.fields.len() > MAX_FIELDS {
-            return Err(NativeError::Invalid(format!("at most {MAX_FIELDS} fields")));
-        }
-        for (k, v) in &self.fields {
-            if !is_field_name(k) {
-                return Err(NativeError::Invalid(format!(
-                    "field name {k:?}: 1 to {MAX_FIELD_NAME} of A-Z a-z 0-9 _ -"
-                )));
-            }
-            if v.len() > MAX_FIELD_VALUE {
-                return Err(NativeError::Invalid(format!(
-                    "field {k:?} must be at most {MAX_FIELD_VALUE} bytes"
-                )));
-            }
-        }
-        Ok(())
-    }
-}
+/// What the app (or its backend) reports about the native screen the customer is on (the
+/// protocol's type; its `validate` enforces the limits above).
+pub use assist_relay_proto::NativePage;
 
 /// Why a placeholder can't be rendered or the templates can't be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -200,7 +156,7 @@ impl Templates {
         height: u32,
         timestamp_ms: u64,
     ) -> Result<(Box<RawValue>, Box<RawValue>), NativeError> {
-        page.validate()?;
+        page.validate().map_err(NativeError::Invalid)?;
         let name = page.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
         let segs = self
             .by_name
@@ -232,16 +188,6 @@ fn is_name(s: &str) -> bool {
         && s.len() <= MAX_PAGE_ID
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-}
-
-fn validate_name(what: &str, s: &str) -> Result<(), NativeError> {
-    if is_name(s) {
-        Ok(())
-    } else {
-        Err(NativeError::Invalid(format!(
-            "{what} must be 1 to {MAX_PAGE_ID} of A-Z a-z 0-9 . _ : -"
-        )))
-    }
 }
 
 fn is_field_name(s: &str) -> bool {
@@ -739,41 +685,32 @@ mod tests {
         assert!(checkout().validate().is_ok());
         let long = "x".repeat(129);
         for id in ["", "a b", "a/b", "é", long.as_str()] {
-            assert!(
-                matches!(page(id, "").validate(), Err(NativeError::Invalid(_))),
-                "page_id {id:?}"
-            );
+            assert!(page(id, "").validate().is_err(), "page_id {id:?}");
         }
         assert!(page(&"x".repeat(128), "").validate().is_ok());
         assert!(page("a.b:c_d-e", "").validate().is_ok());
         assert!(page("a", &"t".repeat(256)).validate().is_ok());
-        assert!(matches!(
-            page("a", &"t".repeat(257)).validate(),
-            Err(NativeError::Invalid(_))
-        ));
+        assert!(page("a", &"t".repeat(257)).validate().is_err());
 
         let mut p = page("a", "");
         p.template = Some("../etc".into());
-        assert!(matches!(p.validate(), Err(NativeError::Invalid(_))));
+        assert!(p.validate().is_err());
 
         for key in ["", "a.b", "a b", &"k".repeat(65)] {
             let mut p = page("a", "");
             p.fields.insert(key.to_owned(), "v".into());
-            assert!(
-                matches!(p.validate(), Err(NativeError::Invalid(_))),
-                "key {key:?}"
-            );
+            assert!(p.validate().is_err(), "key {key:?}");
         }
         let mut p = page("a", "");
         p.fields.insert("k".into(), "v".repeat(1025));
-        assert!(matches!(p.validate(), Err(NativeError::Invalid(_))));
+        assert!(p.validate().is_err());
         p.fields.insert("k".into(), "v".repeat(1024));
         assert!(p.validate().is_ok());
         let mut p = page("a", "");
         for i in 0..17 {
             p.fields.insert(format!("k{i}"), "v".into());
         }
-        assert!(matches!(p.validate(), Err(NativeError::Invalid(_))));
+        assert!(p.validate().is_err());
 
         // render validates too.
         assert!(matches!(

@@ -111,14 +111,8 @@ pub async fn store_native_page(
     id: Option<&str>,
     viewport: (u32, u32),
 ) -> Result<Appended, NativePageError> {
-    let native = crate::native::NativePage {
-        page_id: page.page_id.clone(),
-        title: page.title.clone(),
-        template: page.template.clone(),
-        fields: page.fields.clone(),
-    };
     let ts = now_us() / 1000;
-    let (meta, snapshot) = templates.render(&native, viewport.0, viewport.1, ts)?;
+    let (meta, snapshot) = templates.render(page, viewport.0, viewport.1, ts)?;
     let meta = NewEntry {
         body: EntryBody::Event {
             event: meta,

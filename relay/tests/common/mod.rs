@@ -343,9 +343,15 @@ impl Relay {
             "sec-websocket-protocol",
             HeaderValue::from_static(codec.subprotocol()),
         );
-        let (ws, _) = tokio_tungstenite::connect_async(req)
+        let (ws, resp) = tokio_tungstenite::connect_async(req)
             .await
             .expect("connect");
+        assert_eq!(
+            resp.headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok()),
+            Some(codec.subprotocol())
+        );
         Client::new(ws, codec, role, sub)
     }
 
@@ -360,14 +366,18 @@ impl Relay {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// The URL of the next node in turn.
-    pub fn url(&self, room: &str) -> String {
-        let i = if self.pinned.load(std::sync::atomic::Ordering::Relaxed) {
+    /// The next node in turn (the first one when pinned).
+    fn next_node(&self) -> usize {
+        if self.pinned.load(std::sync::atomic::Ordering::Relaxed) {
             0
         } else {
             self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.nodes.len()
-        };
-        format!("ws://{}/ws?room={room}", self.nodes[i].addr)
+        }
+    }
+
+    /// The URL of the next node in turn.
+    pub fn url(&self, room: &str) -> String {
+        format!("ws://{}/ws?room={room}", self.nodes[self.next_node()].addr)
     }
 
     /// Open WebSocket connections over all nodes.
@@ -393,7 +403,7 @@ impl Relay {
             .await
     }
 
-    /// Connects with a given token (bearer) and codec; does not join.
+    /// Connects with a given token (bearer) and codec to the next node in turn; does not join.
     pub async fn connect_with_token(
         &self,
         room: &str,
@@ -402,25 +412,8 @@ impl Relay {
         sub: &str,
         codec: Codec,
     ) -> Client {
-        let mut req = self.url(room).into_client_request().expect("request");
-        req.headers_mut().insert(
-            "authorization",
-            HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
-        );
-        req.headers_mut().insert(
-            "sec-websocket-protocol",
-            HeaderValue::from_static(codec.subprotocol()),
-        );
-        let (ws, resp) = tokio_tungstenite::connect_async(req)
+        self.connect_on_with_token(self.next_node(), room, token, role, sub, codec)
             .await
-            .expect("connect");
-        assert_eq!(
-            resp.headers()
-                .get("sec-websocket-protocol")
-                .and_then(|v| v.to_str().ok()),
-            Some(codec.subprotocol())
-        );
-        Client::new(ws, codec, role, sub)
     }
 
     /// The value of one series (`name{labels}`) in `/metrics`.
