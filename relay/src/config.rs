@@ -112,6 +112,10 @@ pub struct ServeArgs {
     /// this node compacts in-process into --archive-dir; in cluster mode run `relay compactor`.
     #[arg(long, env = "RELAY_RECORDINGS", default_value_t = true, action = clap::ArgAction::Set)]
     pub recordings: bool,
+    /// Close (and record) a room whose customer has been gone this long; 0s never. Embedded
+    /// mode; in cluster mode `relay compactor` has the same flag.
+    #[arg(long, env = "RELAY_CUSTOMER_IDLE_CLOSE", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub customer_idle_close: Duration,
     /// Where recordings are written (embedded mode; `relay compactor` has its own flag).
     #[arg(long, env = "RELAY_ARCHIVE_DIR", default_value = "./data/archive")]
     pub archive_dir: std::path::PathBuf,
@@ -225,6 +229,8 @@ pub struct NodeConfig {
     pub api_key: Option<String>,
     /// Archive directory of the in-process compactor (embedded mode with recordings on).
     pub archive_dir: Option<std::path::PathBuf>,
+    /// Close rooms whose customer has been gone this long (embedded mode).
+    pub customer_idle_close: Option<Duration>,
     /// Room log shape.
     pub log: LogConfig,
 }
@@ -259,6 +265,7 @@ impl NodeConfig {
             native_templates: None,
             api_key: None,
             archive_dir: None,
+            customer_idle_close: None,
             log: LogConfig::default(),
         }
     }
@@ -366,6 +373,7 @@ impl TryFrom<&ServeArgs> for NodeConfig {
             native_templates: a.native_templates.clone(),
             api_key: a.api_key.clone().filter(|k| !k.is_empty()),
             archive_dir: a.recordings.then(|| a.archive_dir.clone()),
+            customer_idle_close: Some(a.customer_idle_close).filter(|d| !d.is_zero()),
             log: LogConfig {
                 chat_retain: a.chat_retain.max(a.chat_history).max(1),
                 dedup_window: a.dedup_window.max(1),

@@ -67,6 +67,9 @@ struct CompactorArgs {
     /// Deliveries of a failing job before it goes to the dead-letter stream.
     #[arg(long, env = "RELAY_COMPACTOR_MAX_ATTEMPTS", default_value_t = 3)]
     max_attempts: u64,
+    /// Close (and record) rooms whose customer has been gone this long; 0s never.
+    #[arg(long, env = "RELAY_CUSTOMER_IDLE_CLOSE", default_value = "30m", value_parser = humantime::parse_duration)]
+    customer_idle_close: Duration,
     /// Testing aid: hold every job this long before running it.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration, hide = true)]
     hold: Duration,
@@ -241,6 +244,7 @@ async fn serve(args: ServeArgs, config: NodeConfig) -> anyhow::Result<()> {
             let store = MemoryStore::new(config.log.clone());
             store.spawn_sweeper();
             let archive_dir = config.archive_dir.clone();
+            let idle_close = config.customer_idle_close;
             let node = Node::with_metrics(config, store.clone(), store.clone(), metrics);
             if let Some(dir) = archive_dir {
                 let archive: Arc<dyn assist_relay::compactor::Archive> =
@@ -249,6 +253,7 @@ async fn serve(args: ServeArgs, config: NodeConfig) -> anyhow::Result<()> {
                     store,
                     archive,
                     assist_relay::compactor::worker::CompactorMetrics::new(),
+                    idle_close,
                 );
                 let _ = node.jobs.set(queue);
             }
@@ -340,6 +345,7 @@ async fn compactor(args: CompactorArgs) -> anyhow::Result<()> {
         claim_after: args.claim_after,
         max_attempts: args.max_attempts.max(1),
         hold: args.hold,
+        idle_close: Some(args.customer_idle_close).filter(|d| !d.is_zero()),
     };
     let cmetrics = CompactorMetrics::new();
     let admin = args.admin_listen;

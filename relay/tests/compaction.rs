@@ -197,3 +197,36 @@ async fn a_long_session_keeps_the_store_bounded_while_the_recording_stays_comple
     assert_eq!(manifest.first_offset, 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_whose_customer_is_gone_too_long_is_closed_and_recorded() {
+    let dir = temp_archive("idle");
+    let relay = Relay::start_with(|c| {
+        c.log.keep_until_archived = true;
+        c.archive_dir = Some(dir.clone());
+        c.customer_idle_close = Some(Duration::from_millis(800));
+    })
+    .await;
+    let room = "idle-customer";
+    let mut agent = relay
+        .connect_on(1, room, Role::Agent, "agent", Codec::Json)
+        .await;
+    agent.join(None).await;
+    let mut cust = customer(&relay, room).await;
+    cust.publish(&synthetic(4, 1), Some("m")).await;
+    cust.publish(&synthetic(2, 2), Some("s")).await;
+    acked_all(&mut cust, 2).await;
+    // A customer who stays is never timed out.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cust.publish(&synthetic(3, 3), Some("still-here")).await;
+    acked_all(&mut cust, 1).await;
+    // Once the customer is gone, the room closes for the agent and is recorded.
+    cust.drop_abruptly();
+    assert_eq!(
+        agent.closed().await,
+        Closed::Frame(4502, "room_closed".into())
+    );
+    let (manifest, _, _) = await_recording(&dir, room).await;
+    assert_eq!(manifest.event_count, 3);
+    let _ = std::fs::remove_dir_all(&dir);
+}

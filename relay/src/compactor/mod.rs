@@ -595,13 +595,61 @@ impl JobQueue for EmbeddedQueue {
     }
 }
 
-/// Starts the in-process compactor of embedded mode; returns its queue.
+/// Closes the rooms whose customer has been gone for `idle` (at most 100 per call); returns
+/// them. Each gets a final job.
+pub async fn close_idle_rooms(
+    log: &dyn RoomLog,
+    queue: &dyn JobQueue,
+    idle: std::time::Duration,
+) -> Result<Vec<String>, StoreError> {
+    let rooms = log.idle_rooms(idle, 100).await?;
+    for room in &rooms {
+        queue
+            .enqueue(Job {
+                room: room.clone(),
+                kind: JobKind::Final,
+            })
+            .await?;
+        if log.seal(room).await? {
+            tracing::info!(room = %room, "room closed: its customer has been gone too long");
+        }
+    }
+    Ok(rooms)
+}
+
+/// How often idle rooms are looked for.
+pub fn idle_sweep_period(idle: std::time::Duration) -> std::time::Duration {
+    (idle / 4).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(60),
+    )
+}
+
+/// Starts the in-process compactor of embedded mode; returns its queue. With `idle_close`,
+/// rooms whose customer has been gone that long are closed and recorded.
 pub fn spawn_embedded(
     log: Arc<dyn RoomLog>,
     archive: Arc<dyn Archive>,
     metrics: worker::CompactorMetrics,
+    idle_close: Option<std::time::Duration>,
 ) -> Arc<EmbeddedQueue> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Job>(10_000);
+    if let Some(idle) = idle_close {
+        let queue = EmbeddedQueue { tx: tx.clone() };
+        let log = log.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(idle_sweep_period(idle));
+            loop {
+                tick.tick().await;
+                if queue.tx.is_closed() {
+                    return;
+                }
+                if let Err(e) = close_idle_rooms(log.as_ref(), &queue, idle).await {
+                    tracing::warn!(error = %e, "idle room sweep failed");
+                }
+            }
+        });
+    }
     tokio::spawn(async move {
         while let Some(job) = rx.recv().await {
             let started = std::time::Instant::now();

@@ -189,6 +189,8 @@ pub struct WorkerConfig {
     pub max_attempts: u64,
     /// Hold each job this long before committing it (tests use it to kill a worker mid-job).
     pub hold: Duration,
+    /// Close rooms whose customer has been gone this long (one worker at a time sweeps).
+    pub idle_close: Option<Duration>,
 }
 
 /// One delivered job.
@@ -384,9 +386,27 @@ pub async fn run(
 ) -> Result<(), StoreError> {
     ensure_group(&store).await?;
     tracing::info!(consumer = %cfg.consumer, "compactor started");
+    let queue = RedisJobQueue::new(store.clone());
+    let mut next_sweep = Instant::now();
     loop {
         if *shutdown.borrow() {
             return Ok(());
+        }
+        if let Some(idle) = cfg.idle_close.filter(|_| Instant::now() >= next_sweep) {
+            let period = super::idle_sweep_period(idle);
+            next_sweep = Instant::now() + period;
+            // One sweeper per period across the workers.
+            let mut lock = redis::cmd("SET");
+            lock.arg(format!("{JOBS}:sweep"))
+                .arg(&cfg.consumer)
+                .arg("NX")
+                .arg("PX")
+                .arg(period.as_millis().max(1) as u64);
+            if let Ok(Some(_)) = store.command::<Option<String>>(&lock).await {
+                if let Err(e) = super::close_idle_rooms(&store, &queue, idle).await {
+                    tracing::warn!(error = %e, "idle room sweep failed");
+                }
+            }
         }
         refresh_pending(&store, &metrics).await;
         let delivery = tokio::select! {

@@ -97,6 +97,8 @@ struct RoomState {
     archived: u64,
     /// Closed: no appends, no joins.
     sealed: bool,
+    /// When the last customer connection left (None while one is present or none ever was).
+    customer_left: Option<Instant>,
 }
 
 fn new_epoch() -> Arc<str> {
@@ -132,6 +134,7 @@ impl RoomState {
             typed: HashSet::new(),
             archived: 0,
             sealed: false,
+            customer_left: None,
         }
     }
 
@@ -423,6 +426,24 @@ impl RoomLog for MemoryStore {
         Ok(())
     }
 
+    async fn idle_rooms(
+        &self,
+        gone_for: Duration,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.rooms.iter() {
+            if out.len() >= limit {
+                break;
+            }
+            let st = lock(r.value());
+            if !st.sealed && st.customer_left.is_some_and(|t| t.elapsed() >= gone_for) {
+                out.push(r.key().clone());
+            }
+        }
+        Ok(out)
+    }
+
     async fn info(&self, room_id: &str) -> Result<RoomInfo, StoreError> {
         let room = self.room(room_id);
         let st = lock(&room);
@@ -573,6 +594,9 @@ impl Broker for MemoryStore {
         if first {
             let _ = st.tx.send(RoomMsg::Joined(member.clone()));
         }
+        if member.role == assist_relay_proto::Role::Customer {
+            st.customer_left = None;
+        }
         Ok(Entered::Members(st.members()))
     }
 
@@ -592,6 +616,13 @@ impl Broker for MemoryStore {
         if last {
             st.presence.remove(&member.id);
             let _ = st.tx.send(RoomMsg::Left(member.clone()));
+            let customer_present = st
+                .presence
+                .values()
+                .any(|(m, _)| m.role == assist_relay_proto::Role::Customer);
+            if member.role == assist_relay_proto::Role::Customer && !customer_present {
+                st.customer_left = Some(Instant::now());
+            }
         }
         Ok(())
     }

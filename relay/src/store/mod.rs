@@ -481,6 +481,13 @@ pub trait RoomLog: Send + Sync + 'static {
 
     /// Deletes every key of a room (after its recording is written).
     async fn remove_room(&self, room: &str) -> Result<(), StoreError>;
+
+    /// Open rooms whose customer has been gone for longer than `gone_for` (at most `limit`).
+    async fn idle_rooms(
+        &self,
+        gone_for: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
 }
 
 /// Most typed-value hashes kept per room.

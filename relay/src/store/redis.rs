@@ -252,6 +252,7 @@ for _ in pairs(present) do count = count + 1 end
 local first = present[me] == nil
 if first and count >= tonumber(ARGV[7]) then return {'full'} end
 redis.call('ZADD', KEYS[1], ARGV[8], ARGV[4])
+if ARGV[6] == 'customer' then redis.call('HSET', KEYS[2], 'cseen', ARGV[1]) end
 if first then
   present[me] = ARGV[6]
   publish('J' .. me .. '\31' .. ARGV[6])
@@ -968,6 +969,57 @@ impl RoomLog for RedisStore {
     async fn remove_room(&self, room: &str) -> Result<(), StoreError> {
         self.remove(room).await
     }
+
+    async fn idle_rooms(
+        &self,
+        gone_for: Duration,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        // Rooms record when a customer was last seen (`cseen`, refreshed by every node's
+        // presence loop while one is connected). SCAN walks the meta keys of one server; on a
+        // Redis Cluster it walks the node the connection routes SCAN to.
+        let now = now_us() / 1000;
+        let cutoff = now.saturating_sub(gone_for.as_millis() as u64);
+        let mut out = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg("ar:{*}:meta")
+                .arg("COUNT")
+                .arg(500);
+            let (next, keys): (u64, Vec<String>) = self.command(&scan).await?;
+            for key in keys {
+                let Some(room) = key
+                    .strip_prefix("ar:{")
+                    .and_then(|k| k.strip_suffix("}:meta"))
+                else {
+                    continue;
+                };
+                let mut get = redis::cmd("HMGET");
+                get.arg(&key).arg("cseen").arg("sealed");
+                let (seen, sealed): (Option<u64>, Option<u8>) = self.command(&get).await?;
+                if sealed != Some(1) && seen.is_some_and(|t| t <= cutoff) {
+                    // `cseen` lags by up to a presence refresh: a live customer entry wins.
+                    let mut live = redis::cmd("ZRANGEBYSCORE");
+                    live.arg(Keys::of(room).presence).arg(now).arg("+inf");
+                    let present: Vec<String> = self.command(&live).await?;
+                    if present.iter().any(|m| m.contains("\x1fcustomer\x1f")) {
+                        continue;
+                    }
+                    out.push(room.to_owned());
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
 }
 
 impl RedisStore {
@@ -1567,6 +1619,10 @@ async fn presence_loop(weak: std::sync::Weak<Inner>) {
                     .arg(expiry)
                     .arg(*m)
                     .ignore();
+            }
+            // A customer is here: the room is not idle (see `idle_rooms`).
+            if members.iter().any(|m| m.contains("\x1fcustomer\x1f")) {
+                pipe.hset(&k.meta, "cseen", now).ignore();
             }
             for key in [&k.meta, &k.log, &k.chat, &k.presence, &k.pages, &k.typed] {
                 pipe.pexpire(key, ttl).ignore();

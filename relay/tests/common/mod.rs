@@ -230,6 +230,7 @@ impl Relay {
                             claim_after: Duration::from_secs(30),
                             max_attempts: 3,
                             hold: Duration::ZERO,
+                            idle_close: config.customer_idle_close,
                         };
                         let (_keep, stop) = tokio::sync::watch::channel(false);
                         std::mem::forget(_keep);
@@ -273,6 +274,7 @@ impl Relay {
             let store = MemoryStore::new(config.log.clone());
             store.spawn_sweeper();
             let archive_dir = config.archive_dir.clone();
+            let idle_close = config.customer_idle_close;
             let node = start_node(config, store.clone(), store.clone(), Metrics::new()).await;
             if let Some(dir) = archive_dir {
                 let archive: Arc<dyn assist_relay::compactor::Archive> =
@@ -281,6 +283,7 @@ impl Relay {
                     store.clone(),
                     archive,
                     assist_relay::compactor::worker::CompactorMetrics::new(),
+                    idle_close,
                 );
                 let _ = node.node.jobs.set(queue);
             }
