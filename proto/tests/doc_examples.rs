@@ -191,6 +191,7 @@ fn client_frame_examples_are_exact() {
             },
             r#"{"type":"native_page","page":{"page_id":"home","title":"Home"}}"#,
         ),
+        (ClientFrame::End, r#"{"type":"end"}"#),
     ];
     let doc = protocol_doc();
     for (frame, json) in cases {

@@ -321,6 +321,11 @@ pub async fn run_job(
     if !state.exists {
         return Ok(out); // nothing stored (already compacted and removed, or never used)
     }
+    if job.kind == JobKind::Final && state.head == 0 {
+        // Closed before anything was stored: nothing to record.
+        log.remove_room(&job.room).await?;
+        return Ok(out);
+    }
     let dir = room_dir(&job.room, &state.epoch);
     if job.kind == JobKind::Final
         && archive

@@ -436,7 +436,7 @@ pub async fn run(
             get.arg(format!("{JOBS}:err:{}", d.id));
             let last: Option<String> = store.command(&get).await.unwrap_or(None);
             let reason = format!(
-                "gave up after {} attempts: {}",
+                "gave up after {} attempt(s): {}",
                 attempts - 1,
                 last.unwrap_or_else(|| "the worker stopped".into())
             );
@@ -450,7 +450,31 @@ pub async fn run(
         if !cfg.hold.is_zero() {
             tokio::time::sleep(cfg.hold).await;
         }
-        match run_job(&store, &archive, &job).await {
+        // Heartbeat: keep the job's idle time low while it runs, so that a long job is not
+        // taken over by another worker.
+        let heartbeat = {
+            let store = store.clone();
+            let id = d.id.clone();
+            let consumer = cfg.consumer.clone();
+            let every = (cfg.claim_after / 3).max(Duration::from_millis(100));
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let mut claim = redis::cmd("XCLAIM");
+                    claim
+                        .arg(JOBS)
+                        .arg(GROUP)
+                        .arg(&consumer)
+                        .arg(0)
+                        .arg(&id)
+                        .arg("JUSTID");
+                    let _: Result<redis::Value, _> = store.command(&claim).await;
+                }
+            })
+        };
+        let result = run_job(&store, &archive, &job).await;
+        heartbeat.abort();
+        match result {
             Ok(out) => {
                 metrics.record_done(&out, started.elapsed());
                 if let Err(e) = ack(&store, &d.id).await {

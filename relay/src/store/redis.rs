@@ -180,6 +180,7 @@ return 1
 /// Marks entries archived and trims what is below both the keyframe and the archive mark.
 /// KEYS: meta, log. ARGV: archived offset.
 const ARCHIVED: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local upto = math.max(tonumber(ARGV[1]), tonumber(redis.call('HGET', KEYS[1], 'archived') or '0'))
 redis.call('HSET', KEYS[1], 'archived', upto)
 local floor = tonumber(redis.call('HGET', KEYS[1], 'floor') or '1')
