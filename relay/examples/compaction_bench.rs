@@ -48,7 +48,10 @@ async fn main() {
                     kind: head.kind,
                     source: head.source,
                 };
-                store.append(&room, NewEntry::new(body)).await.expect("append");
+                store
+                    .append(&room, NewEntry::new(body))
+                    .await
+                    .expect("append");
                 if i % 50 == 0 {
                     let chat = EntryBody::Chat {
                         id: format!("m{i}"),
@@ -59,7 +62,10 @@ async fn main() {
                         text: format!("message {i}"),
                         ts: 0,
                     };
-                    store.append(&room, NewEntry::new(chat)).await.expect("chat");
+                    store
+                        .append(&room, NewEntry::new(chat))
+                        .await
+                        .expect("chat");
                 }
             }
             let job = Job {
@@ -74,7 +80,11 @@ async fn main() {
             let manifest = assist_relay::compactor::read_recording(archive.as_ref(), &room, None)
                 .expect("recording")
                 .0;
-            bytes_out += manifest.files.iter().map(|f| f.compressed_bytes).sum::<u64>();
+            bytes_out += manifest
+                .files
+                .iter()
+                .map(|f| f.compressed_bytes)
+                .sum::<u64>();
         }
         println!(
             "{:<18} {:>8} {:>12} {:>12} {:>9.3}x {:>8.1}",
