@@ -27,6 +27,9 @@ pub enum Scenario {
     Ceiling(BroadcastArgs),
     /// Connect, join (optionally resume), leave, at a constant rate.
     Churn(ChurnArgs),
+    /// Large keyframes: upload a FullSnapshot in chunks (stitching MB/s), then fresh agents join
+    /// and measure connect-to-whole-keyframe.
+    Snapshot(SnapshotArgs),
 }
 
 /// Server dialect.
@@ -189,4 +192,30 @@ pub struct ChurnArgs {
     /// Cycles in flight at most; a cycle due while this many are open is skipped and counted.
     #[arg(long, default_value_t = 1000)]
     pub max_inflight: usize,
+}
+
+/// `snapshot`. `--codec` is the uploading customer's; `--duration` and `--drain` are not used.
+#[derive(Debug, Clone, Args)]
+pub struct SnapshotArgs {
+    /// Common options.
+    #[command(flatten)]
+    pub common: Common,
+    /// Size of the generated FullSnapshot, MB (10^6 bytes).
+    #[arg(long, default_value_t = 5.0)]
+    pub snapshot_mb: f64,
+    /// Upload the largest FullSnapshot of this recording (a JSON array of rrweb events) instead.
+    #[arg(long)]
+    pub snapshot_from: Option<PathBuf>,
+    /// Uploads (each a Meta event, then the FullSnapshot in chunks).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
+    /// Fresh agents per join codec that join after the last upload, one at a time.
+    #[arg(long, default_value_t = 20)]
+    pub joins: u32,
+    /// Codecs of the joining agents (they alternate).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [CodecArg::Json, CodecArg::Msgpack])]
+    pub join_codecs: Vec<CodecArg>,
+    /// Slice size in bytes (default: the `chunk_bytes` the relay announces in `joined`).
+    #[arg(long)]
+    pub chunk_bytes: Option<usize>,
 }

@@ -3,7 +3,10 @@
 //! # Layout
 //! - [`cli`]: the command line (one subcommand per scenario, common options flattened in).
 //! - [`scenario`]: the scenarios ([`scenario::broadcast`], [`scenario::cobrowse`],
-//!   [`scenario::ceiling`], [`scenario::churn`]) and [`scenario::Run`], what their tasks share.
+//!   [`scenario::ceiling`], [`scenario::churn`], [`scenario::snapshot`]) and [`scenario::Run`],
+//!   what their tasks share.
+//! - [`chunked`]: large events on the client side: upload slices and digests, reassembly of
+//!   `chunk` frames, the large FullSnapshots `snapshot` sends.
 //! - [`driver`]: the tasks scenarios are made of: viewer readers ([`driver::run_viewer`]) and
 //!   open-loop publishers ([`driver::run_publisher`]) that stamp each message with its *scheduled*
 //!   send time.
@@ -22,6 +25,7 @@
 //!   at their scheduled times to the sub-millisecond.
 
 pub mod checker;
+pub mod chunked;
 pub mod cli;
 pub mod clock;
 pub mod driver;

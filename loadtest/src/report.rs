@@ -35,6 +35,88 @@ pub struct ChurnReport {
     pub cycle: Option<Summary>,
 }
 
+/// A sample's median, extremes and mean.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spread {
+    /// Median.
+    pub median: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+}
+
+/// One upload of the `snapshot` scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct UploadRound {
+    /// Round number, from 0.
+    pub round: u32,
+    /// First slice written to the upload's `ack`, seconds.
+    pub seconds: f64,
+    /// Snapshot bytes / seconds, in MB/s (10^6 bytes).
+    pub mb_per_s: f64,
+    /// `chunk_ack`s received before the `ack`.
+    pub chunk_acks: u32,
+    /// Offset the stitched event was stored at.
+    pub offset: u64,
+}
+
+/// The agents of one codec in the `snapshot` scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct JoinFigures {
+    /// `json` or `msgpack`.
+    pub codec: String,
+    /// Agents started.
+    pub attempted: u32,
+    /// Agents that had the whole keyframe.
+    pub completed: u32,
+    /// Agents that failed (see `errors`).
+    pub failed: u32,
+    /// Agents whose keyframe was byte-identical to the upload.
+    pub identical: u32,
+    /// TCP connect + WebSocket upgrade.
+    pub connect: Option<Summary>,
+    /// Connect start to `joined`.
+    pub joined: Option<Summary>,
+    /// Connect start to the keyframe's FullSnapshot whole (all its chunk frames reassembled).
+    pub keyframe: Option<Summary>,
+    /// Snapshot bytes / median join-to-keyframe time, MB/s.
+    pub keyframe_mb_per_s_p50: Option<f64>,
+    /// `chunk` frames per agent.
+    pub chunk_frames_per_join: f64,
+    /// Bytes of data frames per agent until the keyframe was whole.
+    pub bytes_per_join: f64,
+    /// Every agent's join-to-keyframe time, ms, in join order (to merge runs exactly).
+    pub keyframe_samples_ms: Vec<f64>,
+}
+
+/// `snapshot`-only figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotReport {
+    /// `generated` or the recording it was taken from.
+    pub source: String,
+    /// Size of the FullSnapshot, bytes.
+    pub snapshot_bytes: u64,
+    /// `joined.limits.chunk_bytes`, if the relay announced it.
+    pub announced_chunk_bytes: Option<u64>,
+    /// Slice size used, bytes.
+    pub chunk_bytes: u64,
+    /// Slices per upload.
+    pub chunks: u32,
+    /// Codec of the uploading customer.
+    pub upload_codec: String,
+    /// Each upload.
+    pub uploads: Vec<UploadRound>,
+    /// Their MB/s.
+    pub upload_mb_per_s: Option<Spread>,
+    /// Offset of the keyframe the agents read (the last upload).
+    pub keyframe_offset: Option<u64>,
+    /// Agents, per codec.
+    pub joins: Vec<JoinFigures>,
+}
+
 /// What became of the stalled viewers, read out after the run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StalledReport {
@@ -96,6 +178,9 @@ pub struct Report {
     pub first_keyframe: Option<Summary>,
     /// Churn figures.
     pub churn: Option<ChurnReport>,
+    /// Snapshot figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotReport>,
     /// Sampled processes.
     pub processes: Vec<Usage>,
     /// Messages the ceiling's fan-out server dropped for lagging receivers.
@@ -178,6 +263,7 @@ impl Report {
             join: Summary::of(&v.join),
             first_keyframe: Summary::of(&v.first_keyframe),
             churn: None,
+            snapshot: None,
             processes,
             fanout_dropped: None,
             stalled_viewers: None,
@@ -313,6 +399,9 @@ impl Report {
                 );
             }
         }
+        if let Some(sn) = &self.snapshot {
+            snapshot_table(&mut s, sn);
+        }
         for p in &self.processes {
             let _ = writeln!(
                 s,
@@ -363,6 +452,68 @@ impl Report {
             let _ = writeln!(s, "BREACH      {b}");
         }
         s
+    }
+}
+
+fn snapshot_table(s: &mut String, sn: &SnapshotReport) {
+    let _ = writeln!(
+        s,
+        "snapshot    {} bytes ({}), {} slices of <= {} bytes (relay announced {}), uploaded as {}",
+        sn.snapshot_bytes,
+        sn.source,
+        sn.chunks,
+        sn.chunk_bytes,
+        sn.announced_chunk_bytes
+            .map_or_else(|| "-".to_owned(), |b| b.to_string()),
+        sn.upload_codec
+    );
+    let rounds: Vec<String> = sn
+        .uploads
+        .iter()
+        .map(|u| format!("{:.1}", u.mb_per_s))
+        .collect();
+    if let Some(r) = &sn.upload_mb_per_s {
+        let _ = writeln!(
+            s,
+            "upload      median {:.1} MB/s  (min {:.1}, max {:.1}; rounds: {})",
+            r.median,
+            r.min,
+            r.max,
+            rounds.join(" ")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "{:<22}{:>9}{:>9}{:>9}{:>9}{:>9}{:>10}{:>12}",
+        "join-to-keyframe (ms)", "p50", "p90", "p99", "max", "mean", "count", "MB/s @p50"
+    );
+    for j in &sn.joins {
+        if let Some(k) = &j.keyframe {
+            let _ = writeln!(
+                s,
+                "{:<22}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>10}{:>12.1}",
+                j.codec,
+                k.p50_ms,
+                k.p90_ms,
+                k.p99_ms,
+                k.max_ms,
+                k.mean_ms,
+                k.count,
+                j.keyframe_mb_per_s_p50.unwrap_or(0.0)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  {:<8} {} of {} had it ({} byte-identical), {:.0} chunk frames and {:.1} MB per join, joined p50 {}",
+            j.codec,
+            j.completed,
+            j.attempted,
+            j.identical,
+            j.chunk_frames_per_join,
+            j.bytes_per_join / 1e6,
+            j.joined
+                .map_or_else(|| "-".to_owned(), |x| format!("{:.2} ms", x.p50_ms))
+        );
     }
 }
 

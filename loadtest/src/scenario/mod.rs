@@ -4,6 +4,7 @@
 //! - [`ceiling`]: the broadcast load against the in-process fan-out server ([`crate::fanout`]).
 //! - [`cobrowse`]: R rooms of customer + agents with chat and late joiners.
 //! - [`churn`]: connect, join (or resume), leave at a constant rate.
+//! - [`snapshot`]: chunked upload of a large FullSnapshot, then join-to-keyframe of fresh agents.
 //!
 //! [`Run`] holds what they share: the dialer, the clock, live counters, the stop signal, and the
 //! spawning of viewer and publisher tasks.
@@ -12,6 +13,7 @@ pub mod broadcast;
 pub mod ceiling;
 pub mod churn;
 pub mod cobrowse;
+pub mod snapshot;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,12 +46,14 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<Report> {
         Scenario::Broadcast(a) | Scenario::Ceiling(a) => a.common.clone(),
         Scenario::Cobrowse(a) => a.common.clone(),
         Scenario::Churn(a) => a.common.clone(),
+        Scenario::Snapshot(a) => a.common.clone(),
     };
     let mut report = match scenario {
         Scenario::Broadcast(a) => broadcast::run(&a, None).await?,
         Scenario::Ceiling(a) => ceiling::run(&a).await?,
         Scenario::Cobrowse(a) => cobrowse::run(&a).await?,
         Scenario::Churn(a) => churn::run(&a).await?,
+        Scenario::Snapshot(a) => snapshot::run(&a).await?,
     };
     report.check(common.max_p99_ms, common.max_loss);
     if let Some(path) = &common.json {
