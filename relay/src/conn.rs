@@ -817,7 +817,30 @@ impl Conn {
             Err(e) => return self.store_failed(e, Some(c.id)).await,
         };
         let whole = match staged {
-            Staged::Partial => {
+            Staged::Partial { first: true } => {
+                // A resend after a lost final `ack`: the event is stored already.
+                if let Some(offset) = node
+                    .log
+                    .stored_offset(self.room(), &self.me.id, &c.id)
+                    .await?
+                {
+                    node.log
+                        .drop_upload(self.room(), &self.me.id, &c.id)
+                        .await?;
+                    let ack = ServerFrame::Ack {
+                        id: c.id,
+                        offset,
+                        duplicate: true,
+                    };
+                    return self.send_frame(&ack).await;
+                }
+                let ack = ServerFrame::ChunkAck {
+                    id: c.id,
+                    index: c.index,
+                };
+                return self.send_frame(&ack).await;
+            }
+            Staged::Partial { first: false } => {
                 let ack = ServerFrame::ChunkAck {
                     id: c.id,
                     index: c.index,

@@ -264,6 +264,19 @@ async fn upload_limits_and_hostile_uploads_get_clear_errors() {
     }
     let offset = await_ack(&mut cust, "digest").await;
     assert_eq!(await_event(&mut agent, offset).await, event);
+    // Its final `ack` lost, the client resends a slice: told it is stored, nothing is staged.
+    cust.send(&good.frame(0)).await;
+    let again = cust
+        .recv_until(|f| matches!(f, ServerFrame::Ack { .. } | ServerFrame::ChunkAck { .. }))
+        .await;
+    assert_eq!(
+        again,
+        ServerFrame::Ack {
+            id: "digest".into(),
+            offset,
+            duplicate: true
+        }
+    );
 
     // Slices that disagree on count.
     let up = Upload::new("count", &event, 16);

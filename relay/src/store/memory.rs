@@ -465,7 +465,8 @@ impl RoomLog for MemoryStore {
         let now = Instant::now();
         uploads.expire(now);
         let key = (room.to_owned(), c.sender.to_owned(), c.upload.to_owned());
-        if !uploads.by_key.contains_key(&key) {
+        let first = !uploads.by_key.contains_key(&key);
+        if first {
             let mine = uploads
                 .by_key
                 .keys()
@@ -488,7 +489,7 @@ impl RoomLog for MemoryStore {
         }
         let staged_total = uploads.bytes;
         let Some(up) = uploads.by_key.get_mut(&key) else {
-            return Ok(Staged::Partial);
+            return Ok(Staged::Partial { first });
         };
         if up.count != c.count || up.size != c.size || up.digest != c.digest {
             uploads.remove(&key);
@@ -515,10 +516,10 @@ impl RoomLog for MemoryStore {
             uploads.bytes += len;
         }
         let Some(up) = uploads.by_key.get(&key) else {
-            return Ok(Staged::Partial);
+            return Ok(Staged::Partial { first });
         };
         if up.chunks.len() < up.count as usize {
-            return Ok(Staged::Partial);
+            return Ok(Staged::Partial { first });
         }
         if up.bytes != up.size {
             uploads.remove(&key);
@@ -539,6 +540,19 @@ impl RoomLog for MemoryStore {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(room.to_owned(), sender.to_owned(), upload.to_owned()));
         Ok(())
+    }
+
+    async fn stored_offset(
+        &self,
+        room: &str,
+        sender: &str,
+        id: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let Some(room) = self.rooms.get(room).map(|r| r.clone()) else {
+            return Ok(None);
+        };
+        let st = lock(&room);
+        Ok(st.dedup.get(&(sender.to_owned(), id.to_owned())).copied())
     }
 
     async fn typed_hashes(&self, room: &str) -> Result<Vec<u64>, StoreError> {
@@ -663,8 +677,14 @@ mod tests {
             let store = store.clone();
             async move { store.stage_chunk("r", chunk(up, i, &data), limits).await }
         };
-        assert_eq!(stage("a", 0).await.ok(), Some(Staged::Partial));
-        assert_eq!(stage("b", 0).await.ok(), Some(Staged::Partial));
+        assert_eq!(
+            stage("a", 0).await.ok(),
+            Some(Staged::Partial { first: true })
+        );
+        assert_eq!(
+            stage("b", 0).await.ok(),
+            Some(Staged::Partial { first: true })
+        );
         // 300 bytes would be over the node's 250.
         assert_eq!(stage("c", 0).await.ok(), Some(Staged::TooMany));
         let whole = stage("a", 1).await.ok();
@@ -672,10 +692,19 @@ mod tests {
         store.drop_upload("r", "cust", "b").await.ok();
         assert!(matches!(stage("a", 1).await.ok(), Some(Staged::Complete(w)) if w.len() == 200));
         store.drop_upload("r", "cust", "a").await.ok();
-        assert_eq!(stage("c", 0).await.ok(), Some(Staged::Partial));
+        assert_eq!(
+            stage("c", 0).await.ok(),
+            Some(Staged::Partial { first: true })
+        );
         tokio::time::sleep(Duration::from_millis(150)).await;
         // "c" expired: its bytes are free again.
-        assert_eq!(stage("d", 0).await.ok(), Some(Staged::Partial));
-        assert_eq!(stage("e", 0).await.ok(), Some(Staged::Partial));
+        assert_eq!(
+            stage("d", 0).await.ok(),
+            Some(Staged::Partial { first: true })
+        );
+        assert_eq!(
+            stage("e", 0).await.ok(),
+            Some(Staged::Partial { first: true })
+        );
     }
 }

@@ -330,8 +330,12 @@ pub struct UploadLimits {
 /// What staging a slice led to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Staged {
-    /// Stored (or already there); more slices are missing.
-    Partial,
+    /// Stored (or already there); more slices are missing. `first`: this slice started the
+    /// upload (nothing was staged under its id).
+    Partial {
+        /// This slice started the upload.
+        first: bool,
+    },
     /// Every slice is there: the whole event, stitched. The staging stays until
     /// [`RoomLog::drop_upload`], so that a crash before the event is stored loses nothing.
     Complete(Vec<u8>),
@@ -453,6 +457,14 @@ pub trait RoomLog: Send + Sync + 'static {
 
     /// Forgets an upload (stored, abandoned or invalid).
     async fn drop_upload(&self, room: &str, sender: &str, upload: &str) -> Result<(), StoreError>;
+
+    /// The offset stored under an idempotency key (sender, client id), if any.
+    async fn stored_offset(
+        &self,
+        room: &str,
+        sender: &str,
+        id: &str,
+    ) -> Result<Option<u64>, StoreError>;
 
     /// Hashes of values typed in the room, for masking their echoes (see `mask`).
     async fn typed_hashes(&self, room: &str) -> Result<Vec<u64>, StoreError>;

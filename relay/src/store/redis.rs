@@ -198,7 +198,9 @@ local function drop(why)
   return {'mismatch', why}
 end
 local cur = redis.call('HGET', KEYS[1], 'm')
+local first = '0'
 if not cur then
+  first = '1'
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[8])
   if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then return {'too_many'} end
   redis.call('HSET', KEYS[1], 'm', m, 'b', 0, 'n', 0)
@@ -215,7 +217,7 @@ end
 redis.call('ZADD', KEYS[2], tonumber(ARGV[8]) + tonumber(ARGV[7]), ARGV[9])
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('PEXPIRE', KEYS[2], ARGV[7])
-if tonumber(redis.call('HGET', KEYS[1], 'n')) < tonumber(ARGV[2]) then return {'partial'} end
+if tonumber(redis.call('HGET', KEYS[1], 'n')) < tonumber(ARGV[2]) then return {'partial', first} end
 if tonumber(redis.call('HGET', KEYS[1], 'b')) ~= tonumber(ARGV[3]) then
   return drop('the slices do not add up to size')
 end
@@ -864,7 +866,9 @@ impl RoomLog for RedisStore {
             .await
             .map_err(unavailable)?;
         match reply.first().map(String::as_str) {
-            Some("partial") => Ok(Staged::Partial),
+            Some("partial") => Ok(Staged::Partial {
+                first: reply.get(1).map(String::as_str) == Some("1"),
+            }),
             Some("too_many") => Ok(Staged::TooMany),
             Some("mismatch") => Ok(Staged::Mismatch(match reply.get(1).map(String::as_str) {
                 Some("the slices add up to more than size") => {
@@ -913,6 +917,17 @@ impl RoomLog for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn stored_offset(
+        &self,
+        room: &str,
+        sender: &str,
+        id: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let k = Keys::of(room);
+        let mut conn = self.inner.conn.clone();
+        conn.get(k.dedup(sender, id)).await.map_err(unavailable)
     }
 
     async fn typed_hashes(&self, room: &str) -> Result<Vec<u64>, StoreError> {
