@@ -29,6 +29,16 @@ impl Drop for Worker {
 }
 
 fn worker(redis: &RedisServer, archive: &Path, consumer: &str, extra: &[&str]) -> Worker {
+    worker_on(redis, archive, consumer, extra, free_port())
+}
+
+fn worker_on(
+    redis: &RedisServer,
+    archive: &Path,
+    consumer: &str,
+    extra: &[&str],
+    admin_port: u16,
+) -> Worker {
     let child = Command::new(env!("CARGO_BIN_EXE_relay"))
         .args([
             "compactor",
@@ -37,7 +47,7 @@ fn worker(redis: &RedisServer, archive: &Path, consumer: &str, extra: &[&str]) -
             "--archive-dir",
             archive.to_str().expect("path"),
             "--admin-listen",
-            &format!("127.0.0.1:{}", free_port()),
+            &format!("127.0.0.1:{admin_port}"),
             "--consumer",
             consumer,
             "--claim-after",
@@ -209,7 +219,8 @@ async fn a_corrupt_room_log_is_dead_lettered_and_the_next_job_succeeds() {
             .await
             .expect("enqueue");
     }
-    let _w = worker(&redis, &dir, "worker-c", &[]);
+    let admin_port = free_port();
+    let _w = worker_on(&redis, &dir, "worker-c", &[], admin_port);
     assert_eq!(await_recording(&dir, "good").await, (20, 20));
     let mut dead: Vec<(String, String)> = Vec::new();
     for _ in 0..100 {
@@ -235,5 +246,18 @@ async fn a_corrupt_room_log_is_dead_lettered_and_the_next_job_succeeds() {
         read_recording(&FsArchive::new(&dir), "bad", None).is_err(),
         "no recording of the corrupt room"
     );
+    // The worker's own admin port reports both outcomes.
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{admin_port}").parse().expect("addr");
+    let (status, body) = http_get(admin, "/metrics").await;
+    assert_eq!(status, 200);
+    for series in [
+        "relay_compactor_jobs_total{outcome=\"done\"} 1",
+        "relay_compactor_jobs_total{outcome=\"dead\"} 1",
+        "relay_compactor_jobs_pending 0",
+    ] {
+        assert!(body.contains(series), "{series} not in:\n{body}");
+    }
+    assert!(body.contains("relay_compactor_job_duration_seconds_count 1"));
+    assert_eq!(http_get(admin, "/livez").await.0, 200);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -119,22 +119,10 @@ impl CompactorMetrics {
         .expect("static metric");
         registry.register(Box::new(duration.clone())).expect("once");
         CompactorMetrics {
-            done: counter(
-                "relay_compactor_jobs_done_total",
-                "Compaction jobs finished.",
-            ),
-            failed: counter(
-                "relay_compactor_jobs_failed_total",
-                "Compaction attempts that failed and will be retried.",
-            ),
-            reclaimed: counter(
-                "relay_compactor_jobs_reclaimed_total",
-                "Jobs taken over from a worker that stopped answering.",
-            ),
-            dead: counter(
-                "relay_compactor_jobs_dead_total",
-                "Jobs moved to the dead-letter stream.",
-            ),
+            done: jobs.with_label_values(&["done"]),
+            failed: jobs.with_label_values(&["failed"]),
+            reclaimed: jobs.with_label_values(&["reclaimed"]),
+            dead: jobs.with_label_values(&["dead"]),
             pending: gauge(
                 "relay_compactor_jobs_pending",
                 "Jobs delivered to a worker but not acknowledged.",
