@@ -32,6 +32,7 @@ impl Minter {
             exp: now + self.ttl.as_secs().max(60),
             iat: Some(now),
             mask: None,
+            caps: None,
         };
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),

@@ -60,6 +60,26 @@ pub struct Claims {
     /// `inputs+text`); the node's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mask: Option<String>,
+    /// What the participant may do beyond its role: `guide` (send guidance), `call` (signal
+    /// calls). Absent: an agent may do both (tokens minted before capabilities keep working);
+    /// present: exactly the listed ones. Unknown entries are ignored. Customers always signal
+    /// calls and never guide, whatever the claim says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caps: Option<Vec<String>>,
+}
+
+impl Claims {
+    /// Whether this token grants `cap` (see [`Claims::caps`]).
+    pub fn can(&self, cap: crate::Capability) -> bool {
+        match (self.role, cap) {
+            (Role::Customer, crate::Capability::Guide) => false,
+            (Role::Customer, crate::Capability::Call) => true,
+            (Role::Agent, _) => self
+                .caps
+                .as_ref()
+                .is_none_or(|caps| caps.iter().any(|c| c == cap.as_str())),
+        }
+    }
 }
 
 /// Checks a room or participant id: 1 to [`crate::MAX_ID_LEN`] bytes of `A-Z a-z 0-9 . _ : -`.

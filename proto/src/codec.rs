@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::chunk::ChunkData;
 use crate::event::EventPayload;
 use crate::frame::{Limits, Member, Position};
+use crate::guide::{GuideWire, IceServer, Signal};
 use crate::page::{NativePage, PageRecord};
 use crate::ProtoError;
 
@@ -203,4 +204,24 @@ pub struct Envelope<'a> {
     /// The node's size limits, in `joined`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
+    /// Agent guidance, in `guide`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::guide::opt_map"
+    )]
+    pub guide: Option<GuideWire>,
+    /// A WebRTC signaling message, in `signal`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::guide::opt_map"
+    )]
+    pub signal: Option<Signal>,
+    /// The participant a client `signal` is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// STUN/TURN servers for calls, in `joined`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ice_servers: Option<Vec<IceServer>>,
 }

@@ -11,6 +11,7 @@ use crate::chunk::{validate_digest, ChunkData, MAX_CHUNKS};
 use crate::codec::{Codec, EncodeError, Envelope};
 use crate::error::{ErrorCode, ProtoError};
 use crate::event::{EventHead, EventPayload};
+use crate::guide::{Guidance, IceServer, Signal};
 use crate::page::{NativePage, PageRecord};
 use crate::Role;
 
@@ -195,6 +196,23 @@ pub enum ClientFrame<'a> {
         /// The screen.
         page: NativePage,
     },
+    /// Guidance on the customer's page (agents with the `guide` capability). Relayed to the
+    /// room's customers, not stored.
+    Guide {
+        /// Optional client id, echoed in errors.
+        id: Option<String>,
+        /// What to show.
+        guide: Guidance,
+    },
+    /// A WebRTC signaling message, relayed to the other role (or one participant of it).
+    Signal {
+        /// Optional client id, echoed in errors.
+        id: Option<String>,
+        /// The participant it is for; absent: every participant of the other role.
+        to: Option<String>,
+        /// The message.
+        signal: Signal,
+    },
 }
 
 fn invalid(frame: &'static str, reason: impl Into<String>) -> ProtoError {
@@ -312,6 +330,33 @@ impl<'a> ClientFrame<'a> {
                 page.validate().map_err(|e| invalid("native_page", e))?;
                 Ok(ClientFrame::NativePage { id: env.id, page })
             }
+            "guide" => {
+                if let Some(id) = &env.id {
+                    check_client_id("guide", id)?;
+                }
+                let wire = env
+                    .guide
+                    .ok_or_else(|| invalid("guide", "missing field `guide`"))?;
+                let guide = Guidance::from_wire(wire).map_err(|e| invalid("guide", e))?;
+                Ok(ClientFrame::Guide { id: env.id, guide })
+            }
+            "signal" => {
+                if let Some(id) = &env.id {
+                    check_client_id("signal", id)?;
+                }
+                if let Some(to) = &env.to {
+                    crate::validate_id("to", to).map_err(|e| invalid("signal", e))?;
+                }
+                let signal = env
+                    .signal
+                    .ok_or_else(|| invalid("signal", "missing field `signal`"))?;
+                signal.validate().map_err(|e| invalid("signal", e))?;
+                Ok(ClientFrame::Signal {
+                    id: env.id,
+                    to: env.to,
+                    signal,
+                })
+            }
             other => Err(ProtoError::UnknownType(truncate(other, 64))),
         }
     }
@@ -326,6 +371,8 @@ impl<'a> ClientFrame<'a> {
             ClientFrame::Chunk { .. } => "chunk",
             ClientFrame::NativePage { .. } => "native_page",
             ClientFrame::End => "end",
+            ClientFrame::Guide { .. } => "guide",
+            ClientFrame::Signal { .. } => "signal",
         }
     }
 
@@ -369,6 +416,15 @@ impl<'a> ClientFrame<'a> {
                 env.page = Some(page.clone());
             }
             ClientFrame::End => {}
+            ClientFrame::Guide { id, guide } => {
+                env.id = id.clone();
+                env.guide = Some(guide.to_wire());
+            }
+            ClientFrame::Signal { id, to, signal } => {
+                env.id = id.clone();
+                env.to = to.clone();
+                env.signal = Some(signal.clone());
+            }
         }
         env
     }
@@ -379,7 +435,7 @@ impl<'a> ClientFrame<'a> {
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
+pub(crate) fn truncate(s: &str, max: usize) -> String {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
@@ -410,6 +466,8 @@ pub enum ServerFrame<'a> {
         pages: Vec<PageRecord>,
         /// The node's size limits.
         limits: Option<Limits>,
+        /// STUN/TURN servers for calls (empty: none configured).
+        ice_servers: Vec<IceServer>,
     },
     /// A relayed rrweb event.
     Event {
@@ -502,6 +560,23 @@ pub enum ServerFrame<'a> {
         /// Why.
         reason: SnapshotReason,
     },
+    /// Guidance from an agent (customers only). Not stored: `offset` is the room entry it
+    /// follows (the room's head when it was relayed).
+    Guide {
+        /// The last room offset before this guidance.
+        offset: u64,
+        /// The agent.
+        from: Member,
+        /// What to show.
+        guide: Guidance,
+    },
+    /// A WebRTC signaling message from a participant of the other role.
+    Signal {
+        /// The sender.
+        from: Member,
+        /// The message.
+        signal: Signal,
+    },
 }
 
 impl<'a> ServerFrame<'a> {
@@ -521,6 +596,8 @@ impl<'a> ServerFrame<'a> {
             ServerFrame::Chunk { .. } => "chunk",
             ServerFrame::ChunkAck { .. } => "chunk_ack",
             ServerFrame::SnapshotRequest { .. } => "snapshot_request",
+            ServerFrame::Guide { .. } => "guide",
+            ServerFrame::Signal { .. } => "signal",
         }
     }
 
@@ -551,6 +628,7 @@ impl<'a> ServerFrame<'a> {
                 head,
                 pages,
                 limits,
+                ice_servers,
             } => ServerFrame::Joined {
                 room,
                 epoch,
@@ -561,6 +639,7 @@ impl<'a> ServerFrame<'a> {
                 head,
                 pages,
                 limits,
+                ice_servers,
             },
             ServerFrame::Chat {
                 offset,
@@ -605,6 +684,16 @@ impl<'a> ServerFrame<'a> {
             },
             ServerFrame::ChunkAck { id, index } => ServerFrame::ChunkAck { id, index },
             ServerFrame::SnapshotRequest { reason } => ServerFrame::SnapshotRequest { reason },
+            ServerFrame::Guide {
+                offset,
+                from,
+                guide,
+            } => ServerFrame::Guide {
+                offset,
+                from,
+                guide,
+            },
+            ServerFrame::Signal { from, signal } => ServerFrame::Signal { from, signal },
         }
     }
 
@@ -625,9 +714,11 @@ impl<'a> ServerFrame<'a> {
                 head,
                 pages,
                 limits,
+                ice_servers,
             } => {
                 env.pages = (!pages.is_empty()).then(|| pages.clone());
                 env.limits = *limits;
+                env.ice_servers = (!ice_servers.is_empty()).then(|| ice_servers.clone());
                 env.room = Some(room.clone());
                 env.epoch = Some(epoch.clone());
                 env.you = Some(you.clone());
@@ -699,6 +790,19 @@ impl<'a> ServerFrame<'a> {
             ServerFrame::SnapshotRequest { reason } => {
                 env.reason = Some(reason.as_str().to_owned());
             }
+            ServerFrame::Guide {
+                offset,
+                from,
+                guide,
+            } => {
+                env.offset = Some(*offset);
+                env.from = Some(from.clone());
+                env.guide = Some(guide.to_wire());
+            }
+            ServerFrame::Signal { from, signal } => {
+                env.from = Some(from.clone());
+                env.signal = Some(signal.clone());
+            }
         }
         env
     }
@@ -730,6 +834,7 @@ impl<'a> ServerFrame<'a> {
                 head: need(env.head, "joined", "head")?,
                 pages: env.pages.unwrap_or_default(),
                 limits: env.limits,
+                ice_servers: env.ice_servers.unwrap_or_default(),
             },
             "event" => ServerFrame::Event {
                 offset: need(env.offset, "event", "offset")?,
@@ -787,6 +892,16 @@ impl<'a> ServerFrame<'a> {
             "snapshot_request" => ServerFrame::SnapshotRequest {
                 reason: SnapshotReason::parse(&need(env.reason, "snapshot_request", "reason")?)
                     .ok_or_else(|| invalid("snapshot_request", "unknown reason"))?,
+            },
+            "guide" => ServerFrame::Guide {
+                offset: need(env.offset, "guide", "offset")?,
+                from: need(env.from, "guide", "from")?,
+                guide: Guidance::from_wire(need(env.guide, "guide", "guide")?)
+                    .map_err(|e| invalid("guide", e))?,
+            },
+            "signal" => ServerFrame::Signal {
+                from: need(env.from, "signal", "from")?,
+                signal: need(env.signal, "signal", "signal")?,
             },
             other => return Err(ProtoError::UnknownType(truncate(other, 64))),
         };

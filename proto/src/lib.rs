@@ -10,6 +10,8 @@
 //! - [`error`]: stable error codes ([`ErrorCode`]) and WebSocket close codes ([`CloseCode`]).
 //! - [`chunk`]: large events as numbered slices (`chunk` frames), both directions.
 //! - [`page`]: native-page reports and the room's page timeline.
+//! - [`guide`]: agent guidance on the customer's page, WebRTC call signaling, ICE servers and
+//!   token capabilities.
 //! - [`auth`]: the JWT claims a token carries ([`Claims`]), and the id rules for rooms and participants.
 //!
 //! The protocol is specified for humans in `docs/protocol.md`; every code listed there is defined here.
@@ -20,6 +22,7 @@ pub mod codec;
 pub mod error;
 pub mod event;
 pub mod frame;
+pub mod guide;
 pub mod page;
 
 pub use auth::{validate_id, Claims, Role};
@@ -30,6 +33,7 @@ pub use event::{EventHead, EventKind, EventPayload};
 pub use frame::{
     ClientFrame, JoinMode, Limits, Member, Position, ResyncReason, ServerFrame, SnapshotReason,
 };
+pub use guide::{Capability, Guidance, IceServer, Signal};
 pub use page::{NativePage, PageKind, PageRecord};
 
 /// Protocol version carried in the subprotocol names.

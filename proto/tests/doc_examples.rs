@@ -226,6 +226,7 @@ fn server_frame_examples_are_exact() {
                     max_upload_bytes: 67108864,
                     chunk_bytes: 524032,
                 }),
+                ice_servers: vec![],
             },
             r#"{"type":"joined","epoch":"01J9Z3K8Q4","room":"room-42","you":{"id":"agent-3","role":"agent"},"members":[{"id":"cust-7","role":"customer"},{"id":"agent-3","role":"agent"}],"mode":"fresh","head":1289,"pages":[{"kind":"web","url":"https://shop.example/cart","title":"Cart","offset":1201,"ts":1718000000000}],"limits":{"max_frame_bytes":1048576,"max_upload_bytes":67108864,"chunk_bytes":524032}}"#,
         ),
@@ -240,6 +241,7 @@ fn server_frame_examples_are_exact() {
                 head: 1304,
                 pages: vec![],
                 limits: None,
+                ice_servers: vec![],
             },
             r#"{"type":"joined","epoch":"01J9Z3K8Q4","room":"room-42","you":{"id":"agent-3","role":"agent"},"members":[{"id":"cust-7","role":"customer"},{"id":"agent-3","role":"agent"}],"mode":"resume","head":1304}"#,
         ),
@@ -254,6 +256,7 @@ fn server_frame_examples_are_exact() {
                 head: 12,
                 pages: vec![],
                 limits: None,
+                ice_servers: vec![],
             },
             r#"{"type":"joined","epoch":"01JA0B7T2M","room":"room-42","you":{"id":"agent-3","role":"agent"},"members":[{"id":"cust-7","role":"customer"},{"id":"agent-3","role":"agent"}],"mode":"resync","reason":"epoch_changed","head":12}"#,
         ),
@@ -381,6 +384,7 @@ fn server_frame_examples_are_exact() {
                     },
                 ],
                 limits: None,
+                ice_servers: vec![],
             },
             r#"{"type":"joined","epoch":"01J9Z3K8Q4","room":"room-42","you":{"id":"agent-3","role":"agent"},"members":[{"id":"cust-7","role":"customer"},{"id":"agent-3","role":"agent"}],"mode":"resume","head":1306,"pages":[{"kind":"web","url":"https://shop.example/cart","title":"Cart","offset":1201,"ts":1718000000000},{"kind":"native","url":"native://checkout","page_id":"checkout","title":"Payment","offset":1305,"ts":1718000060000}]}"#,
         ),
@@ -465,4 +469,161 @@ fn msgpack_hex_dump_examples_are_exact() {
 00000020  63 61 74 65 c3                                   |cate.|
 "
     );
+}
+
+const SDP_OFFER: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n";
+const SDP_ANSWER: &str =
+    "v=0\r\no=- 1021 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n";
+
+fn signal(kind: &str) -> Signal {
+    Signal {
+        kind: Some(kind.into()),
+        call: Some("call-1".into()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn guide_and_signal_examples_are_exact() {
+    let client = [
+        (
+            ClientFrame::Guide {
+                id: None,
+                guide: Guidance::Pointer {
+                    x: 412.5,
+                    y: 230.25,
+                    node: Some(57),
+                },
+            },
+            r#"{"type":"guide","guide":{"kind":"pointer","x":412.5,"y":230.25,"node":57}}"#,
+        ),
+        (
+            ClientFrame::Guide {
+                id: None,
+                guide: Guidance::Highlight { node: 57 },
+            },
+            r#"{"type":"guide","guide":{"kind":"highlight","node":57}}"#,
+        ),
+        (
+            ClientFrame::Guide {
+                id: Some("g-12".into()),
+                guide: Guidance::Annotate {
+                    node: 57,
+                    text: "Export is here".into(),
+                },
+            },
+            r#"{"type":"guide","id":"g-12","guide":{"kind":"annotate","node":57,"text":"Export is here"}}"#,
+        ),
+        (
+            ClientFrame::Guide {
+                id: None,
+                guide: Guidance::Clear,
+            },
+            r#"{"type":"guide","guide":{"kind":"clear"}}"#,
+        ),
+        (
+            ClientFrame::Signal {
+                id: None,
+                to: Some("cust-7".into()),
+                signal: Signal {
+                    sdp: Some(SDP_OFFER.into()),
+                    ..signal("offer")
+                },
+            },
+            r#"{"type":"signal","signal":{"kind":"offer","call":"call-1","sdp":"v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"},"to":"cust-7"}"#,
+        ),
+        (
+            ClientFrame::Signal {
+                id: None,
+                to: None,
+                signal: Signal {
+                    sdp: Some(SDP_ANSWER.into()),
+                    ..signal("answer")
+                },
+            },
+            r#"{"type":"signal","signal":{"kind":"answer","call":"call-1","sdp":"v=0\r\no=- 1021 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"}}"#,
+        ),
+        (
+            ClientFrame::Signal {
+                id: None,
+                to: Some("cust-7".into()),
+                signal: Signal {
+                    candidate: Some("candidate:842163049 1 udp 1677729535 203.0.113.7 46154 typ srflx raddr 0.0.0.0 rport 0 generation 0".into()),
+                    sdp_mid: Some("0".into()),
+                    sdp_mline_index: Some(0),
+                    ..signal("ice")
+                },
+            },
+            r#"{"type":"signal","signal":{"kind":"ice","call":"call-1","candidate":"candidate:842163049 1 udp 1677729535 203.0.113.7 46154 typ srflx raddr 0.0.0.0 rport 0 generation 0","sdp_mid":"0","sdp_mline_index":0},"to":"cust-7"}"#,
+        ),
+        (
+            ClientFrame::Signal {
+                id: None,
+                to: None,
+                signal: Signal {
+                    reason: Some("declined".into()),
+                    ..signal("hangup")
+                },
+            },
+            r#"{"type":"signal","signal":{"kind":"hangup","call":"call-1","reason":"declined"}}"#,
+        ),
+    ];
+    let doc = protocol_doc();
+    for (frame, json) in client {
+        assert_eq!(json_of_client(&frame), json);
+        assert_documented(&doc, json);
+    }
+    let server = [
+        (
+            ServerFrame::Guide {
+                offset: 1291,
+                from: agent(),
+                guide: Guidance::Highlight { node: 57 },
+            },
+            r#"{"type":"guide","offset":1291,"from":{"id":"agent-3","role":"agent"},"guide":{"kind":"highlight","node":57}}"#,
+        ),
+        (
+            ServerFrame::Signal {
+                from: agent(),
+                signal: Signal {
+                    sdp: Some(SDP_OFFER.into()),
+                    ..signal("offer")
+                },
+            },
+            r#"{"type":"signal","from":{"id":"agent-3","role":"agent"},"signal":{"kind":"offer","call":"call-1","sdp":"v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"}}"#,
+        ),
+        (
+            ServerFrame::Joined {
+                room: "room-42".into(),
+                epoch: EPOCH.into(),
+                you: customer(),
+                members: vec![customer(), agent()],
+                mode: JoinMode::Fresh,
+                reason: None,
+                head: 1289,
+                pages: vec![],
+                limits: None,
+                ice_servers: vec![
+                    IceServer {
+                        urls: vec!["stun:stun.example.com:3478".into()],
+                        username: None,
+                        credential: None,
+                    },
+                    IceServer {
+                        urls: vec![
+                            "turn:turn.example.com:3478?transport=udp".into(),
+                            "turns:turn.example.com:5349".into(),
+                        ],
+                        username: Some("1718003600:cust-7".into()),
+                        credential: Some("BiPTixRlDOEwb3I+HROQgj0LLno=".into()),
+                    },
+                ],
+            },
+            r#"{"type":"joined","epoch":"01J9Z3K8Q4","room":"room-42","you":{"id":"cust-7","role":"customer"},"members":[{"id":"cust-7","role":"customer"},{"id":"agent-3","role":"agent"}],"mode":"fresh","head":1289,"ice_servers":[{"urls":["stun:stun.example.com:3478"]},{"urls":["turn:turn.example.com:3478?transport=udp","turns:turn.example.com:5349"],"username":"1718003600:cust-7","credential":"BiPTixRlDOEwb3I+HROQgj0LLno="}]}"#,
+        ),
+    ];
+    for (frame, json) in server {
+        assert_eq!(json_of_server(&frame), json);
+        assert_documented(&doc, json);
+    }
 }

@@ -36,6 +36,37 @@ fn client_examples() -> Vec<ClientFrame<'static>> {
             data: ChunkData::Text("{\"type\":2,".into()),
         },
         ClientFrame::End,
+        ClientFrame::Guide {
+            id: None,
+            guide: Guidance::Pointer {
+                x: 120.5,
+                y: 88.0,
+                node: Some(57),
+            },
+        },
+        ClientFrame::Guide {
+            id: Some("g-1".into()),
+            guide: Guidance::Annotate {
+                node: 57,
+                text: "Click here 🙂".into(),
+            },
+        },
+        ClientFrame::Guide {
+            id: None,
+            guide: Guidance::Clear,
+        },
+        ClientFrame::Signal {
+            id: None,
+            to: Some("c1".into()),
+            signal: Signal {
+                kind: Some("ice".into()),
+                call: Some("call-1".into()),
+                candidate: Some("candidate:1 1 udp 2122260223 10.0.0.2 5000 typ host".into()),
+                sdp_mid: Some("0".into()),
+                sdp_mline_index: Some(0),
+                ..Default::default()
+            },
+        },
         ClientFrame::NativePage {
             id: Some("np-1".into()),
             page: NativePage {
@@ -57,6 +88,8 @@ fn client_variant(f: &ClientFrame<'_>) -> usize {
         ClientFrame::Chunk { .. } => 4,
         ClientFrame::NativePage { .. } => 5,
         ClientFrame::End => 6,
+        ClientFrame::Guide { .. } => 7,
+        ClientFrame::Signal { .. } => 8,
     }
 }
 
@@ -98,6 +131,7 @@ fn server_examples() -> Vec<ServerFrame<'static>> {
                 max_upload_bytes: 64 << 20,
                 chunk_bytes: 1 << 18,
             }),
+            ice_servers: vec![],
         },
         ServerFrame::Joined {
             room: "room-1".into(),
@@ -109,6 +143,11 @@ fn server_examples() -> Vec<ServerFrame<'static>> {
             head: 0,
             pages: vec![],
             limits: None,
+            ice_servers: vec![IceServer {
+                urls: vec!["turn:turn.example.com:3478".into()],
+                username: Some("1718003600:a1".into()),
+                credential: Some("c2VjcmV0".into()),
+            }],
         },
         ServerFrame::Event {
             offset: 18,
@@ -170,6 +209,20 @@ fn server_examples() -> Vec<ServerFrame<'static>> {
         ServerFrame::SnapshotRequest {
             reason: SnapshotReason::TailTooLarge,
         },
+        ServerFrame::Guide {
+            offset: 20,
+            from: agent("a1"),
+            guide: Guidance::Highlight { node: 57 },
+        },
+        ServerFrame::Signal {
+            from: agent("a1"),
+            signal: Signal {
+                kind: Some("offer".into()),
+                call: Some("call-1".into()),
+                sdp: Some("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n".into()),
+                ..Default::default()
+            },
+        },
     ]
 }
 
@@ -188,6 +241,8 @@ fn server_variant(f: &ServerFrame<'_>) -> usize {
         ServerFrame::Chunk { .. } => 10,
         ServerFrame::ChunkAck { .. } => 11,
         ServerFrame::SnapshotRequest { .. } => 12,
+        ServerFrame::Guide { .. } => 13,
+        ServerFrame::Signal { .. } => 14,
     }
 }
 
@@ -224,7 +279,7 @@ fn assert_server_round_trip(frame: &ServerFrame<'_>) {
 #[test]
 fn every_client_frame_variant_round_trips_in_both_codecs() {
     let examples = client_examples();
-    let mut seen = [false; 7];
+    let mut seen = [false; 9];
     for f in &examples {
         seen[client_variant(f)] = true;
         assert_client_round_trip(f);
@@ -235,7 +290,7 @@ fn every_client_frame_variant_round_trips_in_both_codecs() {
 #[test]
 fn every_server_frame_variant_round_trips_in_both_codecs() {
     let examples = server_examples();
-    let mut seen = [false; 13];
+    let mut seen = [false; 15];
     for f in &examples {
         seen[server_variant(f)] = true;
         assert_server_round_trip(f);

@@ -473,6 +473,7 @@ fn claims_need_sub_room_role_and_exp() {
             exp: 1_700_000_000,
             iat: None,
             mask: None,
+            caps: None,
         }
     );
     for missing in [

@@ -42,8 +42,9 @@ pub struct ServeArgs {
     /// Upper bound of one room's log in memory, in bytes.
     #[arg(long, env = "RELAY_MAX_LOG_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_log_bytes: usize,
-    /// Live messages buffered per room before a slow viewer must recover from the log.
-    #[arg(long, env = "RELAY_ROOM_BUFFER", default_value_t = 1024)]
+    /// Live messages buffered per room before a slow viewer must recover from the log (the ring
+    /// is allocated whole for every room: 40 bytes a slot).
+    #[arg(long, env = "RELAY_ROOM_BUFFER", default_value_t = 256)]
     pub room_buffer: usize,
     /// Client ids remembered per room so that resends are not stored twice.
     #[arg(long, env = "RELAY_DEDUP_WINDOW", default_value_t = 10_000)]
@@ -167,6 +168,34 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "RELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+    /// STUN/TURN servers handed to clients for calls (`joined.ice_servers`), as the JSON array
+    /// `RTCPeerConnection` takes: `[{"urls":"stun:stun.example.com:3478"},{"urls":
+    /// ["turn:turn.example.com:3478"],"username":"u","credential":"p"}]`.
+    #[arg(long, env = "RELAY_ICE_SERVERS")]
+    pub ice_servers: Option<String>,
+    /// A STUN server URL (`stun:host:port`) for calls; repeat, or comma-separate in the
+    /// environment.
+    #[arg(long = "stun", env = "RELAY_STUN", value_delimiter = ',')]
+    pub stun: Vec<String>,
+    /// A TURN server URL (`turn:host:port?transport=udp`, `turns:`) whose credentials the node
+    /// mints per participant with --turn-secret; repeat, or comma-separate in the environment.
+    #[arg(long = "turn", env = "RELAY_TURN", value_delimiter = ',')]
+    pub turn: Vec<String>,
+    /// Shared secret of the TURN server's REST API (coturn `static-auth-secret`): each join gets
+    /// the user name `<expiry>:<participant>` and its HMAC-SHA1 password.
+    #[arg(long, env = "RELAY_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// Lifetime of minted TURN credentials (a call must be set up within it).
+    #[arg(long, env = "RELAY_TURN_TTL", default_value = "6h", value_parser = humantime::parse_duration)]
+    pub turn_ttl: Duration,
+    /// Demo mode: the listener also serves the sample pages of sdk/demo under /demo/ and hands
+    /// out tokens to anyone (GET /demo/token). For trying the relay out; never in production.
+    #[arg(long, env = "RELAY_DEMO", value_parser = clap::builder::BoolishValueParser::new())]
+    pub demo: bool,
+    /// Directory of the built demo pages (`npm ci && npm run build` in sdk/demo); default
+    /// sdk/demo/dist of the workspace, or `demo/` next to the binary.
+    #[arg(long, env = "RELAY_DEMO_DIR")]
+    pub demo_dir: Option<std::path::PathBuf>,
 }
 
 /// Why a configuration was refused (exit code 64).
@@ -233,6 +262,10 @@ pub struct NodeConfig {
     pub customer_idle_close: Option<Duration>,
     /// Room log shape.
     pub log: LogConfig,
+    /// Demo mode: the directory of the demo pages (None: demo mode off).
+    pub demo_dir: Option<std::path::PathBuf>,
+    /// STUN/TURN servers for calls.
+    pub ice: crate::guide::IceConfig,
 }
 
 impl NodeConfig {
@@ -267,6 +300,8 @@ impl NodeConfig {
             archive_dir: None,
             customer_idle_close: None,
             log: LogConfig::default(),
+            demo_dir: None,
+            ice: crate::guide::IceConfig::default(),
         }
     }
 }
@@ -336,6 +371,22 @@ impl TryFrom<&ServeArgs> for NodeConfig {
         if a.max_room_members == 0 {
             return Err(ConfigError("--max-room-members must be positive".into()));
         }
+        let demo_dir = if a.demo {
+            Some(
+                crate::demo::resolve_dir(a.demo_dir.as_deref())
+                    .map_err(|e| ConfigError(format!("--demo: {e}")))?,
+            )
+        } else {
+            None
+        };
+        let ice = crate::guide::IceConfig::parse(
+            a.ice_servers.as_deref(),
+            &a.stun,
+            &a.turn,
+            a.turn_secret.as_deref(),
+            a.turn_ttl,
+        )
+        .map_err(ConfigError)?;
         if a.idle_timeout <= a.ping_interval {
             return Err(ConfigError(
                 "--idle-timeout must be longer than --ping-interval".into(),
@@ -383,6 +434,8 @@ impl TryFrom<&ServeArgs> for NodeConfig {
                 max_staged_bytes: a.max_staged_bytes,
                 keep_until_archived: a.recordings,
             },
+            demo_dir,
+            ice,
         })
     }
 }

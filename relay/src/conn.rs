@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use assist_relay_proto::{
-    ChunkData, ClientFrame, CloseCode, ErrorCode, EventHead, EventKind, JoinMode,
-    Limits as WireLimits, Member, NativePage, Position, ProtoError, ResyncReason, Role,
-    ServerFrame, SnapshotReason,
+    Capability, ChunkData, ClientFrame, CloseCode, ErrorCode, EventHead, EventKind, Guidance,
+    JoinMode, Limits as WireLimits, Member, NativePage, Position, ProtoError, ResyncReason, Role,
+    ServerFrame, Signal, SnapshotReason,
 };
 use futures_util::{SinkExt, StreamExt};
 use governor::clock::{Clock, DefaultClock};
@@ -37,6 +37,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::auth::Admission;
 use crate::config::NodeConfig;
+use crate::guide::{GuideRates, Relayed, RelayedBody};
 use crate::mask::{may_need_masking, MaskPolicy, RoomMask};
 use crate::pages::{read_meta, MetaInfo};
 use crate::server::Node;
@@ -182,6 +183,10 @@ struct Conn {
     behind_since: Option<Instant>,
     /// Acceptance times (µs) of live entries written since the last flush.
     unflushed: Vec<u64>,
+    /// The last read found no whole frame buffered (see `next_inbound`).
+    read_blocked: bool,
+    /// Frames and bytes written since the last flush, not yet in the metrics.
+    tally: OutTally,
     /// Masking policy of what this connection publishes.
     mask_policy: MaskPolicy,
     /// Masking state, built from the room log on the first event that needs it.
@@ -192,6 +197,8 @@ struct Conn {
     snapshot_asked: Option<Instant>,
     /// When this connection last queued a live compaction.
     compacted_at: Option<Instant>,
+    /// Guidance and signaling rates, and a coalesced pointer move.
+    guide: GuideRates,
 }
 
 /// Serves one upgraded connection until it ends.
@@ -226,11 +233,14 @@ pub(crate) async fn serve(
         last_inbound: Instant::now(),
         behind_since: None,
         unflushed: Vec::new(),
+        read_blocked: false,
+        tally: OutTally::default(),
         mask_policy,
         mask: None,
         meta: None,
         snapshot_asked: None,
         compacted_at: None,
+        guide: GuideRates::default(),
     };
     let mut entered = false;
     let exit = conn.session(&mut entered).await;
@@ -349,6 +359,10 @@ impl Conn {
                 max_upload_bytes: node.config.max_upload_bytes,
                 chunk_bytes: chunk_data_bytes(assist_relay_proto::Codec::Json, max_frame) as u64,
             }),
+            ice_servers: node
+                .config
+                .ice
+                .servers_for(&self.me.id, now_us() / 1_000_000),
         };
         self.feed(encode_message(self.adm.codec, &joined), "joined")
             .await?;
@@ -393,12 +407,17 @@ impl Conn {
         let mut ping =
             tokio::time::interval_at(Instant::now() + cfg.ping_interval, cfg.ping_interval);
         let mut shutdown = self.node.shutdown_signal();
+        // Made once, not per iteration: a fresh `changed()` after every batch would join and
+        // leave the node-wide signal's waiter list, under its lock, every time.
+        let shutdown = wait_shutdown(&mut shutdown);
+        tokio::pin!(shutdown);
         let expiry = token_expiry(self.adm.claims.exp);
         tokio::pin!(expiry);
         loop {
+            let pointer_due = self.guide.due();
             let step: Result<(), Exit> = tokio::select! {
                 biased;
-                () = wait_shutdown(&mut shutdown) => Err(Exit::Close(CloseCode::Shutdown)),
+                () = &mut shutdown => Err(Exit::Close(CloseCode::Shutdown)),
                 () = &mut expiry => Err(Exit::Close(CloseCode::TokenExpired)),
                 inbound = self.next_inbound() => match inbound {
                     Ok(Some(msg)) => self.on_frame(&msg).await,
@@ -406,6 +425,12 @@ impl Conn {
                     Err(exit) => Err(exit),
                 },
                 msg = sub.rx.recv() => self.on_room_msg(msg, &mut sub).await,
+                () = sleep_until_due(pointer_due), if pointer_due.is_some() => {
+                    match self.guide.take_due() {
+                        Some(g) => self.relay(RelayedBody::Guide(g)).await,
+                        None => Ok(()),
+                    }
+                }
                 _ = ping.tick() => {
                     if self.last_inbound.elapsed() > cfg.idle_timeout {
                         Err(Exit::Close(CloseCode::IdleTimeout))
@@ -432,19 +457,24 @@ impl Conn {
         while let Some(msg) = next.take() {
             match msg {
                 Ok(RoomMsg::Entry(e)) => written += self.on_entry(e, &sub.head_bytes).await?,
-                Ok(RoomMsg::Joined(m)) if m != self.me => {
-                    let frame = ServerFrame::MemberJoined { member: m };
+                Ok(RoomMsg::Joined(m)) if *m != self.me => {
+                    let frame = ServerFrame::MemberJoined {
+                        member: Arc::unwrap_or_clone(m),
+                    };
                     self.feed(encode_message(self.adm.codec, &frame), "member_joined")
                         .await?;
                     written += 1;
                 }
-                Ok(RoomMsg::Left(m)) if m != self.me => {
-                    let frame = ServerFrame::MemberLeft { member: m };
+                Ok(RoomMsg::Left(m)) if *m != self.me => {
+                    let frame = ServerFrame::MemberLeft {
+                        member: Arc::unwrap_or_clone(m),
+                    };
                     self.feed(encode_message(self.adm.codec, &frame), "member_left")
                         .await?;
                     written += 1;
                 }
                 Ok(RoomMsg::Closed) => return Err(Exit::Close(CloseCode::RoomClosed)),
+                Ok(RoomMsg::Relay(r)) => written += self.on_relayed(&r).await?,
                 Ok(RoomMsg::Recover) => {
                     self.recover(ResyncReason::Lagged).await?;
                     written += 1;
@@ -610,6 +640,8 @@ impl Conn {
                 self.on_chunk(chunk).await
             }
             ClientFrame::NativePage { id, page } => self.on_native_page(id, page).await,
+            ClientFrame::Guide { id, guide } => self.on_guide(id, guide).await,
+            ClientFrame::Signal { id, to, signal } => self.on_signal(id, to, signal).await,
             ClientFrame::End => {
                 if self.me.role != Role::Agent {
                     let msg = "only an agent ends the session";
@@ -904,6 +936,98 @@ impl Conn {
         Ok(())
     }
 
+    /// Relays guidance to the room's customers: agents with the `guide` capability only; pointer
+    /// moves over the rate are coalesced, other guidance over it is refused.
+    async fn on_guide(&mut self, id: Option<String>, guide: Guidance) -> Result<(), Exit> {
+        if self.me.role != Role::Agent {
+            let msg = "only agents guide";
+            return self.send_error(ErrorCode::Forbidden, msg.into(), id).await;
+        }
+        if !self.adm.claims.can(Capability::Guide) {
+            let msg = "the token lacks the guide capability";
+            return self.send_error(ErrorCode::Forbidden, msg.into(), id).await;
+        }
+        if guide.is_pointer() {
+            return match self.guide.pointer(guide) {
+                Some(g) => self.relay(RelayedBody::Guide(g)).await,
+                None => {
+                    self.node
+                        .metrics
+                        .rate_limited
+                        .with_label_values(&["coalesced"])
+                        .inc();
+                    Ok(())
+                }
+            };
+        }
+        if !self.guide.guide() {
+            return self.guide_rate_limited(id).await;
+        }
+        self.relay(RelayedBody::Guide(guide)).await
+    }
+
+    /// Relays a call signaling message to the other role (or one participant of it).
+    async fn on_signal(
+        &mut self,
+        id: Option<String>,
+        to: Option<String>,
+        signal: Signal,
+    ) -> Result<(), Exit> {
+        if !self.adm.claims.can(Capability::Call) {
+            let msg = "the token lacks the call capability";
+            return self.send_error(ErrorCode::Forbidden, msg.into(), id).await;
+        }
+        if to.as_deref() == Some(self.me.id.as_str()) {
+            let msg = "a signal goes to a participant of the other role";
+            return self
+                .send_error(ErrorCode::InvalidFrame, msg.into(), id)
+                .await;
+        }
+        if !self.guide.signal() {
+            return self.guide_rate_limited(id).await;
+        }
+        self.relay(RelayedBody::Signal { to, signal }).await
+    }
+
+    async fn guide_rate_limited(&mut self, id: Option<String>) -> Result<(), Exit> {
+        self.node
+            .metrics
+            .rate_limited
+            .with_label_values(&["refused"])
+            .inc();
+        let text = "over this connection's guidance or signaling rate; slow down";
+        self.send_error(ErrorCode::RateLimited, text.into(), id)
+            .await
+    }
+
+    /// Publishes on the room's live stream (every node); nothing is stored.
+    async fn relay(&mut self, body: RelayedBody) -> Result<(), Exit> {
+        let node = self.node.clone();
+        let msg = Relayed::new(self.me.clone(), body);
+        node.broker.relay(self.room(), msg).await?;
+        Ok(())
+    }
+
+    /// Delivers relayed guidance or signaling meant for this connection. Guidance follows the
+    /// entry at its offset: one that predates what this connection has already been sent is
+    /// stale and dropped; one ahead of it waits for the log to catch up first.
+    async fn on_relayed(&mut self, r: &Relayed) -> Result<usize, Exit> {
+        if !r.is_for(&self.me) {
+            return Ok(0);
+        }
+        if r.is_guide() {
+            let same_epoch = r.epoch.is_empty() || *r.epoch == *self.epoch;
+            if !same_epoch || r.offset < self.last {
+                return Ok(0);
+            }
+            if r.offset > self.last {
+                self.recover(ResyncReason::Lagged).await?;
+            }
+        }
+        self.feed(r.message(self.adm.codec), r.type_name()).await?;
+        Ok(1)
+    }
+
     /// Stores a native-page placeholder reported by the app.
     async fn on_native_page(&mut self, id: Option<String>, page: NativePage) -> Result<(), Exit> {
         let node = self.node.clone();
@@ -1083,7 +1207,20 @@ impl Conn {
 
     /// The next data message from the client. `Ok(None)` for control frames (already handled).
     async fn next_inbound(&mut self) -> Result<Option<Message>, Exit> {
-        let msg = match self.ws.next().await {
+        // After tungstenite found no whole frame (it read until the socket would block), wait
+        // for the socket before asking again: every attempt zero-fills its read buffer first, and
+        // the live loop asks after every batch it writes. After a frame, ask at once: more whole
+        // frames may be buffered, whatever the socket's readiness says.
+        if self.read_blocked {
+            let _ = std::future::poll_fn(|cx| self.ws.get_ref().poll_read_ready(cx)).await;
+        }
+        let next = std::future::poll_fn(|cx| {
+            let next = self.ws.poll_next_unpin(cx);
+            self.read_blocked = next.is_pending();
+            next
+        })
+        .await;
+        let msg = match next {
             None => return Err(Exit::PeerGone),
             Some(Ok(m)) => m,
             Some(Err(e)) => return Err(classify(e)),
@@ -1099,7 +1236,10 @@ impl Conn {
                 let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.flush()).await;
                 Err(Exit::PeerGone)
             }
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Ok(None),
+            // tungstenite queued the pong; a read would send it, but the next read now waits
+            // for the socket, so push it out here.
+            Message::Ping(_) => self.flush().await.map(|()| None),
+            Message::Pong(_) | Message::Frame(_) => Ok(None),
         }
     }
 
@@ -1146,42 +1286,47 @@ impl Conn {
 
     async fn feed_inner(&mut self, msg: Message, kind: Option<&'static str>) -> Result<(), Exit> {
         let len = msg.len() as u64;
-        match tokio::time::timeout(self.node.config.write_timeout, self.ws.feed(msg)).await {
-            Ok(Ok(())) => {
-                if let Some(kind) = kind {
-                    self.node
-                        .metrics
-                        .frames_out
-                        .with_label_values(&[kind])
-                        .inc();
-                }
-                self.node.metrics.bytes_out.inc_by(len);
+        match within(self.node.config.write_timeout, self.ws.feed(msg)).await {
+            Some(Ok(())) => {
+                self.tally.count(&self.node.metrics, kind, len);
                 Ok(())
             }
-            Ok(Err(e)) => Err(classify(e)),
-            Err(_) => Err(Exit::Close(CloseCode::Slow)),
+            Some(Err(e)) => Err(classify(e)),
+            None => Err(Exit::Close(CloseCode::Slow)),
         }
     }
 
     async fn flush(&mut self) -> Result<(), Exit> {
-        match tokio::time::timeout(self.node.config.write_timeout, self.ws.flush()).await {
-            Ok(Ok(())) => {
-                if !self.unflushed.is_empty() {
-                    let now = now_us();
-                    for accepted in self.unflushed.drain(..) {
-                        let secs = now.saturating_sub(accepted) as f64 / 1e6;
-                        self.node.metrics.fanout_latency.observe(secs);
+        let flushed = within(self.node.config.write_timeout, self.ws.flush()).await;
+        self.tally.publish(&self.node.metrics);
+        match flushed {
+            Some(Ok(())) => {
+                let latency = &self.node.metrics.fanout_latency;
+                let now = now_us();
+                let secs = |accepted: u64| now.saturating_sub(accepted) as f64 / 1e6;
+                match self.unflushed.len() {
+                    0 => {}
+                    1 => latency.observe(secs(self.unflushed[0])),
+                    _ => {
+                        // One update of the shared histogram per batch, not one per frame.
+                        let local = latency.local();
+                        for &accepted in &self.unflushed {
+                            local.observe(secs(accepted));
+                        }
+                        local.flush();
                     }
                 }
+                self.unflushed.clear();
                 Ok(())
             }
-            Ok(Err(e)) => Err(classify(e)),
-            Err(_) => Err(Exit::Close(CloseCode::Slow)),
+            Some(Err(e)) => Err(classify(e)),
+            None => Err(Exit::Close(CloseCode::Slow)),
         }
     }
 
     /// Sends the close frame for `exit` (bounded in time) and records why.
     async fn finish(mut self, exit: Exit) {
+        self.tally.publish(&self.node.metrics);
         let frame = match exit {
             Exit::PeerGone => None,
             Exit::Close(code) => Some(CloseFrame {
@@ -1208,6 +1353,60 @@ impl Conn {
         if let Some(frame) = frame {
             let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(Some(frame))).await;
         }
+    }
+}
+
+/// Frames and bytes written since the last flush. They go into `relay_frames_out_total` and
+/// `relay_bytes_out_total` once per flush (per run of one frame type), not once per frame: a
+/// labelled counter costs a hash and a shared lock to find.
+#[derive(Default)]
+struct OutTally {
+    kind: Option<&'static str>,
+    frames: u64,
+    bytes: u64,
+}
+
+impl OutTally {
+    fn count(&mut self, metrics: &crate::telemetry::Metrics, kind: Option<&'static str>, len: u64) {
+        self.bytes += len;
+        let Some(kind) = kind else { return };
+        if self.kind != Some(kind) {
+            self.publish_frames(metrics);
+            self.kind = Some(kind);
+        }
+        self.frames += 1;
+    }
+
+    fn publish_frames(&mut self, metrics: &crate::telemetry::Metrics) {
+        if let (Some(kind), 1..) = (self.kind, self.frames) {
+            metrics
+                .frames_out
+                .with_label_values(&[kind])
+                .inc_by(self.frames);
+        }
+        self.frames = 0;
+    }
+
+    fn publish(&mut self, metrics: &crate::telemetry::Metrics) {
+        self.publish_frames(metrics);
+        if self.bytes > 0 {
+            metrics.bytes_out.inc_by(self.bytes);
+            self.bytes = 0;
+        }
+    }
+}
+
+/// Runs `io`, or gives up after `limit`. The timer is armed only if the first poll does not
+/// finish it: most writes only fill the write buffer, and most flushes go out at once.
+async fn within<F: std::future::Future>(limit: Duration, io: F) -> Option<F::Output> {
+    let mut io = std::pin::pin!(io);
+    let first = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::future::Future::poll(io.as_mut(), cx))
+    })
+    .await;
+    match first {
+        std::task::Poll::Ready(out) => Some(out),
+        std::task::Poll::Pending => tokio::time::timeout(limit, io).await.ok(),
     }
 }
 
@@ -1263,7 +1462,9 @@ fn frame_id(frame: &ClientFrame<'_>) -> Option<String> {
     match frame {
         ClientFrame::Event { id, .. }
         | ClientFrame::Ping { id }
-        | ClientFrame::NativePage { id, .. } => id.clone(),
+        | ClientFrame::NativePage { id, .. }
+        | ClientFrame::Guide { id, .. }
+        | ClientFrame::Signal { id, .. } => id.clone(),
         ClientFrame::Chat { id, .. } | ClientFrame::Chunk { id, .. } => Some(id.clone()),
         ClientFrame::Join { .. } | ClientFrame::End => None,
     }
@@ -1293,6 +1494,14 @@ async fn wait_shutdown(rx: &mut tokio::sync::watch::Receiver<bool>) {
         if rx.changed().await.is_err() {
             std::future::pending::<()>().await;
         }
+    }
+}
+
+/// Resolves at `due` (never without one).
+async fn sleep_until_due(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

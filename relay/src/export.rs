@@ -4,8 +4,9 @@
 //! order. It is static (open `index.html` from disk or serve the directory): the recording is in
 //! `recording.js` (`window.ASSIST_RECORDING = {manifest, events, chat}`), and the player is
 //! loaded from `rrweb-player/index.js` and `rrweb-player/style.css` beside the page. Those come
-//! from npm (`npm install rrweb-player`, files in `node_modules/rrweb-player/dist/`): pass
-//! `--rrweb-dir` to copy them, or copy them yourself.
+//! from npm (`npm install rrweb-player`, files in `node_modules/rrweb-player/dist/`; 1.x names
+//! the script `index.js`, 2.x `rrweb-player.umd.cjs`): pass `--rrweb-dir` to copy them, or copy
+//! them yourself.
 
 use std::path::{Path, PathBuf};
 
@@ -44,10 +45,22 @@ pub fn export(
     if let Some(dir) = rrweb_dir {
         let target = out.join("rrweb-player");
         std::fs::create_dir_all(&target)?;
-        for name in ["index.js", "style.css"] {
-            std::fs::copy(dir.join(name), target.join(name))
-                .with_context(|| format!("copying {} from {}", name, dir.display()))?;
-        }
+        // rrweb-player 1.x ships `index.js`; 2.x ships the same UMD bundle as
+        // `rrweb-player.umd.cjs`.
+        let script = ["index.js", "rrweb-player.umd.cjs"]
+            .iter()
+            .map(|name| dir.join(name))
+            .find(|p| p.is_file())
+            .with_context(|| {
+                format!(
+                    "{} holds neither index.js nor rrweb-player.umd.cjs (rrweb-player's dist/)",
+                    dir.display()
+                )
+            })?;
+        std::fs::copy(&script, target.join("index.js"))
+            .with_context(|| format!("copying {}", script.display()))?;
+        std::fs::copy(dir.join("style.css"), target.join("style.css"))
+            .with_context(|| format!("copying style.css from {}", dir.display()))?;
     }
     let page = out.join("index.html");
     std::fs::write(&page, PAGE.replace("{{room}}", &html_escape(room)))?;

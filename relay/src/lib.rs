@@ -10,8 +10,12 @@
 //!   [`store::redis`] is cluster mode (streams, one Lua append-and-publish, pub/sub pumps,
 //!   presence, Redis Cluster). [`store::plan`] decides fresh / resume / resync for both.
 //!   An [`store::Entry`] caches its encoded frame per codec: encode once, send many.
+//! - [`guide`]: agent guidance and call signaling, relayed through the room's live stream
+//!   without being stored; per-connection guidance rates; ICE servers and TURN credentials.
 //! - [`rooms`]: the node's local room registry (rooms with members here).
 //! - [`admin`]: `/livez`, `/readyz`, `/metrics` on their own port.
+//! - [`demo`]: `relay serve --demo` (off by default): the demo pages and demo tokens under
+//!   `/demo/` on the WebSocket listener, hooked into the accept path before the handshake.
 //! - [`config`]: flags, `RELAY_*` environment, validation. [`telemetry`]: metrics.
 //!
 //! The wire protocol (frames, codecs, codes) is the `assist-relay-proto` crate and
@@ -22,7 +26,9 @@ pub mod auth;
 pub mod compactor;
 pub mod config;
 mod conn;
+pub mod demo;
 pub mod export;
+pub mod guide;
 pub mod mask;
 pub mod native;
 pub mod pages;

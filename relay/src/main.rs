@@ -118,6 +118,10 @@ struct TokenArgs {
     /// inputs+text); the node's --mask-policy when absent.
     #[arg(long)]
     mask: Option<assist_relay::mask::MaskPolicy>,
+    /// A capability to grant (`guide`, `call`); repeat for several. Without any, the token has
+    /// no `caps` claim and an agent may do both.
+    #[arg(long = "cap")]
+    caps: Vec<assist_relay_proto::Capability>,
 }
 
 fn main() -> ExitCode {
@@ -210,6 +214,8 @@ fn token(args: &TokenArgs) -> anyhow::Result<String> {
         exp: now + args.ttl,
         iat: Some(now),
         mask: args.mask.map(|m| m.as_str().to_owned()),
+        caps: (!args.caps.is_empty())
+            .then(|| args.caps.iter().map(|c| c.as_str().to_owned()).collect()),
     };
     Auth::new(args.secret.as_bytes())
         .mint(&claims)
@@ -303,6 +309,13 @@ async fn serve(args: ServeArgs, config: NodeConfig) -> anyhow::Result<()> {
         "relay serving on ws://{}/ws",
         listener.local_addr()?
     );
+    if let Some(dir) = &node.config.demo_dir {
+        tracing::warn!(
+            dir = %dir.display(),
+            "demo mode: http://{}/demo/ serves the demo pages and GET /demo/token hands out tokens to anyone who asks; never use --demo in production",
+            listener.local_addr()?
+        );
+    }
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_task = tokio::spawn(assist_relay::admin::serve(admin, node.clone(), async {
         let _ = admin_stopped.await;

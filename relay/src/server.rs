@@ -17,6 +17,15 @@ use crate::config::NodeConfig;
 use crate::store::{Broker, RoomLog};
 use crate::telemetry::Metrics;
 
+/// Initial WebSocket read buffer per connection. tungstenite allocates and zero-fills it on the
+/// first read, so it is resident for every connection, idle or not.
+const READ_BUFFER: usize = 1024;
+
+/// Bytes of frames a connection queues before writing them to its socket without waiting for the
+/// writer's flush: about one write batch of small events (`WRITE_BATCH` in `conn.rs`), so that a
+/// batch costs one `send`, not one per frame.
+const WRITE_BUFFER: usize = 16 * 1024;
+
 /// State shared by the accept loop, every connection and the admin listener.
 pub struct Node {
     /// Settings.
@@ -150,11 +159,14 @@ impl Node {
         WebSocketConfig::default()
             .max_message_size(Some(max))
             .max_frame_size(Some(max))
-            // Viewers mostly write; a small read buffer keeps idle connections cheap.
-            .read_buffer_size(4 * 1024)
-            .write_buffer_size(0)
+            // Viewers mostly write; a small read buffer keeps idle connections cheap (it grows to
+            // fit a larger frame when one arrives, and is the most read per `recv`).
+            .read_buffer_size(READ_BUFFER)
+            // Frames collect here and go out in one `send` when the writer flushes (after a
+            // batch, see `conn.rs`), or when this much is queued.
+            .write_buffer_size(WRITE_BUFFER)
             // Bounded: a stalled peer makes writes wait (and time out) instead of growing memory.
-            .max_write_buffer_size(max.saturating_mul(2).max(64 * 1024))
+            .max_write_buffer_size(max.saturating_mul(2).max(64 * 1024) + WRITE_BUFFER)
     }
 }
 
@@ -221,6 +233,10 @@ async fn accept(node: Arc<Node>, stream: TcpStream) {
         return;
     }
     let _open = OpenGuard(node.clone());
+    // Demo mode only (off: the stream comes back untouched): plain GETs under /demo/.
+    let Some(stream) = crate::demo::intercept(&node, stream).await else {
+        return;
+    };
 
     let mut admission: Result<Admission, RejectReason> = Err(RejectReason::BadHandshake);
     let callback = |req: &Request, mut resp: Response| {

@@ -265,7 +265,7 @@ impl Metrics {
         for bound in ["messages", "bytes"] {
             m.queue_overflows.with_label_values(&[bound]);
         }
-        for outcome in ["delayed", "refused"] {
+        for outcome in ["delayed", "refused", "coalesced"] {
             m.rate_limited.with_label_values(&[outcome]);
         }
         m.registry
@@ -293,6 +293,8 @@ impl Metrics {
             "ping",
             "chunk",
             "native_page",
+            "guide",
+            "signal",
             "invalid",
         ] {
             m.frames_in.with_label_values(&[kind]);

@@ -138,6 +138,7 @@ fn claims(room: &str, role: Role, sub: &str) -> Claims {
         exp: now_secs() + 3600,
         iat: None,
         mask: None,
+        caps: None,
     }
 }
 

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use serde_json::value::RawValue;
 
 /// Every field name the envelope knows. Anything else is an unknown field.
-pub const ENVELOPE_FIELDS: [&str; 27] = [
+pub const ENVELOPE_FIELDS: [&str; 31] = [
     "type",
     "id",
     "offset",
@@ -38,11 +38,17 @@ pub const ENVELOPE_FIELDS: [&str; 27] = [
     "message",
     "resume",
     "duplicate",
+    "guide",
+    "signal",
+    "to",
+    "ice_servers",
 ];
 
 /// The frame types a client may send.
-pub const CLIENT_TYPES: [&str; 7] = [
+pub const CLIENT_TYPES: [&str; 9] = [
     "end",
+    "guide",
+    "signal",
     "join",
     "event",
     "chat",
@@ -52,7 +58,9 @@ pub const CLIENT_TYPES: [&str; 7] = [
 ];
 
 /// The frame types the relay sends.
-pub const SERVER_TYPES: [&str; 13] = [
+pub const SERVER_TYPES: [&str; 15] = [
+    "guide",
+    "signal",
     "chunk",
     "chunk_ack",
     "snapshot_request",
@@ -162,8 +170,74 @@ pub fn arb_client_frame() -> BoxedStrategy<ClientFrame<'static>> {
         (proptest::option::of(arb_client_id()), arb_native_page())
             .prop_map(|(id, page)| ClientFrame::NativePage { id, page }),
         Just(ClientFrame::End),
+        (proptest::option::of(arb_client_id()), arb_guidance())
+            .prop_map(|(id, guide)| ClientFrame::Guide { id, guide }),
+        (
+            proptest::option::of(arb_client_id()),
+            proptest::option::of(arb_participant_id()),
+            arb_signal()
+        )
+            .prop_map(|(id, to, signal)| ClientFrame::Signal { id, to, signal }),
     ]
     .boxed()
+}
+
+/// Valid guidance of every kind.
+pub fn arb_guidance() -> impl Strategy<Value = Guidance> {
+    let coord = prop_oneof![
+        (-1_000_000i64..1_000_000).prop_map(|v| v as f64),
+        -1.0e7f64..1.0e7,
+    ];
+    prop_oneof![
+        (coord.clone(), coord, proptest::option::of(1u32..))
+            .prop_map(|(x, y, node)| Guidance::Pointer { x, y, node }),
+        (1u32..).prop_map(|node| Guidance::Highlight { node }),
+        (1u32.., "[^\u{0}]{1,60}")
+            .prop_filter("at most 500 bytes", |(_, t)| t.len() <= 500)
+            .prop_map(|(node, text)| Guidance::Annotate { node, text }),
+        Just(Guidance::Clear),
+    ]
+}
+
+/// A valid signaling message of every kind.
+pub fn arb_signal() -> impl Strategy<Value = Signal> {
+    (
+        arb_client_id(),
+        0usize..4,
+        ".{1,200}",
+        proptest::option::of("[a-z0-9]{1,8}"),
+        proptest::option::of(any::<u16>()),
+    )
+        .prop_map(|(call, kind, text, mid, mline)| {
+            let mut s = Signal {
+                kind: Some(["offer", "answer", "ice", "hangup"][kind].to_owned()),
+                call: Some(call),
+                ..Default::default()
+            };
+            match kind {
+                0 | 1 => s.sdp = Some(text),
+                2 => {
+                    s.candidate = Some(text.chars().take(100).collect());
+                    s.sdp_mid = mid;
+                    s.sdp_mline_index = mline;
+                }
+                _ => s.reason = mid,
+            }
+            s
+        })
+}
+
+pub fn arb_ice_server() -> impl Strategy<Value = IceServer> {
+    (
+        vec("(stun|turn):[a-z.]{1,20}:[0-9]{1,5}", 1..3),
+        proptest::option::of("[0-9]{1,10}:[a-z]{1,8}"),
+        proptest::option::of("[A-Za-z0-9+/=]{1,28}"),
+    )
+        .prop_map(|(urls, username, credential)| IceServer {
+            urls,
+            username,
+            credential,
+        })
 }
 
 pub fn arb_native_page() -> impl Strategy<Value = NativePage> {
@@ -231,9 +305,10 @@ pub fn arb_server_frame() -> BoxedStrategy<ServerFrame<'static>> {
             any::<u64>(),
             vec(arb_page_record(), 0..3),
             proptest::option::of((any::<u64>(), any::<u64>(), any::<u64>())),
+            vec(arb_ice_server(), 0..3),
         )
             .prop_map(
-                |(room, epoch, you, members, mode, reason, head, pages, limits)| {
+                |(room, epoch, you, members, mode, reason, head, pages, limits, ice_servers)| {
                     ServerFrame::Joined {
                         room,
                         epoch,
@@ -248,6 +323,7 @@ pub fn arb_server_frame() -> BoxedStrategy<ServerFrame<'static>> {
                             max_upload_bytes: b,
                             chunk_bytes: c,
                         }),
+                        ice_servers,
                     }
                 }
             ),
@@ -302,6 +378,15 @@ pub fn arb_server_frame() -> BoxedStrategy<ServerFrame<'static>> {
         (arb_client_id(), any::<u32>()).prop_map(|(id, index)| ServerFrame::ChunkAck { id, index }),
         proptest::sample::select(SnapshotReason::ALL.to_vec())
             .prop_map(|reason| ServerFrame::SnapshotRequest { reason }),
+        (any::<u64>(), arb_member(), arb_guidance()).prop_map(|(offset, from, guide)| {
+            ServerFrame::Guide {
+                offset,
+                from,
+                guide,
+            }
+        }),
+        (arb_member(), arb_signal())
+            .prop_map(|(from, signal)| ServerFrame::Signal { from, signal }),
     ]
     .boxed()
 }
@@ -350,6 +435,15 @@ pub fn assert_client_frame_valid(frame: &ClientFrame<'_>) {
         }
         ClientFrame::NativePage { page, .. } => assert!(page.validate().is_ok()),
         ClientFrame::End => {}
+        ClientFrame::Guide { guide, .. } => {
+            assert_eq!(Guidance::from_wire(guide.to_wire()).as_ref(), Ok(guide));
+        }
+        ClientFrame::Signal { signal, to, .. } => {
+            assert!(signal.validate().is_ok());
+            if let Some(to) = to {
+                assert!(validate_id("to", to).is_ok());
+            }
+        }
     }
 }
 

@@ -606,7 +606,7 @@ impl Broker for MemoryStore {
             .1
             .insert(conn);
         if first {
-            let _ = st.tx.send(RoomMsg::Joined(member.clone()));
+            let _ = st.tx.send(RoomMsg::Joined(Arc::new(member.clone())));
         }
         if member.role == assist_relay_proto::Role::Customer {
             st.customer_left = None;
@@ -629,7 +629,7 @@ impl Broker for MemoryStore {
         };
         if last {
             st.presence.remove(&member.id);
-            let _ = st.tx.send(RoomMsg::Left(member.clone()));
+            let _ = st.tx.send(RoomMsg::Left(Arc::new(member.clone())));
             let customer_present = st
                 .presence
                 .values()
@@ -638,6 +638,17 @@ impl Broker for MemoryStore {
                 st.customer_left = Some(Instant::now());
             }
         }
+        Ok(())
+    }
+
+    async fn relay(&self, room: &str, msg: crate::guide::Relayed) -> Result<(), StoreError> {
+        let Some(room) = self.rooms.get(room).map(|r| r.clone()) else {
+            return Ok(()); // nobody is subscribed
+        };
+        let st = lock(&room);
+        // Under the room lock, so no append slips between the head read and the send.
+        let msg = msg.stamped(&st.epoch, st.head);
+        let _ = st.tx.send(RoomMsg::Relay(Arc::new(msg)));
         Ok(())
     }
 
@@ -660,6 +671,12 @@ mod tests {
             digest: "sha256:00",
             data,
         }
+    }
+
+    #[test]
+    fn a_room_message_is_a_tag_and_a_pointer() {
+        // Every room allocates `--room-buffer` slots of it up front (docs/capacity.md).
+        assert_eq!(std::mem::size_of::<RoomMsg>(), 16);
     }
 
     #[tokio::test]

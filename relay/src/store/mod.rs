@@ -377,19 +377,25 @@ pub struct CatchUp {
 }
 
 /// Live traffic of one room.
+///
+/// Every slot of a room's broadcast ring holds one of these, allocated up front whether the room
+/// is busy or idle, so it is kept to a tag and a pointer (16 bytes; a slot is 40).
 #[derive(Debug, Clone)]
 pub enum RoomMsg {
     /// A newly stored entry.
     Entry(Arc<Entry>),
     /// A participant's first connection entered the room.
-    Joined(Member),
+    Joined(Arc<Member>),
     /// A participant's last connection left the room.
-    Left(Member),
+    Left(Arc<Member>),
     /// The live stream may have missed entries (the broker lost its connection, or its inbox
     /// overflowed): every member recovers from the log.
     Recover,
     /// The room was closed: every member is disconnected with `room_closed`.
     Closed,
+    /// Guidance or signaling, relayed in stream order without being stored (see
+    /// [`crate::guide`]).
+    Relay(Arc<crate::guide::Relayed>),
 }
 
 /// Why a store operation failed.
@@ -534,6 +540,10 @@ pub trait Broker: Send + Sync + 'static {
     /// Removes one connection of `member`. Publishes [`RoomMsg::Left`] if it was the last.
     async fn exit(&self, room: &str, member: &Member, conn: u64) -> Result<(), StoreError>;
 
+    /// Publishes `msg` on the room's live stream as [`RoomMsg::Relay`], stamped with the room's
+    /// epoch and head (the offset of the last entry published before it), without storing it.
+    async fn relay(&self, room: &str, msg: crate::guide::Relayed) -> Result<(), StoreError>;
+
     /// Whether the backing store is reachable (feeds `/readyz`).
     async fn healthy(&self) -> bool;
 }
@@ -565,7 +575,7 @@ impl Default for LogConfig {
             chat_retain: 1000,
             dedup_window: 10_000,
             max_log_bytes: 256 * 1024 * 1024,
-            room_buffer: 1024,
+            room_buffer: 256,
             empty_room_ttl: std::time::Duration::from_secs(600),
             max_staged_bytes: 512 * 1024 * 1024,
             keep_until_archived: false,

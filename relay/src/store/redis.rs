@@ -247,6 +247,15 @@ for _, m in ipairs(dead) do
 end
 "#;
 
+/// Publishes guidance or signaling stamped with the room's epoch and head, storing nothing.
+/// KEYS: meta. ARGV: channel, sharded, payload.
+const RELAY: &str = r#"
+local m = redis.call('HMGET', KEYS[1], 'epoch', 'head')
+local msg = 'G' .. (m[1] or '') .. ':' .. (m[2] or '0') .. ':' .. ARGV[3]
+if ARGV[2] == '1' then redis.call('SPUBLISH', ARGV[1], msg) else redis.call('PUBLISH', ARGV[1], msg) end
+return 1
+"#;
+
 /// ARGV: now, channel, sharded, member, sub, role, max, expiry, room_ttl_ms
 const ENTER: &str = r#"
 local me = ARGV[5]
@@ -402,6 +411,11 @@ enum SubCmd {
     Subscribe(String, oneshot::Sender<Result<(), String>>),
     Unsubscribe(String),
 }
+
+/// Pub/sub messages a room's inbox holds at least before the room recovers from the log. Unlike
+/// the broadcast ring, an mpsc channel allocates as it fills, so a large bound costs an idle room
+/// nothing; it is not tied to a small `--room-buffer`.
+const MIN_INBOX: usize = 1024;
 
 /// A room this node is subscribed to.
 struct RoomSub {
@@ -1202,7 +1216,7 @@ impl Broker for RedisStore {
                 )
             } else {
                 let (tx, rx) = broadcast::channel(inner.log_cfg.room_buffer.max(1));
-                let (inbox_tx, inbox_rx) = mpsc::channel(inner.log_cfg.room_buffer.max(16));
+                let (inbox_tx, inbox_rx) = mpsc::channel(inner.log_cfg.room_buffer.max(MIN_INBOX));
                 let sent_bytes = Arc::new(AtomicU64::new(0));
                 let (ready_tx, ready_rx) = watch::channel(None);
                 let pump = tokio::spawn(pump(
@@ -1320,6 +1334,23 @@ impl Broker for RedisStore {
             .arg(&key)
             .arg(&member.id)
             .arg(member.role.as_str())
+            .invoke_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn relay(&self, room: &str, msg: crate::guide::Relayed) -> Result<(), StoreError> {
+        static SCRIPT: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
+        let script = SCRIPT.get_or_init(|| Script::new(RELAY));
+        let inner = &self.inner;
+        let k = Keys::of(room);
+        let mut c = inner.conn.clone();
+        let _: i64 = script
+            .key(&k.meta)
+            .arg(&k.channel)
+            .arg(inner.sharded())
+            .arg(msg.to_bytes())
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
@@ -1515,8 +1546,24 @@ async fn pump(
             Some(b'C') => {
                 let _ = tx.send(RoomMsg::Closed);
             }
+            Some(b'G') => {
+                // `<epoch>:<head>:<payload>`: relayed in arrival order, which is stream order.
+                let mut parts = bytes[1..].splitn(3, |&c| c == b':');
+                let parsed = (|| {
+                    let e = std::str::from_utf8(parts.next()?).ok()?;
+                    let head = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+                    crate::guide::Relayed::from_bytes(e, head, parts.next()?)
+                })();
+                match parsed {
+                    Some(r) => {
+                        let _ = tx.send(RoomMsg::Relay(Arc::new(r)));
+                    }
+                    None => tracing::warn!("unreadable relayed message"),
+                }
+            }
             Some(b'J') | Some(b'L') => {
                 if let Some(m) = std::str::from_utf8(&bytes[1..]).ok().and_then(parse_member) {
+                    let m = Arc::new(m);
                     let _ = tx.send(if bytes[0] == b'J' {
                         RoomMsg::Joined(m)
                     } else {

@@ -597,6 +597,7 @@ pub fn token_masked(
             exp: (now + ttl_secs).max(0) as u64,
             iat: Some(now as u64),
             mask: mask.map(str::to_owned),
+            caps: None,
         })
         .expect("mint")
 }
