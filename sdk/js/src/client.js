@@ -134,6 +134,8 @@ export class RelayClient extends Emitter {
     this.room = null;
     /** @type {any[]} page timeline from the last joined */
     this.pages = [];
+    /** @type {{ urls: string[], username?: string, credential?: string }[]} STUN/TURN servers from the last joined (§19.2) */
+    this.iceServers = [];
 
     this._url = '';
     /** @type {string | (() => string | Promise<string>)} */
@@ -268,6 +270,31 @@ export class RelayClient extends Emitter {
     this._end = { resolve, reject, promise };
     if (this.state === 'joined') this._send({ type: 'end' });
     return promise;
+  }
+
+  /**
+   * Sends guidance to the room's customers (agents with the `guide` capability, §18): fire and
+   * forget, never queued (guidance is only meaningful now). Returns whether it was handed to the
+   * socket; refusals arrive as `error` events with the frame's id.
+   * @param {{ kind: 'pointer' | 'highlight' | 'annotate' | 'clear', x?: number, y?: number, node?: number, text?: string }} guide
+   * @param {{ id?: string }} [opts]
+   * @returns {boolean}
+   */
+  sendGuide(guide, opts = {}) {
+    if (this.state !== 'joined') return false;
+    return this._send(opts.id ? { type: 'guide', id: opts.id, guide } : { type: 'guide', guide });
+  }
+
+  /**
+   * Sends a call signaling message (§19) to participant `to` (of the other role), or to every
+   * participant of the other role. Fire and forget; returns whether it was handed to the socket.
+   * @param {{ kind: 'offer' | 'answer' | 'ice' | 'hangup', call: string, sdp?: string, candidate?: string, sdp_mid?: string, sdp_mline_index?: number, reason?: string }} signal
+   * @param {string} [to]
+   * @returns {boolean}
+   */
+  sendSignal(signal, to) {
+    if (this.state !== 'joined') return false;
+    return this._send(to ? { type: 'signal', signal, to } : { type: 'signal', signal });
   }
 
   /** Number of events and native pages not acked yet. */
@@ -514,6 +541,12 @@ export class RelayClient extends Emitter {
       case 'snapshot_request':
         this.emit('snapshot_request', { reason: f.reason });
         return;
+      case 'guide': // agent guidance, customers only (§18); not an entry: offset not kept
+        this.emit('guide', f.guide, { from: f.from, offset: f.offset });
+        return;
+      case 'signal': // call signaling (§19)
+        this.emit('signal', f.signal, { from: f.from });
+        return;
       default:
         this.emit('unknown', f); // unknown server frame types are ignored (§2)
     }
@@ -527,6 +560,7 @@ export class RelayClient extends Emitter {
     this.room = f.room ?? this.room;
     this.you = f.you ?? this.you;
     this.pages = f.pages ?? [];
+    this.iceServers = Array.isArray(f.ice_servers) ? f.ice_servers : [];
     if (f.limits) this.limits = { ...DEFAULT_LIMITS, ...f.limits };
     this.members = new Map((f.members ?? []).map((m) => [m.id, m]));
     this._assembly = null;

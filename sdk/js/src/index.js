@@ -10,5 +10,8 @@ export {
   MSGPACK_SUBPROTOCOL,
   TOKEN_SUBPROTOCOL_PREFIX,
 } from './codec.js';
-export { startRecording, LiveView } from './rrweb.js';
+export { startRecording, LiveView, snapshotTitle, describeHref } from './rrweb.js';
+export { ChatPanel } from './chat.js';
 export { Emitter } from './emitter.js';
+export { GuideSender, GuideOverlay, attachGuide, replayPoint, POINTER_INTERVAL, MAX_ANNOTATION_BYTES } from './guide.js';
+export { CallManager, CallStates } from './call.js';
