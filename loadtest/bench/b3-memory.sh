@@ -18,7 +18,7 @@
 # 3 times 1 s apart; the table takes the last.
 #
 # VARIANTS: extra relay runs "name:flags" at VARIANT_LEVELS (idle), e.g. the room buffer:
-#   VARIANTS="rb64:--room-buffer 64" (default) VARIANT_LEVELS="0 5000"
+#   VARIANTS="rb1024:--room-buffer 1024" (default: the default before 2026-12) VARIANT_LEVELS="0 5000"
 #
 #   loadtest/bench/b3-memory.sh
 #   SERVERS=relay MODES=idle LEVELS="0 1000" VARIANTS= loadtest/bench/b3-memory.sh
@@ -29,7 +29,7 @@ LEVELS="${LEVELS:-0 1000 5000 10000}"
 MODES="${MODES:-idle active}"
 SERVERS="${SERVERS:-relay ceiling}"
 ACTIVE_RATE="${ACTIVE_RATE:-2}" CEILING_ACTIVE_RATE="${CEILING_ACTIVE_RATE:-2}"
-VARIANTS="${VARIANTS-rb64:--room-buffer 64}"
+VARIANTS="${VARIANTS-rb1024:--room-buffer 1024}"
 VARIANT_LEVELS="${VARIANT_LEVELS:-0 5000}"
 SOURCE_IPS="${SOURCE_IPS:-127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4}"
 QUIET_WAIT="${QUIET_WAIT:-60}"
