@@ -148,9 +148,10 @@ pub struct CobrowseArgs {
     /// Agents per room that join before the customer starts.
     #[arg(long, default_value_t = 2)]
     pub agents: usize,
-    /// A JSON array of rrweb events the customer replays (looping until --duration).
+    /// A JSON array of rrweb events the customer replays (looping until --duration). Repeatable:
+    /// room r replays the (r mod n)-th.
     #[arg(long)]
-    pub recording: Option<PathBuf>,
+    pub recording: Vec<PathBuf>,
     /// Replay speed-up of the recording.
     #[arg(long, default_value_t = 10.0)]
     pub speed: f64,

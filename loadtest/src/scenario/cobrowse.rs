@@ -30,29 +30,33 @@ pub async fn run(a: &CobrowseArgs) -> anyhow::Result<Report> {
     if a.rooms == 0 {
         bail!("--rooms must be at least 1");
     }
-    let source = match &a.recording {
-        Some(path) => {
-            if a.speed <= 0.0 {
-                bail!("--speed must be positive");
-            }
-            EventSource::Recording {
-                recording: Arc::new(Recording::load(path)?),
-                speed: a.speed,
-            }
+    // Room r replays recording r mod n (or everyone publishes synthetic events).
+    let sources: Vec<EventSource> = if a.recording.is_empty() {
+        if a.synthetic.rate <= 0.0 {
+            bail!("--rate must be positive");
         }
-        None => {
-            if a.synthetic.rate <= 0.0 {
-                bail!("--rate must be positive");
-            }
-            EventSource::Synthetic {
-                rate: a.synthetic.rate,
-                shape: Synthetic {
-                    size: a.synthetic.size,
-                    keyframe_every: a.synthetic.keyframe_every,
-                },
-            }
+        vec![EventSource::Synthetic {
+            rate: a.synthetic.rate,
+            shape: Synthetic {
+                size: a.synthetic.size,
+                keyframe_every: a.synthetic.keyframe_every,
+            },
+        }]
+    } else {
+        if a.speed <= 0.0 {
+            bail!("--speed must be positive");
         }
+        a.recording
+            .iter()
+            .map(|path| {
+                Ok(EventSource::Recording {
+                    recording: Arc::new(Recording::load(path)?),
+                    speed: a.speed,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?
     };
+    let source_of = |r: usize| sources[r % sources.len()].clone();
     let wire = wire_of(c)?;
     let run = Run::new(c, wire, None)?;
     let suffix = run_suffix();
@@ -122,7 +126,7 @@ pub async fn run(a: &CobrowseArgs) -> anyhow::Result<Report> {
     let start = Instant::now() + Duration::from_millis(50);
     let end = start + c.duration;
     // Spread the rooms' schedules so they do not all send at the same instant.
-    let spread = match &source {
+    let spread = match &sources[0] {
         EventSource::Synthetic { rate, .. } => 1.0 / rate,
         EventSource::Recording { .. } => 1.0,
     };
@@ -139,7 +143,7 @@ pub async fn run(a: &CobrowseArgs) -> anyhow::Result<Report> {
                         publisher: r as u32,
                         start: start + offset,
                         end,
-                        events: Some(source.clone()),
+                        events: Some(source_of(r)),
                         chat_rate: a.chat_rate,
                     },
                 ));
@@ -223,10 +227,10 @@ pub async fn run(a: &CobrowseArgs) -> anyhow::Result<Report> {
         "rooms": a.rooms,
         "agents": a.agents,
         "late_joiners": a.late_joiners,
-        "recording": a.recording.as_ref().map(|p| p.display().to_string()),
+        "recording": a.recording.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "speed": a.speed,
-        "rate": a.recording.is_none().then_some(a.synthetic.rate),
-        "size": a.recording.is_none().then_some(a.synthetic.size),
+        "rate": a.recording.is_empty().then_some(a.synthetic.rate),
+        "size": a.recording.is_empty().then_some(a.synthetic.size),
         "chat_rate": a.chat_rate,
         "duration_s": c.duration.as_secs_f64(),
         "urls": run.dialer.urls(),
