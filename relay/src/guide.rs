@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use assist_relay_proto::guide::GuideWire;
 use assist_relay_proto::{Codec, Guidance, IceServer, Member, Role, ServerFrame, Signal};
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -210,7 +210,7 @@ impl GuideRates {
         match self.pointer.check() {
             Ok(()) => Some(g),
             Err(not_until) => {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let wait = not_until.wait_time_from(self.pointer.clock().now());
                 self.pending = Some((g, Instant::now() + wait));
                 None
             }
@@ -228,7 +228,7 @@ impl GuideRates {
         match self.pointer.check() {
             Ok(()) => Some(g),
             Err(not_until) => {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let wait = not_until.wait_time_from(self.pointer.clock().now());
                 self.pending = Some((g, Instant::now() + wait));
                 None
             }
