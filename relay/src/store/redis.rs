@@ -112,22 +112,18 @@ pub struct RedisMetrics {
 }
 
 const APPEND: &str = r#"
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local m = redis.call('HMGET', KEYS[1], 'epoch', 'sealed', 'tail', 'kfn')
+local epoch = m[1]
 if not epoch then
   epoch = ARGV[1]
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'head', 0, 'floor', 1, 'chat_floor', 1)
+elseif m[2] == '1' then
+  return {epoch, 0, 2, 0, 0}
 end
-local function tail()
-  local t = redis.call('HMGET', KEYS[1], 'tail', 'kfn')
-  return tonumber(t[1] or '0'), tonumber(t[2] or '0')
-end
-if redis.call('HGET', KEYS[1], 'sealed') == '1' then return {epoch, 0, 2, 0, 0} end
+local tail, kfn = tonumber(m[3] or '0'), tonumber(m[4] or '0')
 if ARGV[10] == '1' then
   local prev = redis.call('GET', KEYS[4])
-  if prev then
-    local t, n = tail()
-    return {epoch, tonumber(prev), 1, t, n}
-  end
+  if prev then return {epoch, tonumber(prev), 1, tail, kfn} end
 end
 local off = redis.call('HINCRBY', KEYS[1], 'head', 1)
 local id = off .. '-0'
@@ -138,7 +134,6 @@ if etype == 4 then
 elseif etype == 2 then
   local start = redis.call('HGET', KEYS[1], 'meta') or off
   redis.call('HDEL', KEYS[1], 'meta')
-  redis.call('HSET', KEYS[1], 'floor', start)
   -- Entries before the new keyframe are no longer needed for live viewing; with recordings
   -- on they stay until the compactor has archived them.
   local keep_from = tonumber(start)
@@ -146,13 +141,14 @@ elseif etype == 2 then
     keep_from = math.min(keep_from, tonumber(redis.call('HGET', KEYS[1], 'archived') or '0') + 1)
   end
   redis.call('XTRIM', KEYS[2], 'MINID', keep_from .. '-0')
-  redis.call('HSET', KEYS[1], 'tail', 0, 'kfn', ARGV[12])
+  tail, kfn = 0, tonumber(ARGV[12])
+  redis.call('HSET', KEYS[1], 'floor', start, 'tail', 0, 'kfn', ARGV[12])
   if ARGV[11] ~= '' then
     redis.call('RPUSH', KEYS[5], start .. '\31' .. ARGV[11])
     redis.call('LTRIM', KEYS[5], -tonumber(ARGV[13]), -1)
   end
 elseif etype >= 0 then
-  redis.call('HINCRBY', KEYS[1], 'tail', string.len(ARGV[2]) - 3)
+  tail = redis.call('HINCRBY', KEYS[1], 'tail', string.len(ARGV[2]) - 3)
 elseif etype == -1 then
   redis.call('XADD', KEYS[3], id, 'b', ARGV[2], 'a', ARGV[4])
   if redis.call('XTRIM', KEYS[3], 'MAXLEN', ARGV[6]) > 0 then
@@ -164,8 +160,7 @@ if ARGV[10] == '1' then redis.call('SET', KEYS[4], off, 'EX', ARGV[7]) end
 local msg = 'E' .. epoch .. ':' .. off .. ':' .. ARGV[4] .. ':'
 if ARGV[5] == '1' then msg = msg .. ARGV[2] end
 if ARGV[9] == '1' then redis.call('SPUBLISH', ARGV[8], msg) else redis.call('PUBLISH', ARGV[8], msg) end
-local t, n = tail()
-return {epoch, off, 0, t, n}
+return {epoch, off, 0, tail, kfn}
 "#;
 
 /// Closes a room. KEYS: meta. ARGV: new epoch, channel, sharded. Returns 1 if this call closed it.
@@ -420,8 +415,7 @@ const MIN_INBOX: usize = 1024;
 /// A room this node is subscribed to.
 struct RoomSub {
     inbox: mpsc::Sender<Inbound>,
-    tx: broadcast::Sender<RoomMsg>,
-    sent_bytes: Arc<AtomicU64>,
+    live: Arc<Live>,
     subscribers: usize,
     /// Becomes `Some(result)` once the SUBSCRIBE is confirmed (or failed).
     ready: watch::Receiver<Option<Result<(), String>>>,
@@ -1209,8 +1203,8 @@ impl Broker for RedisStore {
             if let Some(r) = rooms.get_mut(room) {
                 r.subscribers += 1;
                 (
-                    r.tx.subscribe(),
-                    r.sent_bytes.clone(),
+                    r.live.tx.subscribe(),
+                    r.live.sent_bytes.clone(),
                     r.ready.clone(),
                     None,
                 )
@@ -1219,19 +1213,14 @@ impl Broker for RedisStore {
                 let (inbox_tx, inbox_rx) = mpsc::channel(inner.log_cfg.room_buffer.max(MIN_INBOX));
                 let sent_bytes = Arc::new(AtomicU64::new(0));
                 let (ready_tx, ready_rx) = watch::channel(None);
-                let pump = tokio::spawn(pump(
-                    inner.clone(),
-                    room.to_owned(),
-                    inbox_rx,
-                    tx.clone(),
-                    sent_bytes.clone(),
-                ));
+                let live = Arc::new(Live::new(tx, sent_bytes.clone()));
+                let pump =
+                    tokio::spawn(pump(inner.clone(), room.to_owned(), inbox_rx, live.clone()));
                 rooms.insert(
                     room.to_owned(),
                     RoomSub {
                         inbox: inbox_tx,
-                        tx,
-                        sent_bytes: sent_bytes.clone(),
+                        live,
                         subscribers: 1,
                         ready: ready_rx.clone(),
                         recover_pending: Arc::new(AtomicBool::new(false)),
@@ -1457,10 +1446,16 @@ async fn pubsub_loop(inner: Arc<Inner>, client: redis::Client, mut cmds: mpsc::R
 
 fn request_recover(r: &RoomSub) {
     if !r.recover_pending.swap(true, Ordering::SeqCst) {
+        // Counted now, so the reader queues what follows behind the recovery.
+        lock(&r.live.state).queued += 1;
         let inbox = r.inbox.clone();
         let flag = r.recover_pending.clone();
+        let live = r.live.clone();
         tokio::spawn(async move {
-            let _ = inbox.send(Inbound::Recover).await;
+            if inbox.send(Inbound::Recover).await.is_err() {
+                let mut st = lock(&live.state);
+                st.queued = st.queued.saturating_sub(1);
+            }
             flag.store(false, Ordering::SeqCst);
         });
     }
@@ -1515,36 +1510,76 @@ fn route_payload(inner: &Inner, channel: &str, payload: &[u8]) {
     };
     let rooms = lock(&inner.rooms);
     let Some(r) = rooms.get(room) else { return };
+    let mut st = lock(&r.live.state);
+    if st.queued == 0 {
+        match r.live.handle(&mut st, payload, room) {
+            Step::Done => return,
+            Step::Fetch { .. } => {}
+        }
+    }
     let payload = bytes::Bytes::copy_from_slice(payload);
-    if r.inbox.try_send(Inbound::Published(payload)).is_err() {
+    if r.inbox.try_send(Inbound::Published(payload)).is_ok() {
+        st.queued += 1;
+    } else {
+        drop(st);
         // The pump is behind; its members will recover from the log instead.
         inner.metrics.recoveries.inc();
         request_recover(r);
     }
 }
 
-/// Orders one room's live entries, fetches referenced payloads, fills gaps, and broadcasts.
-async fn pump(
-    inner: Arc<Inner>,
-    room: String,
-    mut inbox: mpsc::Receiver<Inbound>,
+/// A room's live ordering state, shared by the pub/sub reader and the room's pump.
+///
+/// The reader handles a message itself (no task hand-off, no wake-up) when nothing is queued for
+/// the room and the message needs no read from the log: the common case, an inline entry right
+/// after the last one. Anything else (a gap, a payload published by reference, a recovery) goes
+/// to the pump, and everything after it too until the pump's queue is empty again, so a room's
+/// messages are always handled in arrival order.
+struct Live {
     tx: broadcast::Sender<RoomMsg>,
     sent_bytes: Arc<AtomicU64>,
-) {
-    let mut epoch: Arc<str> = Arc::from("");
-    let mut last: Option<u64> = None;
-    while let Some(msg) = inbox.recv().await {
-        let bytes = match msg {
-            Inbound::Recover => {
-                last = None;
-                let _ = tx.send(RoomMsg::Recover);
-                continue;
-            }
-            Inbound::Published(b) => b,
-        };
+    state: Mutex<LiveState>,
+}
+
+struct LiveState {
+    epoch: Arc<str>,
+    last: Option<u64>,
+    /// Messages handed to the pump and not yet handled. While non-zero the reader queues.
+    queued: usize,
+}
+
+/// What handling a published message still needs.
+enum Step<'a> {
+    Done,
+    /// Read `from..=offset` from the log (a gap before `offset`, or a payload published by
+    /// reference); `body` is the inline payload, if any.
+    Fetch {
+        from: u64,
+        gap: bool,
+        offset: u64,
+        accepted: u64,
+        body: &'a [u8],
+    },
+}
+
+impl Live {
+    fn new(tx: broadcast::Sender<RoomMsg>, sent_bytes: Arc<AtomicU64>) -> Live {
+        Live {
+            tx,
+            sent_bytes,
+            state: Mutex::new(LiveState {
+                epoch: Arc::from(""),
+                last: None,
+                queued: 0,
+            }),
+        }
+    }
+
+    /// Handles one published message as far as it can without the log.
+    fn handle<'a>(&self, st: &mut LiveState, bytes: &'a [u8], room: &str) -> Step<'a> {
         match bytes.first() {
             Some(b'C') => {
-                let _ = tx.send(RoomMsg::Closed);
+                let _ = self.tx.send(RoomMsg::Closed);
             }
             Some(b'G') => {
                 // `<epoch>:<head>:<payload>`: relayed in arrival order, which is stream order.
@@ -1556,7 +1591,7 @@ async fn pump(
                 })();
                 match parsed {
                     Some(r) => {
-                        let _ = tx.send(RoomMsg::Relay(Arc::new(r)));
+                        let _ = self.tx.send(RoomMsg::Relay(Arc::new(r)));
                     }
                     None => tracing::warn!("unreadable relayed message"),
                 }
@@ -1564,7 +1599,7 @@ async fn pump(
             Some(b'J') | Some(b'L') => {
                 if let Some(m) = std::str::from_utf8(&bytes[1..]).ok().and_then(parse_member) {
                     let m = Arc::new(m);
-                    let _ = tx.send(if bytes[0] == b'J' {
+                    let _ = self.tx.send(if bytes[0] == b'J' {
                         RoomMsg::Joined(m)
                     } else {
                         RoomMsg::Left(m)
@@ -1574,67 +1609,110 @@ async fn pump(
             Some(b'E') => {
                 let Some((e, offset, accepted, body)) = parse_published(&bytes[1..]) else {
                     tracing::warn!("unreadable pub/sub message");
-                    continue;
+                    return Step::Done;
                 };
-                if *epoch != *e {
-                    epoch = Arc::from(e);
-                    last = None;
+                if *st.epoch != *e {
+                    st.epoch = Arc::from(e);
+                    st.last = None;
                 }
-                if last.is_some_and(|l| offset <= l) {
-                    continue;
+                if st.last.is_some_and(|l| offset <= l) {
+                    return Step::Done;
                 }
-                let mut batch = Vec::new();
-                let gap_from = last.map(|l| l + 1).filter(|&from| from < offset);
-                let fetch_from = gap_from.unwrap_or(offset);
+                let gap_from = st.last.map(|l| l + 1).filter(|&from| from < offset);
                 if gap_from.is_some() || body.is_empty() {
-                    match inner.read_range(&room, fetch_from, offset).await {
-                        Ok(entries) => {
-                            if gap_from.is_some() {
+                    return Step::Fetch {
+                        from: gap_from.unwrap_or(offset),
+                        gap: gap_from.is_some(),
+                        offset,
+                        accepted,
+                        body,
+                    };
+                }
+                match decode_body(body) {
+                    Ok(b) => self.emit(st, vec![(offset, accepted, b)]),
+                    Err(err) => {
+                        tracing::error!(error = %err, room, offset, "unreadable live entry");
+                    }
+                }
+            }
+            _ => {}
+        }
+        Step::Done
+    }
+
+    /// Broadcasts entries in offset order, skipping what was already sent.
+    fn emit(&self, st: &mut LiveState, batch: Vec<(u64, u64, EntryBody)>) {
+        for (off, acc, body) in batch {
+            if st.last.is_some_and(|l| off <= l) {
+                continue;
+            }
+            let size = body.size() as u64;
+            let cum = self.sent_bytes.fetch_add(size, Ordering::Relaxed) + size;
+            let entry = Entry::new(off, st.epoch.clone(), body)
+                .accepted_at(acc)
+                .with_cum_bytes(cum);
+            let _ = self.tx.send(RoomMsg::Entry(Arc::new(entry)));
+            st.last = Some(off);
+        }
+    }
+}
+
+/// Handles what the reader queued for one room: fetches referenced payloads, fills gaps, and
+/// broadcasts, in arrival order.
+async fn pump(
+    inner: Arc<Inner>,
+    room: String,
+    mut inbox: mpsc::Receiver<Inbound>,
+    live: Arc<Live>,
+) {
+    while let Some(msg) = inbox.recv().await {
+        match msg {
+            Inbound::Recover => {
+                lock(&live.state).last = None;
+                let _ = live.tx.send(RoomMsg::Recover);
+            }
+            Inbound::Published(bytes) => {
+                let step = live.handle(&mut lock(&live.state), &bytes, &room);
+                if let Step::Fetch {
+                    from,
+                    gap,
+                    offset,
+                    accepted,
+                    body,
+                } = step
+                {
+                    // Nobody else touches the state meanwhile: the reader queues while this
+                    // message is counted in `queued`.
+                    let fetched = inner.read_range(&room, from, offset).await;
+                    let mut st = lock(&live.state);
+                    match fetched {
+                        Ok(mut batch) => {
+                            if gap {
                                 inner
                                     .metrics
                                     .gap_fills
-                                    .inc_by(entries.len().saturating_sub(1) as u64);
+                                    .inc_by(batch.len().saturating_sub(1) as u64);
                             }
-                            batch = entries;
+                            if !body.is_empty() && !batch.iter().any(|(o, _, _)| *o == offset) {
+                                if let Ok(b) = decode_body(body) {
+                                    batch.push((offset, accepted, b));
+                                }
+                            }
+                            live.emit(&mut st, batch);
                         }
                         Err(err) => {
                             if matches!(err, StoreError::Corrupt(_)) {
                                 tracing::error!(error = %err, room, offset, "corrupt room log entry");
                             }
-                            let _ = tx.send(RoomMsg::Recover);
-                            last = None;
-                            continue;
+                            let _ = live.tx.send(RoomMsg::Recover);
+                            st.last = None;
                         }
                     }
-                    if !body.is_empty() && !batch.iter().any(|(o, _, _)| *o == offset) {
-                        if let Ok(b) = decode_body(body) {
-                            batch.push((offset, accepted, b));
-                        }
-                    }
-                } else {
-                    match decode_body(body) {
-                        Ok(b) => batch.push((offset, accepted, b)),
-                        Err(err) => {
-                            tracing::error!(error = %err, room, offset, "unreadable live entry");
-                            continue;
-                        }
-                    }
-                }
-                for (off, acc, body) in batch {
-                    if last.is_some_and(|l| off <= l) {
-                        continue;
-                    }
-                    let size = body.size() as u64;
-                    let cum = sent_bytes.fetch_add(size, Ordering::Relaxed) + size;
-                    let entry = Entry::new(off, epoch.clone(), body)
-                        .accepted_at(acc)
-                        .with_cum_bytes(cum);
-                    let _ = tx.send(RoomMsg::Entry(Arc::new(entry)));
-                    last = Some(off);
                 }
             }
-            _ => {}
         }
+        let mut st = lock(&live.state);
+        st.queued = st.queued.saturating_sub(1);
     }
 }
 
