@@ -6,12 +6,15 @@
 # the event p99 < P99_MS (default 50) and nothing is lost. A server stops being stepped once it has
 # failed STOP_AFTER steps in a row (default 2); the script ends when all have.
 #
-# SERVERS (default "relay ceiling ceiling-ext") are run in that order at each step:
-#   relay        a fresh embedded node (`relay serve`), driven by `loadtest broadcast`
-#   ceiling      `loadtest ceiling`: the fan-out server inside the loadtest process
-#   ceiling-ext  the same fan-out server and the same ceiling load, but the server in a process of
-#                its own (ceiling-helper.sh), so that it is measured alone and competes with the
-#                clients for the 2 cores the way the relay does
+# SERVERS (default "relay ceiling ceiling-in-process") are run in that order at each step:
+#   relay               a fresh embedded node (`relay serve`), driven by `loadtest broadcast`
+#   ceiling             `loadtest ceiling`: the fan-out server in a process of its own (the
+#                       default `--server process`), measured alone, competing with the clients for
+#                       the cores the way the relay does
+#   ceiling-in-process  `loadtest ceiling --server in-process`: the same server inside the loadtest
+#                       process, in the clients' runtime (no cross-process wake-ups)
+#   ceiling-ext         the same as `ceiling`, through ceiling-helper.sh (how runs before
+#                       `loadtest ceiling --server process` existed measured it)
 #
 #   loadtest/bench/b1-rate-steps.sh
 #   RATES="25 50 75 100" DURATION=15s loadtest/bench/b1-rate-steps.sh
@@ -19,14 +22,15 @@
 # Per step: the loadtest --json report, the relay's CPU seconds (utime+stime from /proc, whole
 # process life: connects, joins, publishing, drain) and its RSS max, and for the ceiling the
 # loadtest process (server + clients, one process; the server cannot be sampled alone), and for
-# ceiling-ext the fan-out server's process (CPU over its whole life, like the relay's).
+# ceiling / ceiling-ext the fan-out server's process (CPU over its whole life for ceiling-ext, like
+# the relay's).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/ceiling-helper.sh"
 OUT="${OUT:-${TMPDIR:-/tmp}/assist-relay-bench/b1}"
 VIEWERS="${VIEWERS:-1000}" SIZE="${SIZE:-200}" DURATION="${DURATION:-12s}"
 RATES="${RATES:-25 50 75 100 150 200 300 400 600 800}"
-SERVERS="${SERVERS:-relay ceiling ceiling-ext}"
+SERVERS="${SERVERS:-relay ceiling ceiling-in-process}"
 P99_MS="${P99_MS:-50}" STOP_AFTER="${STOP_AFTER:-2}" QUIET_WAIT="${QUIET_WAIT:-60}"
 SOURCE_IPS="${SOURCE_IPS:-127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4}"
 mkdir -p "$OUT"
@@ -74,6 +78,9 @@ for rate in $RATES; do
                 --server-pid "$srv" --json "$OUT/$name.json" >"$OUT/$name.txt" 2>&1 || rc=$?
             cpu_total="$(proc_cpu_s "$srv")"
             stop_pid "$srv"
+        elif [[ $server == ceiling-in-process ]]; then
+            run "$LOADTEST" ceiling --server in-process --rate "$rate" "${LOAD_COMMON[@]}" \
+                --json "$OUT/$name.json" >"$OUT/$name.txt" 2>&1 || rc=$?
         else
             run "$LOADTEST" ceiling --rate "$rate" "${LOAD_COMMON[@]}" --json "$OUT/$name.json" \
                 >"$OUT/$name.txt" 2>&1 || rc=$?
@@ -103,20 +110,20 @@ for rate, server, rc, path, cpu_total, busy in rows:
     r = json.load(open(path))
     lat = r.get("latency") or {}
     lost, exp = r["events"]["lost"], r["events"]["expected"]
-    label = "loadtest" if server == "ceiling" else "server"
+    label = "loadtest" if server == "ceiling-in-process" else "server"
     ps = [p for p in r["processes"] if p["label"].startswith(label)]
     p = ps[0] if ps else {}
     ok = rc == "0" and lost == 0 and lat.get("p99_ms", 1e9) < p99max
     if ok:
         best[server] = max(best.get(server, 0), r["deliveries_per_s"])
     cpk = p.get("cpu_ms_per_1k_deliveries")
-    print(f"| {rate} | {server}{' (server + clients)' if server == 'ceiling' else ''} | {float(rate) * viewers:.0f} | {r['deliveries_per_s']:.0f} | {lost} / {exp} "
+    print(f"| {rate} | {server}{' (server + clients)' if server == 'ceiling-in-process' else ''} | {float(rate) * viewers:.0f} | {r['deliveries_per_s']:.0f} | {lost} / {exp} "
           f"| {lat.get('p50_ms', 0):.2f} | {lat.get('p99_ms', 0):.2f} | {lat.get('max_ms', 0):.2f} | {r['publisher_lag']['p99_ms']:.2f} "
           f"| {p.get('cpu_s', 0):.2f} | {p.get('cpu_cores', 0):.2f} | {cpk if cpk is None else f'{cpk:.1f}'} | {p.get('rss_max_kb', 0) / 1024:.0f} | {cpu_total} | {busy} | {'yes' if ok else 'no'} |")
 print()
 for s in sorted(set(r[1] for r in rows)):
     print(f"max sustainable deliveries/s, {s}: {best.get(s, 0):.0f}")
-for s in ("ceiling", "ceiling-ext"):
+for s in ("ceiling", "ceiling-in-process", "ceiling-ext"):
     if best.get(s):
         print(f"ratio relay / {s}: {best.get('relay', 0) / best[s]:.2f}")
 EOF

@@ -32,6 +32,7 @@
 #   ROOMS="25 50 100" SIDES=peer DURATION=15s loadtest/bench/b2-cluster.sh
 #   loadtest/bench/b2-cluster.sh summarize                 # the tables again, from $OUT
 #   BIN=/tmp/b2bin PASS=2 loadtest/bench/b2-cluster.sh     # PASS only names the output files
+#   RELAY_EXTRA="--worker-threads 1" PASS=wt1 SIDES=relay loadtest/bench/b2-cluster.sh
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 OUT="${OUT:-${TMPDIR:-/tmp}/assist-relay-bench/b2}"
@@ -52,6 +53,8 @@ NGINX="${NGINX:-/usr/sbin/nginx}"
 NGINX_CONF="${NGINX_CONF:-assist-relay-room-affinity.conf}"
 NGINX_WORKERS="${NGINX_WORKERS:-auto}"
 LOCK="${LOCK:-/tmp/bench.lock}"
+# Extra `relay serve` flags for every relay node, word-split (e.g. RELAY_EXTRA="--worker-threads 1").
+RELAY_EXTRA="${RELAY_EXTRA:-}"
 PASS="${PASS:-1}"
 OTHER_MAX="${OTHER_MAX:-0.3}" RETRIES="${RETRIES:-1}"
 TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
@@ -137,7 +140,7 @@ step() {
     for i in 0 1 2; do
         if [[ $side == relay ]]; then
             start_relay "$OUT/node$i-$name.log" "${ports[2 + 2 * i]}" "${ports[3 + 2 * i]}" \
-                --redis-url "redis://127.0.0.1:$redis_port/0" --max-connections 20000
+                --redis-url "redis://127.0.0.1:$redis_port/0" --max-connections 20000 $RELAY_EXTRA
             pids+=("$RELAY_PID")
             admins+=("${ports[3 + 2 * i]}")
         else

@@ -22,14 +22,41 @@ pub enum Scenario {
     /// R rooms, each with a customer replaying a recording (or synthetic events), V agents,
     /// chat, and late joiners that measure join-to-first-keyframe.
     Cobrowse(CobrowseArgs),
-    /// The broadcast load against an in-process no-logic fan-out server: what this machine can
-    /// do at all.
-    Ceiling(BroadcastArgs),
+    /// The broadcast load against a no-logic fan-out server: what this machine can do at all.
+    /// The server runs in a process of its own (like the server under test), or in this one.
+    Ceiling(CeilingArgs),
     /// Connect, join (optionally resume), leave, at a constant rate.
     Churn(ChurnArgs),
     /// Large keyframes: upload a FullSnapshot in chunks (stitching MB/s), then fresh agents join
     /// and measure connect-to-whole-keyframe.
     Snapshot(SnapshotArgs),
+    /// Internal: the `ceiling` fan-out server alone. Prints `listening ADDR`, serves until its
+    /// standard input closes, then prints `dropped N` (messages dropped for lagging receivers).
+    #[command(hide = true)]
+    CeilingServer,
+}
+
+/// Where the `ceiling` scenario's fan-out server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CeilingServerArg {
+    /// A child process of its own (`loadtest ceiling-server`), sampled as a server: it pays the
+    /// same process boundary and scheduling as the server under test, and its CPU and RSS are
+    /// reported apart from the clients'.
+    Process,
+    /// Inside this process, in the clients' runtime: no cross-process wake-ups, so it shows a
+    /// higher maximum than any separate server can reach on the same cores.
+    InProcess,
+}
+
+/// Options of `ceiling`.
+#[derive(Debug, Clone, Args)]
+pub struct CeilingArgs {
+    /// The broadcast load.
+    #[command(flatten)]
+    pub load: BroadcastArgs,
+    /// Where the fan-out server runs.
+    #[arg(long, value_enum, default_value_t = CeilingServerArg::Process)]
+    pub server: CeilingServerArg,
 }
 
 /// Server dialect.

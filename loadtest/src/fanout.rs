@@ -149,3 +149,27 @@ async fn serve(
     }
     let _ = sink.close().await;
 }
+
+/// `loadtest ceiling-server`: serves on 127.0.0.1 (a free port) until standard input closes.
+/// Prints `listening ADDR` once bound and `dropped N` when done.
+pub async fn serve_until_stdin_closes() -> std::io::Result<()> {
+    use std::io::Write;
+    use tokio::io::AsyncReadExt;
+    let server = FanoutServer::start().await?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening {}", server.addr)?;
+        out.flush()?;
+    }
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 256];
+    while let Ok(n) = stdin.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+    let dropped = server.stop().await;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "dropped {dropped}")?;
+    out.flush()
+}

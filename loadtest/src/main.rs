@@ -17,6 +17,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let loadtest::cli::Scenario::CeilingServer = cli.scenario {
+        return match runtime.block_on(loadtest::fanout::serve_until_stdin_closes()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: ceiling server: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match runtime.block_on(loadtest::run(cli.scenario)) {
         Ok(report) => {
             print!("{}", report.table());

@@ -1,5 +1,6 @@
-//! The `ceiling` scenario end to end, in process: a small broadcast through the fan-out server
-//! must lose nothing and produce a sane report.
+//! The `ceiling` scenario end to end: a small broadcast through the fan-out server must lose
+//! nothing and produce a sane report, with the server in the test's process (library call) and
+//! in a process of its own (the `loadtest` binary, as users run it).
 
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ async fn ceiling_small_broadcast_loses_nothing() {
     let json = dir.join("report.json");
     let scenario = parse(&[
         "ceiling",
+        "--server",
+        "in-process",
         "--viewers",
         "8",
         "--rate",
@@ -76,6 +79,8 @@ async fn ceiling_small_broadcast_loses_nothing() {
 async fn ceiling_with_msgpack_frames() {
     let scenario = parse(&[
         "ceiling",
+        "--server",
+        "in-process",
         "--viewers",
         "3",
         "--rate",
@@ -90,6 +95,67 @@ async fn ceiling_with_msgpack_frames() {
     assert_eq!(report.codec, "msgpack");
     assert_eq!(report.events.received, 3 * 50);
     assert_eq!(report.events.lost, 0);
+}
+
+/// The default: `loadtest ceiling` starts `loadtest ceiling-server` as a child process, drives the
+/// load at it, samples it as a server and collects its dropped count when it stops.
+#[test]
+fn ceiling_server_in_its_own_process() {
+    let dir = std::env::temp_dir().join(format!("loadtest-ceiling-proc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("report.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args([
+            "ceiling",
+            "--viewers",
+            "6",
+            "--rate",
+            "100",
+            "--size",
+            "200",
+            "--duration",
+            "2s",
+            "--drain",
+            "3s",
+            "--quiet",
+            "--max-loss",
+            "0",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .expect("loadtest runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+            .expect("valid json");
+    assert_eq!(report["scenario"], "ceiling");
+    assert_eq!(report["published_events"], 200);
+    assert_eq!(report["events"]["received"], 6 * 200);
+    assert_eq!(report["events"]["lost"], 0);
+    assert_eq!(report["fanout_dropped"], 0);
+    let procs = report["processes"].as_array().expect("processes sampled");
+    let server = procs
+        .iter()
+        .find(|p| p["label"] == "server")
+        .expect("the fan-out server is sampled as a server");
+    let clients = procs
+        .iter()
+        .find(|p| p["label"] == "loadtest (clients)")
+        .expect("the clients' process is sampled");
+    assert_ne!(server["pid"], clients["pid"], "two processes");
+    assert!(server["cpu_s"].as_f64().expect("server cpu") > 0.0);
+    assert!(
+        stdout.contains("(server)"),
+        "the table lists the server:\n{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

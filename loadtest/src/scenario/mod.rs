@@ -43,10 +43,12 @@ use crate::wire::Wire;
 /// Runs a scenario to its report (thresholds checked, JSON written when asked).
 pub async fn run(scenario: Scenario) -> anyhow::Result<Report> {
     let common = match &scenario {
-        Scenario::Broadcast(a) | Scenario::Ceiling(a) => a.common.clone(),
+        Scenario::Broadcast(a) => a.common.clone(),
+        Scenario::Ceiling(a) => a.load.common.clone(),
         Scenario::Cobrowse(a) => a.common.clone(),
         Scenario::Churn(a) => a.common.clone(),
         Scenario::Snapshot(a) => a.common.clone(),
+        Scenario::CeilingServer => bail!("ceiling-server is a server, not a scenario"),
     };
     let mut report = match scenario {
         Scenario::Broadcast(a) => broadcast::run(&a, None).await?,
@@ -54,6 +56,7 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<Report> {
         Scenario::Cobrowse(a) => cobrowse::run(&a).await?,
         Scenario::Churn(a) => churn::run(&a).await?,
         Scenario::Snapshot(a) => snapshot::run(&a).await?,
+        Scenario::CeilingServer => bail!("ceiling-server is a server, not a scenario"),
     };
     report.check(common.max_p99_ms, common.max_loss);
     if let Some(path) = &common.json {
