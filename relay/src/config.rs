@@ -168,6 +168,11 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "RELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+    /// Runtime worker threads (default: one per CPU core). With several nodes on one host, give
+    /// each about its share of the cores: fewer threads than cores means fewer cross-thread
+    /// wake-ups per message.
+    #[arg(long, env = "RELAY_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
     /// STUN/TURN servers handed to clients for calls (`joined.ice_servers`), as the JSON array
     /// `RTCPeerConnection` takes: `[{"urls":"stun:stun.example.com:3478"},{"urls":
     /// ["turn:turn.example.com:3478"],"username":"u","credential":"p"}]`.

@@ -182,10 +182,11 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(args.log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = args.worker_threads {
+                builder.worker_threads(usize::from(n));
+            }
+            let runtime = match builder.enable_all().build() {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("relay serve: cannot start runtime: {e}");
