@@ -13,31 +13,36 @@ fn parse(args: &[&str]) -> Scenario {
         .scenario
 }
 
+/// 2 s at 100 events/s, nothing may be lost.
+const SMALL_LOAD: &[&str] = &[
+    "--rate",
+    "100",
+    "--duration",
+    "2s",
+    "--drain",
+    "3s",
+    "--quiet",
+    "--max-loss",
+    "0",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ceiling_small_broadcast_loses_nothing() {
     let dir = std::env::temp_dir().join(format!("loadtest-ceiling-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let json = dir.join("report.json");
-    let scenario = parse(&[
+    let mut args = vec![
         "ceiling",
         "--server",
         "in-process",
         "--viewers",
         "8",
-        "--rate",
-        "100",
         "--size",
         "300",
-        "--duration",
-        "2s",
-        "--drain",
-        "3s",
-        "--quiet",
-        "--max-loss",
-        "0",
-        "--json",
-        json.to_str().expect("utf-8 path"),
-    ]);
+    ];
+    args.extend_from_slice(SMALL_LOAD);
+    args.extend(["--json", json.to_str().expect("utf-8 path")]);
+    let scenario = parse(&args);
     let report = tokio::time::timeout(Duration::from_secs(60), loadtest::run(scenario))
         .await
         .expect("finishes in time")
@@ -105,23 +110,9 @@ fn ceiling_server_in_its_own_process() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let json = dir.join("report.json");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args([
-            "ceiling",
-            "--viewers",
-            "6",
-            "--rate",
-            "100",
-            "--size",
-            "200",
-            "--duration",
-            "2s",
-            "--drain",
-            "3s",
-            "--quiet",
-            "--max-loss",
-            "0",
-            "--json",
-        ])
+        .args(["ceiling", "--viewers", "6", "--size", "200"])
+        .args(SMALL_LOAD)
+        .arg("--json")
         .arg(&json)
         .output()
         .expect("loadtest runs");
