@@ -81,6 +81,12 @@ impl EventKind {
     }
 }
 
+/// Deepest `[`/`{` nesting of an event's JSON accepted at ingress. Real rrweb events measured
+/// 19 to 37 levels (a DOM level takes two: the node and its `childNodes`); this leaves room for
+/// about 500 DOM levels. Deeper events are refused with `invalid_event`: deep nesting crashes
+/// recursive JSON readers downstream (a replay page's script parser, a viewer's rrweb).
+pub const MAX_EVENT_NESTING: usize = 1024;
+
 /// The fields of an rrweb event the relay reads. Everything else is skipped without allocating.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EventHead {
@@ -92,93 +98,306 @@ pub struct EventHead {
     pub timestamp: Option<f64>,
 }
 
+/// Top-level keys the scan reads (JSON escapes in keys are decoded first, as `JSON.parse` does).
 #[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum HeadField {
+    Type,
+    Data,
+    Timestamp,
+    #[serde(other)]
+    Other,
+}
+
+/// Keys of `data` the scan reads.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum DataField {
+    Source,
+    #[serde(other)]
+    Other,
+}
+
+/// What `data.source` holds, as a browser's `JSON.parse` would see it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SourceScan {
+    /// No `data` object, or no `source` in it.
+    Absent,
+    /// A number written as a canonical integer (`5`), in 0..=255.
+    Canonical(u8),
+    /// Something no rrweb source can equal (a string, `null`, `-3`, `300`, an object, ...).
+    NotASource,
+    /// A number not written as a canonical integer (`5.0`, `5e0`, `-0`, ...) or a repeated
+    /// `source` key: JavaScript may read it as a source the relay would not.
+    Ambiguous(&'static str),
+}
+
+/// `data`: an object's `source`; any other value has none.
+struct DataScan(SourceScan);
+
+impl<'de> Deserialize<'de> for DataScan {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = DataScan;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<DataScan, A::Error> {
+                let mut source = SourceScan::Absent;
+                while let Some(key) = map.next_key::<DataField>()? {
+                    match key {
+                        DataField::Source => {
+                            let s = map.next_value::<SourceValue>()?.0;
+                            source = if source == SourceScan::Absent {
+                                s
+                            } else {
+                                SourceScan::Ambiguous("a repeated \"source\" key")
+                            };
+                        }
+                        DataField::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(DataScan(source))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<DataScan, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(DataScan(SourceScan::Absent))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<DataScan, E> {
+                Ok(DataScan(SourceScan::Absent))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<DataScan, E> {
+                Ok(DataScan(SourceScan::Absent))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<DataScan, E> {
+                Ok(DataScan(SourceScan::Absent))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<DataScan, E> {
+                Ok(DataScan(SourceScan::Absent))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<DataScan, E> {
+                Ok(DataScan(SourceScan::Absent))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<DataScan, E> {
+                Ok(DataScan(SourceScan::Absent))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One `source` value. serde_json hands a number written as a plain non-negative integer to
+/// `visit_u64`, a negative integer to `visit_i64`, and anything with a fraction, an exponent or
+/// `-0` (or too big for 64 bits) to `visit_f64`.
+struct SourceValue(SourceScan);
+
+impl<'de> Deserialize<'de> for SourceValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = SourceValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<SourceValue, E> {
+                Ok(SourceValue(
+                    u8::try_from(v).map_or(SourceScan::NotASource, SourceScan::Canonical),
+                ))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<SourceValue, E> {
+                Ok(SourceValue(SourceScan::NotASource))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<SourceValue, E> {
+                Ok(SourceValue(SourceScan::Ambiguous(
+                    "a number not written as a plain integer",
+                )))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<SourceValue, E> {
+                Ok(SourceValue(SourceScan::NotASource))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<SourceValue, E> {
+                Ok(SourceValue(SourceScan::NotASource))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<SourceValue, E> {
+                Ok(SourceValue(SourceScan::NotASource))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<SourceValue, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(SourceValue(SourceScan::NotASource))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<SourceValue, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(SourceValue(SourceScan::NotASource))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A `timestamp`: a number, or anything else (tolerated, read as absent).
+struct TimestampValue(Option<f64>);
+
+impl<'de> Deserialize<'de> for TimestampValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = TimestampValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<TimestampValue, E> {
+                Ok(TimestampValue(Some(v as f64)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<TimestampValue, E> {
+                Ok(TimestampValue(Some(v as f64)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<TimestampValue, E> {
+                Ok(TimestampValue(Some(v)))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<TimestampValue, E> {
+                Ok(TimestampValue(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<TimestampValue, E> {
+                Ok(TimestampValue(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<TimestampValue, E> {
+                Ok(TimestampValue(None))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<TimestampValue, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(TimestampValue(None))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<TimestampValue, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(TimestampValue(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The whole head, read in one pass: repeated `type` or `data` keys are an error.
 struct HeadScan {
-    #[serde(rename = "type")]
     kind: u8,
-    #[serde(default, deserialize_with = "data_object")]
-    data: Option<DataScan>,
-    #[serde(default)]
+    source: SourceScan,
     timestamp: Option<f64>,
 }
 
-/// `data` as an object only: serde's derive would also read [`DataScan`] from an array, taking
-/// `[1]` for `{"source":1}`. Anything but an object or null fails the strict scan.
-fn data_object<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DataScan>, D::Error> {
-    struct ObjectOnly;
-    impl<'de> de::Visitor<'de> for ObjectOnly {
-        type Value = Option<DataScan>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("an object or null")
+impl<'de> Deserialize<'de> for HeadScan {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = HeadScan;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<HeadScan, A::Error> {
+                let (mut kind, mut source, mut timestamp) = (None, None, None);
+                while let Some(key) = map.next_key::<HeadField>()? {
+                    match key {
+                        HeadField::Type => {
+                            if kind.replace(map.next_value::<u8>()?).is_some() {
+                                return Err(de::Error::duplicate_field("type"));
+                            }
+                        }
+                        HeadField::Data => {
+                            if source.replace(map.next_value::<DataScan>()?.0).is_some() {
+                                return Err(de::Error::duplicate_field("data"));
+                            }
+                        }
+                        // The last one counts, as in `JSON.parse`; the relay only files by it.
+                        HeadField::Timestamp => timestamp = map.next_value::<TimestampValue>()?.0,
+                        HeadField::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(HeadScan {
+                    kind: kind.ok_or_else(|| de::Error::missing_field("type"))?,
+                    source: source.unwrap_or(SourceScan::Absent),
+                    timestamp,
+                })
+            }
         }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-            DataScan::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
-        }
+        d.deserialize_map(V)
     }
-    d.deserialize_any(ObjectOnly)
 }
 
-#[derive(Deserialize)]
-struct DataScan {
-    #[serde(default)]
-    source: Option<u8>,
-    // Any other field is skipped by serde's derive, as IgnoredAny.
+/// The deepest `[`/`{` nesting of JSON text, or `None` past `limit` (a byte scan, before any
+/// parser recurses into it).
+pub fn json_nesting(src: &str, limit: usize) -> Option<usize> {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
+    for &b in src.as_bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return None;
+                }
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Some(deepest)
 }
 
 impl EventHead {
-    /// Reads the head of a raw rrweb event. Fails unless it is a JSON object with an integer `type`
-    /// in 0..=255.
+    /// Reads the head of a raw rrweb event. Fails (`invalid_event`) unless it is a JSON object
+    /// with one `type`, an integer in 0..=255, nested at most [`MAX_EVENT_NESTING`] deep, and,
+    /// for an IncrementalSnapshot, one `data`, whose `source`, if a number, is written as a
+    /// plain integer and appears once (the relay decides masking by it: `"source":5.0` is an
+    /// Input event to a browser). `data` of other events may be anything, and a `timestamp`
+    /// that is not a number is read as absent.
     pub fn scan(raw: &RawValue) -> Result<EventHead, crate::ProtoError> {
-        // serde's derive would also read the structs below from an array (fields by position).
-        // A raw value never starts with whitespace.
+        const SHAPE: &str = "expected a JSON object with an integer \"type\" (0-255)";
+        // serde's derive would also read a struct from an array; a raw value never starts
+        // with whitespace.
         if !raw.get().starts_with('{') {
-            return Err(crate::ProtoError::InvalidEvent(
-                "expected a JSON object with an integer \"type\" (0-255)".to_owned(),
-            ));
+            return Err(crate::ProtoError::InvalidEvent(SHAPE.to_owned()));
         }
-        // `data` of non-incremental events may be any JSON value; tolerate that.
+        if json_nesting(raw.get(), MAX_EVENT_NESTING).is_none() {
+            return Err(crate::ProtoError::InvalidEvent(format!(
+                "nested deeper than {MAX_EVENT_NESTING} levels"
+            )));
+        }
         let head: HeadScan = serde_json::from_str(raw.get())
-            .or_else(|_| {
-                #[derive(Deserialize)]
-                struct Loose {
-                    #[serde(rename = "type")]
-                    kind: u8,
-                    #[serde(default)]
-                    timestamp: Option<f64>,
-                    #[serde(default)]
-                    #[allow(dead_code)]
-                    data: Option<IgnoredAny>,
-                }
-                serde_json::from_str::<Loose>(raw.get()).map(|l| HeadScan {
-                    kind: l.kind,
-                    data: None,
-                    timestamp: l.timestamp,
-                })
-            })
-            .or_else(|_| {
-                // Nor must a non-numeric `timestamp` make an event with an integer `type` invalid.
-                #[derive(Deserialize)]
-                struct TypeOnly {
-                    #[serde(rename = "type")]
-                    kind: u8,
-                }
-                serde_json::from_str::<TypeOnly>(raw.get()).map(|t| HeadScan {
-                    kind: t.kind,
-                    data: None,
-                    timestamp: None,
-                })
-            })
-            .map_err(|e| {
-                crate::ProtoError::InvalidEvent(format!(
-                    "expected a JSON object with an integer \"type\" (0-255): {e}"
-                ))
-            })?;
+            .map_err(|e| crate::ProtoError::InvalidEvent(format!("{SHAPE}: {e}")))?;
+        let kind = EventKind::from_u8(head.kind);
+        let source = match (kind, head.source) {
+            (EventKind::IncrementalSnapshot, SourceScan::Ambiguous(why)) => {
+                return Err(crate::ProtoError::InvalidEvent(format!(
+                    "data.source of an IncrementalSnapshot must be written once, as a plain \
+                     integer (found {why})"
+                )));
+            }
+            (_, SourceScan::Canonical(s)) => Some(s),
+            _ => None,
+        };
         Ok(EventHead {
-            kind: EventKind::from_u8(head.kind),
-            source: head.data.and_then(|d| d.source),
+            kind,
+            source,
             timestamp: head.timestamp,
         })
     }

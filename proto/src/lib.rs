@@ -29,7 +29,7 @@ pub use auth::{validate_id, Claims, Role};
 pub use chunk::ChunkData;
 pub use codec::{Codec, Envelope};
 pub use error::{CloseCode, ErrorCode, ProtoError};
-pub use event::{EventHead, EventKind, EventPayload};
+pub use event::{EventHead, EventKind, EventPayload, MAX_EVENT_NESTING};
 pub use frame::{
     ClientFrame, JoinMode, Limits, Member, Position, ResyncReason, ServerFrame, SnapshotReason,
 };

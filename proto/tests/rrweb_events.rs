@@ -322,3 +322,76 @@ fn event_whitespace_inside_the_payload_is_kept() {
         json
     );
 }
+
+/// Masking is decided by `type` and `data.source`: an event a browser reads as an Input or a
+/// Mutation must never scan as something else (issue 16).
+#[test]
+fn routing_fields_must_be_canonical_and_unique() {
+    let refused = [
+        r#"{"type":3,"data":{"source":5.0,"id":7,"text":"secret"},"timestamp":1}"#,
+        r#"{"type":3,"data":{"source":5e0,"id":7,"text":"secret"}}"#,
+        r#"{"type":3,"data":{"source":0.5e1,"id":7,"text":"secret"}}"#,
+        r#"{"type":3,"data":{"source":-0,"adds":[]}}"#,
+        r#"{"type":3,"data":{"source":0.0,"adds":[]}}"#,
+        r#"{"type":3,"data":{"source":2,"id":7,"text":"secret","source":5}}"#,
+        r#"{"type":3,"data":{"source":5,"source":5,"id":7,"text":"secret"}}"#,
+        r#"{"type":3,"data":{"sourc\u0065":2,"source":5,"id":7,"text":"secret"}}"#,
+        r#"{"type":3,"data":{"source":2},"data":{"source":5,"id":7,"text":"secret"}}"#,
+        r#"{"type":4,"type":3,"data":{"source":5,"id":7,"text":"secret"}}"#,
+        r#"{"type":3.0,"data":{"source":5,"id":7,"text":"secret"}}"#,
+        r#"{"type":2e0,"data":{"node":{}}}"#,
+        r#"{"typ\u0065":3,"type":3,"data":{"source":5}}"#,
+    ];
+    for event in refused {
+        let frame = json_client_frame(None, event);
+        let got = ClientFrame::decode(Codec::Json, &frame)
+            .map(|_| ())
+            .map_err(|e| e.code());
+        assert_eq!(got, Err(ErrorCode::InvalidEvent), "{event}");
+    }
+    let accepted = [
+        // Not a source any rrweb replayer acts on: nothing to mask, nothing to refuse.
+        (r#"{"type":3,"data":{"source":"5","text":"x"}}"#, 3, None),
+        (r#"{"type":3,"data":{"source":300}}"#, 3, None),
+        (r#"{"type":3,"data":{"source":-5}}"#, 3, None),
+        (r#"{"type":3,"data":[5]}"#, 3, None),
+        (r#"{"type":3}"#, 3, None),
+        (
+            r#"{"type":3,"data":{"sourc\u0065":5,"text":"x"}}"#,
+            3,
+            Some(5),
+        ),
+        // Other events' data may be anything, and a timestamp that is no number is absent.
+        (r#"{"type":5,"data":{"source":5.0,"source":"x"}}"#, 5, None),
+        (r#"{"type":4,"data":7,"timestamp":"soon"}"#, 4, None),
+        (r#"{"type":1,"timestamp":1,"timestamp":2}"#, 1, None),
+    ];
+    for (event, kind, source) in accepted {
+        let frame = json_client_frame(None, event);
+        let (_, head) = decode_event(Codec::Json, &frame).expect(event);
+        assert_eq!((head.kind.as_u8(), head.source), (kind, source), "{event}");
+    }
+}
+
+#[test]
+fn nesting_is_bounded_at_ingress() {
+    let deep = |levels: usize| {
+        format!(
+            r#"{{"type":5,"data":{{"tag":"x","payload":{}{}}}}}"#,
+            "[".repeat(levels),
+            "]".repeat(levels)
+        )
+    };
+    // The event object and `data` take two levels.
+    let ok = deep(MAX_EVENT_NESTING - 2);
+    assert!(decode_event(Codec::Json, &json_client_frame(None, &ok)).is_ok());
+    let too_deep = deep(MAX_EVENT_NESTING - 1);
+    let err = ClientFrame::decode(Codec::Json, &json_client_frame(None, &too_deep))
+        .map(|_| ())
+        .expect_err("too deep");
+    assert_eq!(err.code(), ErrorCode::InvalidEvent);
+    assert!(err.to_string().contains("nested deeper than 1024"), "{err}");
+    // Brackets inside strings do not count.
+    let strings = format!(r#"{{"type":5,"data":"{}"}}"#, "[{".repeat(5000));
+    assert!(decode_event(Codec::Json, &json_client_frame(None, &strings)).is_ok());
+}
