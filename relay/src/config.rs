@@ -132,8 +132,10 @@ pub struct ServeArgs {
     #[arg(long, env = "RELAY_SNAPSHOT_AFTER_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub snapshot_after_bytes: u64,
     /// Masking policy for rooms whose customer token names none: `none`, `passwords`, `inputs`
-    /// or `inputs+text`. The relay masks before anything is stored or relayed.
-    #[arg(long, env = "RELAY_MASK_POLICY", default_value = "passwords")]
+    /// or `inputs+text`. The relay masks before anything is stored or relayed. The default,
+    /// `inputs`, masks every input value (card and ID numbers too); `passwords` and `none` must
+    /// be asked for.
+    #[arg(long, env = "RELAY_MASK_POLICY", default_value = "inputs")]
     pub mask_policy: MaskPolicy,
     /// Directory of native-page templates (`NAME.html`; `native-page.html` replaces the
     /// built-in default).
@@ -299,7 +301,7 @@ impl NodeConfig {
             max_uploads: 4,
             upload_ttl: Duration::from_secs(600),
             snapshot_after_bytes: 8 * 1024 * 1024,
-            mask_policy: MaskPolicy::Passwords,
+            mask_policy: MaskPolicy::Inputs,
             native_templates: None,
             api_key: None,
             archive_dir: None,

@@ -2,7 +2,9 @@
 //!
 //! The page plays the session in rrweb's player, with the chat transcript beside it in time
 //! order. It is static (open `index.html` from disk or serve the directory): the recording is in
-//! `recording.js` (`window.ASSIST_RECORDING = {manifest, events, chat}`), and the player is
+//! `recording.js` (`window.ASSIST_RECORDING = {manifest, chat, events_json}`, the events as one
+//! JSON string, so that a browser's script parser never recurses into them and the chat shows
+//! even when the replay fails), and the player is
 //! loaded from `rrweb-player/index.js` and `rrweb-player/style.css` beside the page. Those come
 //! from npm (`npm install rrweb-player`, files in `node_modules/rrweb-player/dist/`; 1.x names
 //! the script `index.js`, 2.x `rrweb-player.umd.cjs`): pass `--rrweb-dir` to copy them, or copy
@@ -31,11 +33,13 @@ pub fn export(
         read_recording(&archive, room, epoch).map_err(|e| anyhow::anyhow!("{e}"))?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let events = std::str::from_utf8(&events).context("recording events are not UTF-8")?;
+    // `</script>` or U+2028 inside the string is harmless: the file is loaded by `src`, and
+    // serde_json escapes what a JavaScript string literal needs.
     let data = format!(
-        "window.ASSIST_RECORDING = {{\"manifest\": {}, \"events\": {}, \"chat\": {}}};\n",
+        "window.ASSIST_RECORDING = {{\"manifest\": {}, \"chat\": {}, \"events_json\": {}}};\n",
         serde_json::to_string(&manifest)?,
-        events,
-        serde_json::to_string(&chat)?
+        serde_json::to_string(&chat)?,
+        serde_json::to_string(events)?
     );
     std::fs::write(out.join("recording.js"), data)?;
     std::fs::write(

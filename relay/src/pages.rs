@@ -51,13 +51,40 @@ pub fn read_meta(event: &RawValue) -> Option<MetaInfo> {
 }
 
 /// Finds the text of the first `<title>` in a FullSnapshot without parsing the snapshot: a scan
-/// for `"tagName":"title"` and the `textContent` after it.
+/// for `"tagName":"title"` and the `textContent` of its first child. rrweb writes an element's
+/// `childNodes` after its `tagName`; an event the relay masked is written with sorted keys, which
+/// puts them before it. (Neither pattern can occur inside a JSON string: its quotes would be
+/// escaped.)
 pub fn scan_title(snapshot: &str) -> Option<String> {
+    const CHILDREN: &str = r#""childNodes":["#;
+    const TAG: &str = r#""tagName":"#;
+    const TEXT: &str = r#""textContent":""#;
+    const WINDOW: usize = 4096;
+    let boundary = |mut i: usize| {
+        while !snapshot.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
     let at = snapshot.find(r#""tagName":"title""#)?;
-    let rest = &snapshot[at..snapshot.len().min(at + 4096)];
-    let key = r#""textContent":""#;
-    let start = rest.find(key)? + key.len() - 1;
-    let lit = &rest[start..];
+    let after = &snapshot[at..boundary(snapshot.len().min(at + WINDOW))];
+    let next_tag = after[1..].find(TAG).map_or(after.len(), |t| t + 1);
+    let children = match after.find(CHILDREN).filter(|&c| c < next_tag) {
+        // rrweb's order: the title's children follow its tag.
+        Some(c) => &after[c + CHILDREN.len()..],
+        // Sorted keys: the children precede the tag (a title's children are text nodes, so the
+        // nearest `childNodes` before the tag is the title's).
+        None => {
+            let before = &snapshot[boundary(at.saturating_sub(WINDOW))..at];
+            &before[before.rfind(CHILDREN)? + CHILDREN.len()..]
+        }
+    };
+    // The text of the first child: its other keys (`type`, `id`, `rootId`) hold numbers only.
+    let key = children.find(TEXT)?;
+    if children[..key].contains(['[', ']', '}']) || children[1..key].contains('{') {
+        return None;
+    }
+    let lit = &children[key + TEXT.len() - 1..];
     // The JSON string literal ends at the first unescaped quote.
     let bytes = lit.as_bytes();
     let mut i = 1;
@@ -152,6 +179,20 @@ mod tests {
         let snap = r#"{"type":2,"data":{"node":{"type":0,"childNodes":[{"type":2,"tagName":"head","attributes":{},"childNodes":[{"type":2,"tagName":"title","attributes":{},"childNodes":[{"type":3,"textContent":" Loan \"apply\" ","id":5}],"id":4}],"id":3}],"id":1}},"timestamp":1}"#;
         assert_eq!(scan_title(snap).as_deref(), Some("Loan \"apply\""));
         assert_eq!(scan_title(r#"{"type":2}"#), None);
+        // As the masker writes it (sorted keys), with a `<style>` before the title.
+        let sorted = r#"{"data":{"node":{"childNodes":[{"attributes":{},"childNodes":[{"attributes":{},"childNodes":[{"id":5,"isStyle":true,"textContent":"body{}","type":3}],"id":4,"tagName":"style","type":2},{"attributes":{},"childNodes":[{"id":7,"textContent":"Sign in","type":3}],"id":6,"tagName":"title","type":2},{"attributes":{},"childNodes":[{"id":9,"textContent":"after","type":3}],"id":8,"tagName":"p","type":2}],"id":3,"tagName":"head","type":2}],"id":1,"type":0}},"timestamp":1,"type":2}"#;
+        assert_eq!(scan_title(sorted).as_deref(), Some("Sign in"));
+        let empty = r#"{"childNodes":[],"id":6,"tagName":"title","type":2},{"childNodes":[{"id":9,"textContent":"after","type":3}]}"#;
+        assert_eq!(scan_title(empty), None);
+        let empty = r#"{"type":2,"tagName":"title","childNodes":[],"id":6},{"type":3,"textContent":"after"}"#;
+        assert_eq!(scan_title(empty), None);
+        // A window edge inside a multi-byte char does not panic.
+        let wide = format!(
+            r#"{}{{"type":2,"tagName":"title","childNodes":[{{"type":3,"textContent":"{}"}}]}}"#,
+            "é".repeat(3000),
+            "页".repeat(3000)
+        );
+        assert_eq!(scan_title(&wide), None);
     }
 
     #[test]

@@ -919,10 +919,10 @@ impl Client {
 
 /// The rrweb events of a fixture recording, as raw JSON text, in order.
 pub fn fixture_events(name: &str) -> Vec<String> {
-    let path = format!(
-        "{}/../../shared/fixtures/rrweb/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    // `../shared` beside the repository; RRWEB_FIXTURES overrides (a git worktree elsewhere).
+    let dir = std::env::var("RRWEB_FIXTURES")
+        .unwrap_or_else(|_| format!("{}/../../shared/fixtures/rrweb", env!("CARGO_MANIFEST_DIR")));
+    let path = format!("{dir}/{name}");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
     let events: Vec<&RawValue> = serde_json::from_str(&text).expect("fixture is a JSON array");
     events.into_iter().map(|r| r.get().to_owned()).collect()
