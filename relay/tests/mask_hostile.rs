@@ -13,11 +13,10 @@ use assist_relay::compactor::{read_recording, FsArchive};
 use assist_relay::store::{CatchUpRequest, EntryBody};
 use assist_relay_proto::chunk::split_text;
 use assist_relay_proto::{
-    ChunkData, ClientFrame, Codec, ErrorCode, EventHead, EventKind, EventPayload, Role,
-    ServerFrame,
+    ChunkData, ClientFrame, Codec, ErrorCode, EventHead, EventKind, EventPayload, Role, ServerFrame,
 };
-use serde_json::value::RawValue;
 use common::*;
+use serde_json::value::RawValue;
 use sha2::Digest;
 
 /// A page with a `<style>` before its `<title>`, a password input (id 10), a text input (11),

@@ -1000,4 +1000,6 @@ fn masked(s: &str, style: Style) -> String {
 
 mod json;
 #[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
 mod tests;
