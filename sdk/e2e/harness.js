@@ -271,7 +271,11 @@ export async function startCluster({ nodes: nodeCount = 3, nodeArgs = [], demo =
   for (let i = 0; i < nodeCount; i++) {
     const port = await freePort();
     const admin = await freePort();
-    const args = ['serve', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--redis-url', c.redisUrl, ...(demo ? ['--demo', '--demo-dir', DEMO_DIR] : []), '--log-format', 'pretty', ...nodeArgs];
+    const args = ['serve', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--redis-url', c.redisUrl, ...(demo ? ['--demo', '--demo-dir', DEMO_DIR] : []), '--log-format', 'pretty',
+      // The tests compare the agent's replay with the customer's page, typed values included:
+      // `passwords` explicitly (the node default, `inputs`, masks them); the masking test's
+      // token asks for `inputs`.
+      '--mask-policy', 'passwords', ...nodeArgs];
     const proc = new Proc(`node${i + 1}`, RELAY_BIN, args, {
       env: { RELAY_JWT_SECRET: SECRET, RELAY_LOG: logLevel, NO_COLOR: '1' },
       logFile: path.join(dir, `node${i + 1}.log`),
