@@ -59,6 +59,7 @@ pub fn scan_title(snapshot: &str) -> Option<String> {
     const CHILDREN: &str = r#""childNodes":["#;
     const TAG: &str = r#""tagName":"#;
     const TEXT: &str = r#""textContent":""#;
+    const TITLE: &str = r#""tagName":"title""#;
     const WINDOW: usize = 4096;
     let boundary = |mut i: usize| {
         while !snapshot.is_char_boundary(i) {
@@ -66,18 +67,22 @@ pub fn scan_title(snapshot: &str) -> Option<String> {
         }
         i
     };
-    let at = snapshot.find(r#""tagName":"title""#)?;
+    let at = snapshot.find(TITLE)?;
     let after = &snapshot[at..boundary(snapshot.len().min(at + WINDOW))];
-    let next_tag = after[1..].find(TAG).map_or(after.len(), |t| t + 1);
-    let children = match after.find(CHILDREN).filter(|&c| c < next_tag) {
-        // rrweb's order: the title's children follow its tag.
-        Some(c) => &after[c + CHILDREN.len()..],
+    // Sorted keys put only `type` after `tagName`; rrweb writes `type` first.
+    let sorted = after[TITLE.len()..].starts_with(r#","type":"#);
+    let children = if !sorted {
+        // rrweb's order: the title's children follow its tag (its `attributes` hold strings).
+        let c = after.find(CHILDREN)?;
+        if after[1..c].contains(TAG) {
+            return None;
+        }
+        &after[c + CHILDREN.len()..]
+    } else {
         // Sorted keys: the children precede the tag (a title's children are text nodes, so the
         // nearest `childNodes` before the tag is the title's).
-        None => {
-            let before = &snapshot[boundary(at.saturating_sub(WINDOW))..at];
-            &before[before.rfind(CHILDREN)? + CHILDREN.len()..]
-        }
+        let before = &snapshot[boundary(at.saturating_sub(WINDOW))..at];
+        &before[before.rfind(CHILDREN)? + CHILDREN.len()..]
     };
     // The text of the first child: its other keys (`type`, `id`, `rootId`) hold numbers only.
     let key = children.find(TEXT)?;
