@@ -362,9 +362,12 @@ async fn a_lost_room_log_gives_a_new_epoch_and_a_resync_to_live_and_returning_cl
 async fn json_and_msgpack_viewers_see_the_same_events() {
     let relay = Relay::start().await;
     let events = fixture_events("chat-widget.json");
-    let (mut customer, _) = relay
-        .join("codecs", Role::Customer, "cust", Codec::MsgPack)
+    // Policy `none`: the events pass byte for byte (the default, `inputs`, rewrites some).
+    let token = token_masked("codecs", Role::Customer, "cust", 3600, Some("none"));
+    let mut customer = relay
+        .connect_with_token("codecs", &token, Role::Customer, "cust", Codec::MsgPack)
         .await;
+    customer.join(None).await;
     let (mut json, _) = relay.join("codecs", Role::Agent, "json", Codec::Json).await;
     let (mut mp, _) = relay
         .join("codecs", Role::Agent, "mp", Codec::MsgPack)
