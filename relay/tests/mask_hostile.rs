@@ -13,7 +13,8 @@ use assist_relay::compactor::{read_recording, FsArchive};
 use assist_relay::store::{CatchUpRequest, EntryBody};
 use assist_relay_proto::chunk::split_text;
 use assist_relay_proto::{
-    ChunkData, ClientFrame, Codec, ErrorCode, EventHead, EventKind, EventPayload, Role, ServerFrame,
+    ChunkData, ClientFrame, Codec, ErrorCode, EventHead, EventKind, EventPayload, JoinMode,
+    Position, Role, ServerFrame,
 };
 use common::*;
 use serde_json::value::RawValue;
@@ -248,6 +249,17 @@ async fn never_in_clear(chunked: bool) {
         let mut late = agent(&relay, &room, "late", Codec::Json).await;
         late.expect_silence(Duration::from_millis(100)).await;
         assert_clean(&late.captured, policy, "a late agent");
+        // An agent returning with a position of another epoch is resynced.
+        let mut back = relay
+            .connect_on(0, &room, Role::Agent, "back", Codec::MsgPack)
+            .await;
+        back.capturing = true;
+        let stale = Position {
+            epoch: "gone".into(),
+            offset: 1,
+        };
+        assert_eq!(back.join(Some(stale)).await.mode(), JoinMode::Resync);
+        assert_clean(&back.captured, policy, "a resynced agent");
         assert_clean(&stored_bytes(&relay, &room).await, policy, "the store");
     }
 }
