@@ -404,13 +404,13 @@ impl RoomMask {
         let tag = map.get("tagName").and_then(Value::as_str).unwrap_or("");
         let attrs = map.get("attributes").and_then(Value::as_object);
         let (block, mask, ignore) = attrs
-            .and_then(|a| a.get("class"))
+            .and_then(|a| attr(a, "class"))
             .and_then(Value::as_str)
             .map_or((false, false, false), class_flags);
         let mut kind = element_kind(
             tag,
-            attrs.and_then(|a| a.get("type")),
-            attrs.is_some_and(|a| a.contains_key("value")),
+            attrs.and_then(|a| attr(a, "type")),
+            attrs.is_some_and(|a| attr(a, "value").is_some()),
         );
         if ignore && self.policy.all_inputs() && !is_value_input(kind) {
             // `rr-ignore`: the recorder does not track its input; its value counts as typed.
@@ -425,12 +425,8 @@ impl RoomMask {
             bits |= F_BLOCKED;
         }
         if is_value_input(kind) && self.value_masked(kind, bits) {
-            if let Some(v) = map
-                .get_mut("attributes")
-                .and_then(|a| a.as_object_mut())
-                .and_then(|a| a.get_mut("value"))
-            {
-                *changed |= mask_value(v, Style::Input);
+            if let Some(a) = map.get_mut("attributes").and_then(|a| a.as_object_mut()) {
+                *changed |= mask_values(a);
             }
         }
         if let Some(id) = id {
@@ -650,7 +646,7 @@ impl RoomMask {
                 return true;
             };
             let mut next = flags;
-            if let Some(t) = attrs.get("type") {
+            if let Some(t) = attr(attrs, "type") {
                 let kind = flags & KIND;
                 let to = input_type_kind(t.as_str());
                 let new_kind = match kind {
@@ -660,7 +656,7 @@ impl RoomMask {
                 };
                 next = (next & !KIND) | new_kind;
             }
-            if let Some(class) = attrs.get("class").and_then(Value::as_str) {
+            if let Some(class) = attr(attrs, "class").and_then(Value::as_str) {
                 let (block, mask, ignore) = class_flags(class);
                 if block {
                     next |= F_BLOCKED;
@@ -675,10 +671,8 @@ impl RoomMask {
             if next != flags {
                 self.set_node(id, next & !F_VISIBLE, false);
             }
-            if let Some(v) = attrs.get_mut("value") {
-                if self.value_masked(next & KIND, next) {
-                    *changed |= mask_value(v, Style::Input);
-                }
+            if attr(attrs, "value").is_some() && self.value_masked(next & KIND, next) {
+                *changed |= mask_values(attrs);
             }
             true
         });
@@ -854,6 +848,28 @@ fn class_flags(class: &str) -> (bool, bool, bool) {
         }
     }
     flags
+}
+
+/// An attribute by its name, any ASCII case: rrweb's replayer sets attributes with
+/// `setAttribute`, which lowercases the name in an HTML document (`VALUE` is `value`).
+fn attr<'a>(attrs: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    attrs.get(name).or_else(|| {
+        attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    })
+}
+
+/// Masks every `value` attribute, in any ASCII case; whether one changed.
+fn mask_values(attrs: &mut Map<String, Value>) -> bool {
+    let mut changed = false;
+    for (k, v) in attrs.iter_mut() {
+        if k.eq_ignore_ascii_case("value") {
+            changed |= mask_value(v, Style::Input);
+        }
+    }
+    changed
 }
 
 /// A JSON number as the integer JavaScript reads: there `5`, `5.0`, `5e0` and `0.5e1` are the

@@ -1030,3 +1030,20 @@ fn rr_ignore_values_are_masked_under_inputs() {
         "passwords leaves rr-ignore alone"
     );
 }
+
+#[test]
+fn attribute_names_are_read_in_any_case() {
+    // rrweb's replayer sets attributes with `setAttribute`, which lowercases their names.
+    let mut m = RoomMask::new(MaskPolicy::Passwords, KEY);
+    let page = snapshot(
+        r#"{"type":2,"tagName":"INPUT","attributes":{"TYPE":"Password","Value":"in-snapshot","value":"too"},"childNodes":[],"id":10},{"type":2,"tagName":"input","attributes":{"type":"text"},"childNodes":[],"id":11}"#,
+    );
+    let out = mask(&mut m, &page).expect("changed").to_string();
+    assert!(
+        !out.contains("in-snapshot") && !out.contains("too"),
+        "{out}"
+    );
+    let change = r#"{"type":3,"data":{"source":0,"attributes":[{"id":10,"attributes":{"VALUE":"later"}},{"id":11,"attributes":{"Type":"password"}},{"id":11,"attributes":{"vAlue":"on-11"}}]}}"#;
+    let out = mask(&mut m, change).expect("changed").to_string();
+    assert!(!out.contains("later") && !out.contains("on-11"), "{out}");
+}
