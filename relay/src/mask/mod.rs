@@ -33,6 +33,7 @@
 //! demand: a deep DOM exceeds serde_json's default 128 levels. Nesting deeper than
 //! [`MAX_NESTING`] is refused before parsing, and deep values are dropped without recursion.
 
+use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -401,14 +402,13 @@ impl RoomMask {
         changed: &mut bool,
         open_block: &mut Option<u64>,
     ) -> Option<Ctx> {
-        let tag = map.get("tagName").and_then(Value::as_str).unwrap_or("");
+        let tag = map.get("tagName").map(js_string).unwrap_or_default();
         let attrs = map.get("attributes").and_then(Value::as_object);
         let (block, mask, ignore) = attrs
             .and_then(|a| attr(a, "class"))
-            .and_then(Value::as_str)
-            .map_or((false, false, false), class_flags);
+            .map_or((false, false, false), |c| class_flags(&js_string(c)));
         let mut kind = element_kind(
-            tag,
+            &tag,
             attrs.and_then(|a| attr(a, "type")),
             attrs.is_some_and(|a| attr(a, "value").is_some()),
         );
@@ -648,7 +648,7 @@ impl RoomMask {
             let mut next = flags;
             if let Some(t) = attr(attrs, "type") {
                 let kind = flags & KIND;
-                let to = input_type_kind(t.as_str());
+                let to = input_type_kind(Some(&js_string(t)));
                 let new_kind = match kind {
                     K_TEXT | K_PASSWORD | K_CHECK | K_BUTTON => to,
                     0 if to == K_PASSWORD => K_PASSWORD,
@@ -656,8 +656,8 @@ impl RoomMask {
                 };
                 next = (next & !KIND) | new_kind;
             }
-            if let Some(class) = attr(attrs, "class").and_then(Value::as_str) {
-                let (block, mask, ignore) = class_flags(class);
+            if let Some(class) = attr(attrs, "class") {
+                let (block, mask, ignore) = class_flags(&js_string(class));
                 if block {
                     next |= F_BLOCKED;
                 }
@@ -872,6 +872,37 @@ fn mask_values(attrs: &mut Map<String, Value>) -> bool {
     changed
 }
 
+/// The string JavaScript makes of a value where it wants one (`createElement`, `setAttribute`):
+/// an array becomes its items joined by commas, so `["input"]` is the tag `input` and
+/// `["rr-block"]` the class `rr-block`. Numbers and objects can spell no tag, type or class the
+/// masker looks for, and read as empty.
+fn js_string(v: &Value) -> Cow<'_, str> {
+    match v {
+        Value::String(s) => Cow::Borrowed(s),
+        Value::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+        Value::Null => Cow::Borrowed("null"),
+        Value::Array(items) => {
+            let mut out = String::new();
+            // Iterative: depth is bounded by the nesting limit, but not by the stack.
+            let mut stack: Vec<(&[Value], usize)> = vec![(items, 0)];
+            while let Some((items, i)) = stack.pop() {
+                let Some(item) = items.get(i) else { continue };
+                stack.push((items, i + 1));
+                if i > 0 {
+                    out.push(',');
+                }
+                match item {
+                    Value::Array(inner) => stack.push((inner, 0)),
+                    Value::Null => {}
+                    other => out.push_str(&js_string(other)),
+                }
+            }
+            Cow::Owned(out)
+        }
+        Value::Number(_) | Value::Object(_) => Cow::Borrowed(""),
+    }
+}
+
 /// A JSON number as the integer JavaScript reads: there `5`, `5.0`, `5e0` and `0.5e1` are the
 /// same number (and `-0` equals `0`), so rrweb's replayer takes each for node id 5 or node
 /// type 5. `None` for anything else (strings, fractions, negatives, past 2^53).
@@ -885,7 +916,7 @@ fn int(v: &Value) -> Option<u64> {
 
 fn element_kind(tag: &str, input_type: Option<&Value>, has_value: bool) -> u8 {
     if tag.eq_ignore_ascii_case("input") {
-        input_type_kind(input_type.and_then(Value::as_str))
+        input_type_kind(input_type.map(js_string).as_deref())
     } else if tag.eq_ignore_ascii_case("textarea") {
         K_TEXTAREA
     } else if tag.eq_ignore_ascii_case("select") {

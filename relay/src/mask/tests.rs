@@ -1047,3 +1047,18 @@ fn attribute_names_are_read_in_any_case() {
     let out = mask(&mut m, change).expect("changed").to_string();
     assert!(!out.contains("later") && !out.contains("on-11"), "{out}");
 }
+
+#[test]
+fn tags_types_and_classes_are_read_as_javascript_strings() {
+    // `createElement(["input"])` makes an input; `setAttribute("class", ["rr-block"])` blocks.
+    assert_eq!(js_string(&value(r#"[["a","b"],"c",null,[]]"#)), "a,b,c,,");
+    let mut m = RoomMask::new(MaskPolicy::Passwords, KEY);
+    let page = snapshot(
+        r#"{"type":2,"tagName":["input"],"attributes":{"type":["password"],"value":"in-snapshot"},"childNodes":[],"id":10},{"type":2,"tagName":"div","attributes":{"class":[["rr-block"]]},"childNodes":[{"type":3,"textContent":"blocked-text","id":12}],"id":11}"#,
+    );
+    let out = mask(&mut m, &page).expect("changed").to_string();
+    assert!(
+        !out.contains("in-snapshot") && !out.contains("blocked-text"),
+        "{out}"
+    );
+}
