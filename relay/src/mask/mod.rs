@@ -13,6 +13,8 @@
 //!   `inputs+text`; under `passwords` unless the id is known to be a non-password element. The
 //!   `value` of `input` buttons (submit, button, reset, image) is their label and stays, and
 //!   `option` elements are left alone.
+//! - `rr-ignore` elements (`inputs`, `inputs+text`): their `value` whatever the element (a
+//!   button's, an option's).
 //! - `rr-block` elements (any policy but `none`): kept with their attributes, their children are
 //!   dropped, and so is every later change inside them. The value of a blocked input is masked
 //!   under every policy.
@@ -27,10 +29,17 @@
 //! treated as masked). A FullSnapshot starts a new page: the ids are forgotten, typed-value hashes
 //! are not. [`RoomMask::observe`] rebuilds the state from already-masked events.
 //!
+//! # Reading as the replayer reads
+//! The relay must see what rrweb's replayer will: numbers are read by value (`2.0` is node type
+//! 2, `1e1` is id 10), attribute names in any ASCII case (`setAttribute` lowercases them), and
+//! a `tagName`, `type` or `class` as JavaScript's string of it. An object with a repeated key is
+//! refused (readers disagree on which one counts). The routing fields (`type`, `data.source`)
+//! were checked before: [`assist_relay_proto::EventHead::scan`].
+//!
 //! # Parsing
-//! Events are parsed once into a [`serde_json::Value`] and written back, when changed, by
-//! serde_json (object keys in sorted order), through serde_stacker, which grows the stack on
-//! demand: a deep DOM exceeds serde_json's default 128 levels. Nesting deeper than
+//! Events are parsed once into a [`serde_json::Value`] (in `json`) and written back, when
+//! changed, by serde_json (object keys in sorted order), through serde_stacker, which grows the
+//! stack on demand: a deep DOM exceeds serde_json's default 128 levels. Nesting deeper than
 //! [`MAX_NESTING`] is refused before parsing, and deep values are dropped without recursion.
 
 use std::borrow::Cow;

@@ -1,6 +1,7 @@
 //! Property test (issue 16): rrweb-shaped events whose numbers are spelled as JavaScript reads
-//! them the same (`5`, `5.0`, `5e0`, `50e-1`, `-0`), with repeated keys and shuffled keys, never
-//! carry a typed value past the relay, under every policy that masks it.
+//! them the same (`5`, `5.0`, `5e0`, `50e-1`, `-0`), with repeated keys and shuffled keys, and
+//! attribute names and types in the spellings `setAttribute` reads the same (`VALUE`,
+//! `["password"]`), never carry a typed value past the relay, under every policy that masks it.
 
 use proptest::prelude::*;
 use serde_json::value::RawValue;
@@ -84,6 +85,16 @@ fn gen() -> impl Strategy<Value = Gen> {
         })
 }
 
+/// The `value` attribute's name in one of the cases `setAttribute` lowercases.
+fn value_key(how: u8) -> &'static str {
+    ["value", "VALUE", "Value"][usize::from(how / 8 % 3)]
+}
+
+/// `password` as a `type` attribute JavaScript reads the same.
+fn password(how: u8) -> &'static str {
+    [r#""password""#, r#""PASSWORD""#, r#"["password"]"#][usize::from(how / 32 % 3)]
+}
+
 /// A decoy value for a repeated key.
 fn decoy(how: u8) -> String {
     match how % 4 {
@@ -125,7 +136,10 @@ fn render(g: &Gen, n: usize) -> (String, String) {
             let change = object(
                 kv(&[
                     ("id", spell(PASSWORD, s[1])),
-                    ("attributes", format!(r#"{{"value":{quoted}}}"#)),
+                    (
+                        "attributes",
+                        format!(r#"{{"{}":{quoted}}}"#, value_key(s[3])),
+                    ),
                 ]),
                 &g.order,
                 dup,
@@ -143,7 +157,11 @@ fn render(g: &Gen, n: usize) -> (String, String) {
                     ("tagName", "\"input\"".into()),
                     (
                         "attributes",
-                        format!(r#"{{"type":"password","value":{quoted}}}"#),
+                        format!(
+                            r#"{{"type":{},"{}":{quoted}}}"#,
+                            password(s[1]),
+                            value_key(s[1])
+                        ),
                     ),
                     ("childNodes", "[]".into()),
                     ("id", spell(100 + n as u64, s[3])),
@@ -165,7 +183,11 @@ fn render(g: &Gen, n: usize) -> (String, String) {
                     ("tagName", "\"input\"".into()),
                     (
                         "attributes",
-                        format!(r#"{{"type":"password","value":{quoted}}}"#),
+                        format!(
+                            r#"{{"type":{},"{}":{quoted}}}"#,
+                            password(s[1]),
+                            value_key(s[1])
+                        ),
                     ),
                     ("childNodes", "[]".into()),
                     ("id", spell(PASSWORD, s[3])),
