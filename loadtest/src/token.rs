@@ -14,6 +14,7 @@ pub struct Minter {
 impl Minter {
     /// Tokens valid for `ttl` from when they are minted.
     pub fn new(secret: &[u8], ttl: Duration) -> Minter {
+        assist_relay_proto::jwt::install();
         Minter {
             key: EncodingKey::from_secret(secret),
             ttl,

@@ -82,8 +82,10 @@ impl Claims {
     }
 }
 
-/// Checks a room or participant id: 1 to [`crate::MAX_ID_LEN`] bytes of `A-Z a-z 0-9 . _ : -`.
-/// The alphabet keeps ids safe inside Redis keys (no `{`/`}` hash-tag breakers), URLs and logs.
+/// Checks a room or participant id: 1 to [`crate::MAX_ID_LEN`] bytes of `A-Z a-z 0-9 . _ : -`,
+/// not made only of dots. The alphabet keeps ids safe inside Redis keys (no `{`/`}` hash-tag
+/// breakers), URLs and logs; with the dots rule an id is also a safe single path component
+/// (recordings are stored under `<archive>/<room>/`, and `.` or `..` would leave it).
 pub fn validate_id(what: &str, id: &str) -> Result<(), String> {
     if id.is_empty() || id.len() > crate::MAX_ID_LEN {
         return Err(format!(
@@ -97,6 +99,11 @@ pub fn validate_id(what: &str, id: &str) -> Result<(), String> {
     {
         return Err(format!(
             "{what} contains {c:?}; allowed are A-Z a-z 0-9 . _ : -"
+        ));
+    }
+    if id.bytes().all(|b| b == b'.') {
+        return Err(format!(
+            "{what} must not be made only of dots (`.` and `..` are not safe path components)"
         ));
     }
     Ok(())

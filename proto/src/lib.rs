@@ -13,6 +13,7 @@
 //! - [`guide`]: agent guidance on the customer's page, WebRTC call signaling, ICE servers and
 //!   token capabilities.
 //! - [`auth`]: the JWT claims a token carries ([`Claims`]), and the id rules for rooms and participants.
+//! - `jwt` (feature `jwt`): HS256 as `jsonwebtoken`'s crypto backend (no RSA/EC code in the build).
 //!
 //! The protocol is specified for humans in `docs/protocol.md`; every code listed there is defined here.
 
@@ -23,6 +24,8 @@ pub mod error;
 pub mod event;
 pub mod frame;
 pub mod guide;
+#[cfg(feature = "jwt")]
+pub mod jwt;
 pub mod page;
 
 pub use auth::{validate_id, Claims, Role};

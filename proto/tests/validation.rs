@@ -208,7 +208,8 @@ proptest! {
     #[test]
     fn validate_id_accepts_exactly_the_documented_alphabet(id in prop_oneof!["[A-Za-z0-9._:-]{0,140}", ".{0,20}", "[a-z]{0,5}[^A-Za-z0-9._:-][a-z]{0,5}"]) {
         let ok = (1..=MAX_ID_LEN).contains(&id.len())
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b".:_-".contains(&b));
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b".:_-".contains(&b))
+            && !id.bytes().all(|b| b == b'.');
         let res = validate_id("room", &id);
         prop_assert_eq!(res.is_ok(), ok, "{:?}", id);
         if let Err(msg) = res {
@@ -381,6 +382,10 @@ fn validate_id_examples() {
         "room-1",
         "tenant:42.room_7",
         "A-Z.a-z_0-9:-",
+        ".a",
+        "..a",
+        "a..",
+        "room:42",
         &"x".repeat(128),
     ] {
         assert_eq!(validate_id("room", ok), Ok(()), "{ok}");
@@ -395,6 +400,9 @@ fn validate_id_examples() {
         "a\n",
         "a*",
         "é",
+        ".",
+        "..",
+        "...",
     ] {
         let err = validate_id("participant id", bad).expect_err(bad);
         assert!(err.starts_with("participant id "), "{err}");

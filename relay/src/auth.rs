@@ -2,12 +2,16 @@
 //!
 //! A token (HS256 JWT with [`Claims`]) comes from `Authorization: Bearer`, `?token=`, or a
 //! subprotocol entry `assist-relay.token.<jwt>` (browsers cannot set headers on a WebSocket). The
-//! codec comes from the subprotocol. Every refusal is a plain HTTP response with a stable
+//! codec comes from the subprotocol. The HS256 key is chosen by the header's `kid` (several may be
+//! active during a rotation). Every refusal is a plain HTTP response with a stable
 //! [`RejectReason`] code in a JSON body, before any WebSocket frame exists.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use assist_relay_proto::{validate_id, Claims, Codec};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request};
 use tokio_tungstenite::tungstenite::http::{header, StatusCode};
 
@@ -15,29 +19,156 @@ use tokio_tungstenite::tungstenite::http::{header, StatusCode};
 pub const TOKEN_PROTOCOL_PREFIX: &str = "assist-relay.token.";
 /// The WebSocket path.
 pub const WS_PATH: &str = "/ws";
+/// Clock skew allowed on `nbf` (a token minted on a host whose clock runs ahead is not refused
+/// for that). `exp` has none.
+pub const NBF_LEEWAY: Duration = Duration::from_secs(60);
+/// Default of `--max-token-lifetime`.
+pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
-/// Signs and verifies tokens with one shared HS256 secret.
+/// What a token must satisfy beyond its signature and `exp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenPolicy {
+    /// Longest lifetime accepted: `exp - iat` (or `exp - now` when that is longer, or there is no
+    /// `iat`).
+    pub max_lifetime: Duration,
+    /// When set, `aud` must be present and name it.
+    pub audience: Option<String>,
+    /// When set, `iss` must be present and equal it.
+    pub issuer: Option<String>,
+    /// Accept tokens with `"demo": true` (only demo nodes do).
+    pub accept_demo: bool,
+}
+
+impl Default for TokenPolicy {
+    fn default() -> Self {
+        TokenPolicy {
+            max_lifetime: DEFAULT_MAX_TOKEN_LIFETIME,
+            audience: None,
+            issuer: None,
+            accept_demo: false,
+        }
+    }
+}
+
+/// Registered claims a token may carry besides [`Claims`], and the relay's `demo` claim.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraClaims {
+    /// Audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    /// Issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Not before, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Minted by a demo node (`/demo/token`); only demo nodes accept it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub demo: bool,
+}
+
+#[derive(Serialize)]
+struct MintBody<'a> {
+    #[serde(flatten)]
+    claims: &'a Claims,
+    #[serde(flatten)]
+    extra: &'a ExtraClaims,
+}
+
+/// What the relay reads from a verified token (`aud` and `iss` are checked by `jsonwebtoken`).
+#[derive(Deserialize)]
+struct VerifiedBody {
+    #[serde(flatten)]
+    claims: Claims,
+    #[serde(default)]
+    nbf: Option<u64>,
+    #[serde(default)]
+    demo: bool,
+}
+
+/// Signs and verifies HS256 tokens. Several keys may verify at once, chosen by the token
+/// header's `kid` (a key rotation: see docs/operations.md); a token without `kid` is verified
+/// with the default key only.
 pub struct Auth {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// Verification keys; `None` is the default key.
+    keys: Vec<(Option<String>, DecodingKey)>,
+    /// The key tokens minted here are signed with, and its `kid`.
+    signing: Option<(Option<String>, EncodingKey)>,
     validation: Validation,
+    policy: TokenPolicy,
     /// Browser origins allowed to connect; empty allows any.
     allowed_origins: Vec<String>,
 }
 
 impl Auth {
-    /// Keys from a shared secret.
+    /// A default key (tokens without `kid`) from a shared secret, and the default policy.
     pub fn new(secret: &[u8]) -> Auth {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        validation.validate_exp = true;
-        validation.required_spec_claims = ["exp".to_owned()].into_iter().collect();
-        Auth {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
-            allowed_origins: Vec::new(),
+        Auth::with_keys(Some(secret), &[])
+    }
+
+    /// A default key (if any) and keys by `kid`. Tokens minted here are signed with the default
+    /// key, or without one with the first `kid` key.
+    pub fn with_keys(default: Option<&[u8]>, keys: &[(String, Vec<u8>)]) -> Auth {
+        assist_relay_proto::jwt::install();
+        let mut all: Vec<(Option<String>, &[u8])> = Vec::new();
+        if let Some(secret) = default {
+            all.push((None, secret));
         }
+        for (kid, secret) in keys {
+            all.push((Some(kid.clone()), secret));
+        }
+        let signing = all
+            .first()
+            .map(|(kid, secret)| (kid.clone(), EncodingKey::from_secret(secret)));
+        let mut auth = Auth {
+            keys: all
+                .into_iter()
+                .map(|(kid, secret)| (kid, DecodingKey::from_secret(secret)))
+                .collect(),
+            signing,
+            validation: Validation::new(Algorithm::HS256),
+            policy: TokenPolicy::default(),
+            allowed_origins: Vec::new(),
+        };
+        auth.set_validation();
+        auth
+    }
+
+    /// The keys and policy of a node's configuration (demo tokens accepted in demo mode only).
+    pub fn from_config(config: &crate::config::NodeConfig) -> Auth {
+        let default = (!config.jwt_secret.is_empty()).then_some(config.jwt_secret.as_slice());
+        Auth::with_keys(default, &config.jwt_keys)
+            .with_policy(TokenPolicy {
+                accept_demo: config.demo_dir.is_some(),
+                ..config.token_policy.clone()
+            })
+            .with_allowed_origins(config.allowed_origins.clone())
+    }
+
+    /// Replaces the verification policy.
+    pub fn with_policy(mut self, policy: TokenPolicy) -> Auth {
+        self.policy = policy;
+        self.set_validation();
+        self
+    }
+
+    fn set_validation(&mut self) {
+        let mut v = Validation::new(Algorithm::HS256);
+        // `exp` has no leeway; `nbf` is checked here, with `NBF_LEEWAY`.
+        v.leeway = 0;
+        v.validate_exp = true;
+        v.validate_nbf = false;
+        let mut required = vec!["exp"];
+        if let Some(aud) = &self.policy.audience {
+            v.set_audience(&[aud]);
+            required.push("aud");
+        }
+        if let Some(iss) = &self.policy.issuer {
+            v.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        v.set_required_spec_claims(&required);
+        self.validation = v;
     }
 
     /// Restricts browser connections to these origins (`https://app.example.com`); an empty list
@@ -61,33 +192,70 @@ impl Auth {
 
     /// Signs claims into a token.
     pub fn mint(&self, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+        self.mint_with(claims, &ExtraClaims::default())
+    }
+
+    /// Signs claims and extra claims into a token, with the signing key's `kid` in the header.
+    pub fn mint_with(
+        &self,
+        claims: &Claims,
+        extra: &ExtraClaims,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let Some((kid, key)) = &self.signing else {
+            return Err(ErrorKind::InvalidKeyFormat.into());
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = kid.clone();
+        jsonwebtoken::encode(&header, &MintBody { claims, extra }, key)
     }
 
     /// Verifies a token and its claims.
     pub fn verify(&self, token: &str) -> Result<Claims, RejectReason> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
-                // The JOSE header itself does not parse: valid JSON naming an algorithm we do not
-                // know (`"alg":"none"`) is not signed with our key; anything else is not a JWT.
-                ErrorKind::Json(j) if jsonwebtoken::decode_header(token).is_err() => {
-                    if j.is_data() {
-                        RejectReason::TokenBadSignature
-                    } else {
-                        RejectReason::TokenMalformed
-                    }
-                }
+        let head = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+            // Valid JSON naming an algorithm we do not know (`"alg":"none"`) is not signed with
+            // our key; anything else is not a JWT.
+            ErrorKind::Json(j) if j.is_data() => RejectReason::TokenBadSignature,
+            _ => RejectReason::TokenMalformed,
+        })?;
+        let key = self
+            .keys
+            .iter()
+            .find(|(kid, _)| *kid == head.kid)
+            .map(|(_, key)| key)
+            .ok_or(RejectReason::TokenUnknownKey)?;
+        let data = jsonwebtoken::decode::<VerifiedBody>(token, key, &self.validation).map_err(
+            |e| match e.kind() {
                 ErrorKind::ExpiredSignature => RejectReason::TokenExpired,
                 ErrorKind::InvalidSignature
                 | ErrorKind::InvalidAlgorithm
                 | ErrorKind::MissingAlgorithm => RejectReason::TokenBadSignature,
+                ErrorKind::InvalidAudience => RejectReason::TokenWrongAudience,
+                ErrorKind::InvalidIssuer => RejectReason::TokenWrongIssuer,
+                ErrorKind::MissingRequiredClaim(c) if c == "aud" => {
+                    RejectReason::TokenWrongAudience
+                }
+                ErrorKind::MissingRequiredClaim(c) if c == "iss" => RejectReason::TokenWrongIssuer,
                 ErrorKind::MissingRequiredClaim(_)
                 | ErrorKind::InvalidClaimFormat(_)
                 | ErrorKind::Json(_)
                 | ErrorKind::ImmatureSignature => RejectReason::TokenInvalidClaims,
                 _ => RejectReason::TokenMalformed,
-            })?;
-        let claims = data.claims;
+            },
+        )?;
+        let VerifiedBody { claims, nbf, demo } = data.claims;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if nbf.is_some_and(|nbf| nbf > now.saturating_add(NBF_LEEWAY.as_secs())) {
+            return Err(RejectReason::TokenNotYetValid);
+        }
+        let from = claims.iat.unwrap_or(now).min(now);
+        if claims.exp.saturating_sub(from) > self.policy.max_lifetime.as_secs() {
+            return Err(RejectReason::TokenLifetimeTooLong);
+        }
+        if demo && !self.policy.accept_demo {
+            return Err(RejectReason::TokenDemoOnly);
+        }
         if validate_id("sub", &claims.sub).is_err() || validate_id("room", &claims.room).is_err() {
             return Err(RejectReason::TokenInvalidClaims);
         }
@@ -119,6 +287,18 @@ pub enum RejectReason {
     TokenBadSignature,
     /// `sub`, `room`, `role` or `exp` missing or invalid.
     TokenInvalidClaims,
+    /// The header's `kid` names no key of this relay (or there is no `kid` and no default key).
+    TokenUnknownKey,
+    /// `nbf` is still ahead (beyond [`NBF_LEEWAY`]).
+    TokenNotYetValid,
+    /// `exp` lies further than `--max-token-lifetime` after `iat` (or now).
+    TokenLifetimeTooLong,
+    /// `aud` missing or not `--jwt-audience` (or present on a node without one).
+    TokenWrongAudience,
+    /// `iss` missing or not `--jwt-issuer`.
+    TokenWrongIssuer,
+    /// A demo token (`"demo": true`) on a node not in demo mode.
+    TokenDemoOnly,
     /// `?room=` differs from the token's room.
     RoomMismatch,
     /// The browser's `Origin` is not in the allow-list.
@@ -133,7 +313,7 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// Every reason, for metrics pre-registration.
-    pub const ALL: [RejectReason; 12] = [
+    pub const ALL: [RejectReason; 18] = [
         RejectReason::NotFound,
         RejectReason::UnsupportedProtocol,
         RejectReason::TokenMissing,
@@ -141,6 +321,12 @@ impl RejectReason {
         RejectReason::TokenExpired,
         RejectReason::TokenBadSignature,
         RejectReason::TokenInvalidClaims,
+        RejectReason::TokenUnknownKey,
+        RejectReason::TokenNotYetValid,
+        RejectReason::TokenLifetimeTooLong,
+        RejectReason::TokenWrongAudience,
+        RejectReason::TokenWrongIssuer,
+        RejectReason::TokenDemoOnly,
         RejectReason::RoomMismatch,
         RejectReason::OriginNotAllowed,
         RejectReason::ShuttingDown,
@@ -158,6 +344,12 @@ impl RejectReason {
             RejectReason::TokenExpired => "token_expired",
             RejectReason::TokenBadSignature => "token_bad_signature",
             RejectReason::TokenInvalidClaims => "token_invalid_claims",
+            RejectReason::TokenUnknownKey => "token_unknown_key",
+            RejectReason::TokenNotYetValid => "token_not_yet_valid",
+            RejectReason::TokenLifetimeTooLong => "token_lifetime_too_long",
+            RejectReason::TokenWrongAudience => "token_wrong_audience",
+            RejectReason::TokenWrongIssuer => "token_wrong_issuer",
+            RejectReason::TokenDemoOnly => "token_demo_only",
             RejectReason::RoomMismatch => "room_mismatch",
             RejectReason::OriginNotAllowed => "origin_not_allowed",
             RejectReason::ShuttingDown => "shutting_down",
@@ -177,7 +369,13 @@ impl RejectReason {
             | RejectReason::TokenMalformed
             | RejectReason::TokenExpired
             | RejectReason::TokenBadSignature
-            | RejectReason::TokenInvalidClaims => StatusCode::UNAUTHORIZED,
+            | RejectReason::TokenInvalidClaims
+            | RejectReason::TokenUnknownKey
+            | RejectReason::TokenNotYetValid
+            | RejectReason::TokenLifetimeTooLong
+            | RejectReason::TokenWrongAudience
+            | RejectReason::TokenWrongIssuer
+            | RejectReason::TokenDemoOnly => StatusCode::UNAUTHORIZED,
             RejectReason::RoomMismatch | RejectReason::OriginNotAllowed => StatusCode::FORBIDDEN,
             RejectReason::ShuttingDown | RejectReason::TooManyConnections => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -199,7 +397,19 @@ impl RejectReason {
             RejectReason::TokenExpired => "the token has expired; get a new one",
             RejectReason::TokenBadSignature => "the token is not signed with this relay's HS256 key",
             RejectReason::TokenInvalidClaims => {
-                "the token needs sub, room (1-128 of A-Z a-z 0-9 . _ : -), role (customer|agent) and exp"
+                "the token needs sub, room (1-128 of A-Z a-z 0-9 . _ : -, not only dots), role (customer|agent) and exp"
+            }
+            RejectReason::TokenUnknownKey => {
+                "the token's kid names no key of this relay (no kid: the relay has no default key)"
+            }
+            RejectReason::TokenNotYetValid => "the token's nbf has not come yet",
+            RejectReason::TokenLifetimeTooLong => {
+                "the token lives longer than this relay accepts (--max-token-lifetime); mint shorter tokens"
+            }
+            RejectReason::TokenWrongAudience => "the token's aud is missing or not this relay's",
+            RejectReason::TokenWrongIssuer => "the token's iss is missing or not the expected issuer",
+            RejectReason::TokenDemoOnly => {
+                "a demo token (minted by a --demo node) is refused by nodes not in demo mode"
             }
             RejectReason::RoomMismatch => "the token is for another room than ?room=",
             RejectReason::OriginNotAllowed => "this page's origin may not connect to this relay",

@@ -27,9 +27,40 @@ pub struct ServeArgs {
     /// Address of the admin listener (/livez, /readyz, /metrics).
     #[arg(long, env = "RELAY_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
     pub admin_listen: SocketAddr,
-    /// HS256 secret that signs participant tokens (use 32+ random bytes in production).
-    #[arg(long, env = "RELAY_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: String,
+    /// HS256 secret that verifies participant tokens without a `kid` header (use 32+ random
+    /// bytes in production). Required unless --jwt-keys is given.
+    #[arg(
+        long,
+        env = "RELAY_JWT_SECRET",
+        hide_env_values = true,
+        required_unless_present = "jwt_keys"
+    )]
+    pub jwt_secret: Option<String>,
+    /// More HS256 keys, chosen by the token header's `kid`: `KID=SECRET`, repeat or
+    /// comma-separate. Several at once let a secret be rotated without dropping sessions.
+    #[arg(
+        long,
+        env = "RELAY_JWT_KEYS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub jwt_keys: Vec<String>,
+    /// Tokens whose lifetime (`exp - iat`, or `exp - now` when longer or without `iat`) exceeds
+    /// this are refused (`token_lifetime_too_long`).
+    #[arg(long, env = "RELAY_MAX_TOKEN_LIFETIME", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub max_token_lifetime: Duration,
+    /// When set, tokens must carry this `aud` (`token_wrong_audience`).
+    #[arg(long, env = "RELAY_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// When set, tokens must carry this `iss` (`token_wrong_issuer`).
+    #[arg(long, env = "RELAY_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Key of the typed-value hashes of masking (echoes of typed values are recognised by them),
+    /// independent of the JWT keys. Without it: embedded mode uses a random key per process (rooms
+    /// live in the process anyway); cluster mode uses one stored in Redis on first start
+    /// (`SET NX`), shared by every node.
+    #[arg(long, env = "RELAY_MASK_KEY", hide_env_values = true)]
+    pub mask_key: Option<String>,
     /// Recent chat messages a joining participant receives.
     #[arg(long, env = "RELAY_CHAT_HISTORY", default_value_t = 50)]
     pub chat_history: usize,
@@ -199,6 +230,11 @@ pub struct ServeArgs {
     /// out tokens to anyone (GET /demo/token). For trying the relay out; never in production.
     #[arg(long, env = "RELAY_DEMO", value_parser = clap::builder::BoolishValueParser::new())]
     pub demo: bool,
+    /// Let --demo run on a non-loopback --listen or in cluster mode (--redis-url). Demo tokens
+    /// are refused by nodes without --demo, but anyone who reaches a demo node gets into any room
+    /// of its cluster.
+    #[arg(long, env = "RELAY_DEMO_UNSAFE_PUBLIC", value_parser = clap::builder::BoolishValueParser::new())]
+    pub demo_unsafe_public: bool,
     /// Directory of the built demo pages (`npm ci && npm run build` in sdk/demo); default
     /// sdk/demo/dist of the workspace, or `demo/` next to the binary.
     #[arg(long, env = "RELAY_DEMO_DIR")]
@@ -213,8 +249,14 @@ pub struct ConfigError(pub String);
 /// Validated settings of one node.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
-    /// HS256 secret.
+    /// HS256 default key (tokens without `kid`); empty: none.
     pub jwt_secret: Vec<u8>,
+    /// HS256 keys by `kid`.
+    pub jwt_keys: Vec<(String, Vec<u8>)>,
+    /// Lifetime, audience and issuer rules of tokens (`accept_demo` is set from `demo_dir`).
+    pub token_policy: crate::auth::TokenPolicy,
+    /// Key of masking's typed-value hashes (never derived from the JWT keys).
+    pub mask_key: [u8; 32],
     /// Recent chat on join.
     pub chat_history: usize,
     /// Largest accepted WebSocket message.
@@ -280,6 +322,9 @@ impl NodeConfig {
     pub fn with_secret(secret: &str) -> NodeConfig {
         NodeConfig {
             jwt_secret: secret.as_bytes().to_vec(),
+            jwt_keys: Vec::new(),
+            token_policy: crate::auth::TokenPolicy::default(),
+            mask_key: rand::random(),
             chat_history: 50,
             max_frame_bytes: 1024 * 1024,
             max_connections: 10_000,
@@ -333,10 +378,32 @@ impl TryFrom<&ServeArgs> for NodeConfig {
                 return Err(ConfigError(format!("{flag} must be longer than zero")));
             }
         }
-        if a.jwt_secret.is_empty() {
+        let jwt_secret = a.jwt_secret.clone().unwrap_or_default();
+        let jwt_keys = crate::keys::parse_jwt_keys(&a.jwt_keys).map_err(ConfigError)?;
+        if jwt_secret.is_empty() && jwt_keys.is_empty() {
             return Err(ConfigError(
-                "--jwt-secret / RELAY_JWT_SECRET must not be empty".into(),
+                "--jwt-secret / RELAY_JWT_SECRET must not be empty (or give --jwt-keys)".into(),
             ));
+        }
+        if a.max_token_lifetime.is_zero() {
+            return Err(ConfigError(
+                "--max-token-lifetime must be longer than zero".into(),
+            ));
+        }
+        if a.mask_key.as_deref().is_some_and(|k| k.len() < 16) {
+            return Err(ConfigError(
+                "--mask-key / RELAY_MASK_KEY must be at least 16 characters".into(),
+            ));
+        }
+        if a.demo
+            && !a.demo_unsafe_public
+            && (!a.listen.ip().is_loopback() || a.redis_url.is_some())
+        {
+            return Err(ConfigError(format!(
+                "--demo hands out tokens to anyone who reaches the node, so it only runs embedded on a loopback --listen (got {}{}); pass --demo-unsafe-public to run it anyway",
+                a.listen,
+                if a.redis_url.is_some() { " with --redis-url" } else { "" }
+            )));
         }
         if a.listen == a.admin_listen && a.listen.port() != 0 {
             return Err(ConfigError(
@@ -400,7 +467,19 @@ impl TryFrom<&ServeArgs> for NodeConfig {
             ));
         }
         Ok(NodeConfig {
-            jwt_secret: a.jwt_secret.as_bytes().to_vec(),
+            jwt_secret: jwt_secret.into_bytes(),
+            jwt_keys,
+            token_policy: crate::auth::TokenPolicy {
+                max_lifetime: a.max_token_lifetime,
+                audience: a.jwt_audience.clone().filter(|s| !s.is_empty()),
+                issuer: a.jwt_issuer.clone().filter(|s| !s.is_empty()),
+                accept_demo: a.demo,
+            },
+            // Replaced by `relay serve` (Redis-shared in cluster mode) unless --mask-key is given.
+            mask_key: a
+                .mask_key
+                .as_deref()
+                .map_or_else(rand::random, crate::keys::mask_key_from),
             chat_history: a.chat_history,
             max_frame_bytes: a.max_frame_bytes,
             max_connections: a.max_connections,

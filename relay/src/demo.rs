@@ -5,8 +5,10 @@
 //! - `/demo/` the index, `/demo/customer.html`, `/demo/agent.html`, `/demo/assets/*`: files of the
 //!   demo directory, nothing outside it (no `..`, no hidden files, symlinks resolved and checked).
 //! - `/demo/token?room=R&role=customer|agent&sub=NAME`: `{"token":"…"}`, an HS256 token minted with
-//!   the node's secret, valid for an hour. **Anyone who reaches the node gets a token**: this is
-//!   why demo mode is off by default and logs a warning.
+//!   the node's secret, valid for an hour, with the claim `"demo": true`. **Anyone who reaches the
+//!   node gets a token**: this is why demo mode is off by default, logs a warning, and refuses to
+//!   start on a non-loopback listener or in cluster mode without `--demo-unsafe-public`; nodes not
+//!   in demo mode refuse demo tokens (`token_demo_only`) even when they share the secret.
 //!
 //! The hook is [`intercept`], called by the accept path before the WebSocket handshake: it peeks
 //! at the request line (nothing is consumed) and keeps every request whose path is not under
@@ -252,7 +254,11 @@ fn token(node: &Node, query: &str) -> Response {
         Ok(c) => c,
         Err(_) => return Response::error(500, "Internal Server Error", "internal", "claims"),
     };
-    match node.auth.mint(&claims) {
+    let demo = crate::auth::ExtraClaims {
+        demo: true,
+        ..Default::default()
+    };
+    match node.auth.mint_with(&claims, &demo) {
         Ok(t) => Response::json(200, "OK", serde_json::json!({ "token": t })),
         Err(_) => Response::error(500, "Internal Server Error", "internal", "signing failed"),
     }

@@ -16,7 +16,8 @@
 //! - [`admin`]: `/livez`, `/readyz`, `/metrics` on their own port.
 //! - [`demo`]: `relay serve --demo` (off by default): the demo pages and demo tokens under
 //!   `/demo/` on the WebSocket listener, hooked into the accept path before the handshake.
-//! - [`config`]: flags, `RELAY_*` environment, validation. [`telemetry`]: metrics.
+//! - [`config`]: flags, `RELAY_*` environment, validation. [`keys`]: `--jwt-keys` and the
+//!   masking key (kept apart from the JWT keys). [`telemetry`]: metrics.
 //!
 //! The wire protocol (frames, codecs, codes) is the `assist-relay-proto` crate and
 //! `docs/protocol.md`.
@@ -29,6 +30,7 @@ mod conn;
 pub mod demo;
 pub mod export;
 pub mod guide;
+pub mod keys;
 pub mod mask;
 pub mod native;
 pub mod pages;

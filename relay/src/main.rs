@@ -99,9 +99,20 @@ struct ExportArgs {
 
 #[derive(clap::Args)]
 struct TokenArgs {
-    /// The relay's HS256 secret.
+    /// The HS256 secret to sign with: the relay's --jwt-secret, or with --kid that key's secret
+    /// from --jwt-keys.
     #[arg(long, env = "RELAY_JWT_SECRET", hide_env_values = true)]
     secret: String,
+    /// Put this `kid` in the token header (the relay verifies it with that --jwt-keys key);
+    /// without it the relay uses its --jwt-secret.
+    #[arg(long)]
+    kid: Option<String>,
+    /// `aud` claim (for relays started with --jwt-audience).
+    #[arg(long)]
+    aud: Option<String>,
+    /// `iss` claim (for relays started with --jwt-issuer).
+    #[arg(long)]
+    iss: Option<String>,
     /// Room id.
     #[arg(long)]
     room: String,
@@ -218,9 +229,19 @@ fn token(args: &TokenArgs) -> anyhow::Result<String> {
         caps: (!args.caps.is_empty())
             .then(|| args.caps.iter().map(|c| c.as_str().to_owned()).collect()),
     };
-    Auth::new(args.secret.as_bytes())
-        .mint(&claims)
-        .context("signing")
+    let auth = match &args.kid {
+        Some(kid) => {
+            validate_id("kid", kid).map_err(anyhow::Error::msg)?;
+            Auth::with_keys(None, &[(kid.clone(), args.secret.as_bytes().to_vec())])
+        }
+        None => Auth::new(args.secret.as_bytes()),
+    };
+    let extra = assist_relay::auth::ExtraClaims {
+        aud: args.aud.clone(),
+        iss: args.iss.clone(),
+        ..Default::default()
+    };
+    auth.mint_with(&claims, &extra).context("signing")
 }
 
 fn init_logging(format: LogFormat) {
@@ -239,10 +260,12 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn serve(args: ServeArgs, config: NodeConfig) -> anyhow::Result<()> {
-    if config.jwt_secret.len() < 32 {
+async fn serve(args: ServeArgs, mut config: NodeConfig) -> anyhow::Result<()> {
+    let short = (!config.jwt_secret.is_empty() && config.jwt_secret.len() < 32)
+        || config.jwt_keys.iter().any(|(_, s)| s.len() < 32);
+    if short {
         tracing::warn!(
-            "the JWT secret is shorter than 32 bytes; use a long random secret in production"
+            "a JWT secret is shorter than 32 bytes; use long random secrets in production"
         );
     }
     let metrics = Metrics::new();
@@ -283,6 +306,11 @@ async fn serve(args: ServeArgs, config: NodeConfig) -> anyhow::Result<()> {
             )
             .await
             .context("connecting to redis")?;
+            if args.mask_key.is_none() {
+                config.mask_key = assist_relay::keys::shared_mask_key(&store)
+                    .await
+                    .context("reading the cluster's mask key from redis")?;
+            }
             let recordings = config.log.keep_until_archived;
             let node = Node::with_metrics(
                 config,

@@ -42,8 +42,8 @@ pub struct Node {
     pub local_rooms: crate::rooms::LocalRooms,
     /// Native-page placeholder templates.
     pub templates: crate::native::Templates,
-    /// Salt of typed-value hashes (masking of echoes), derived from the token secret so that
-    /// every node of a cluster agrees.
+    /// Salt of typed-value hashes (masking of echoes): `config.mask_key`, shared by every node of
+    /// a cluster and independent of the token keys (rotating those changes no hash).
     pub mask_key: [u8; 32],
     /// Where compaction jobs go (set once at startup; without it rooms still close, and no
     /// recording is made).
@@ -72,19 +72,11 @@ impl Node {
                 tracing::error!(error = %e, "native-page templates; using the built-in one");
                 crate::native::Templates::builtin()
             });
-        let mask_key = {
-            use sha2::Digest;
-            let mut h = sha2::Sha256::new();
-            h.update(b"assist-relay/mask/v1\0");
-            h.update(&config.jwt_secret);
-            h.finalize().into()
-        };
         Arc::new(Node {
             templates,
-            mask_key,
+            mask_key: config.mask_key,
             jobs: std::sync::OnceLock::new(),
-            auth: Auth::new(&config.jwt_secret)
-                .with_allowed_origins(config.allowed_origins.clone()),
+            auth: Auth::from_config(&config),
             config,
             log,
             broker,

@@ -68,3 +68,80 @@ fn relay_token_mints_a_token_for_the_room_role_and_participant() {
     ]);
     assert_eq!(bad.status.code(), Some(64));
 }
+
+#[test]
+fn relay_token_signs_with_a_kid_and_registered_claims() {
+    let out = relay(&[
+        "token",
+        "--room",
+        "r-1",
+        "--role",
+        "customer",
+        "--sub",
+        "c",
+        "--kid",
+        "k2",
+        "--aud",
+        "assist-relay",
+        "--iss",
+        "backend",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).expect("utf8");
+    let auth = Auth::with_keys(None, &[("k2".into(), SECRET.as_bytes().to_vec())]).with_policy(
+        assist_relay::auth::TokenPolicy {
+            audience: Some("assist-relay".into()),
+            issuer: Some("backend".into()),
+            ..Default::default()
+        },
+    );
+    auth.verify(token.trim()).expect("verified with key k2");
+    assert_eq!(
+        Auth::new(SECRET.as_bytes())
+            .verify(token.trim())
+            .map(|_| ()),
+        Err(assist_relay::auth::RejectReason::TokenUnknownKey),
+        "a kid token is not verified with the default key"
+    );
+}
+
+#[test]
+fn key_flags_are_validated_and_secrets_stay_out_of_help() {
+    for bad in [
+        vec!["serve", "--jwt-keys", "no-equals-sign"],
+        vec!["serve", "--jwt-keys", "k1="],
+        vec!["serve", "--jwt-keys", "k1=a,k1=b"],
+        vec!["serve", "--jwt-keys", "bad/kid=secret"],
+        vec!["serve", "--max-token-lifetime", "0s"],
+        vec!["serve", "--mask-key", "short"],
+    ] {
+        let out = relay(&bad);
+        assert_eq!(
+            out.status.code(),
+            Some(64),
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_relay"))
+        .args(["serve", "--help"])
+        .env("RELAY_JWT_SECRET", "secret-value-one")
+        .env("RELAY_JWT_KEYS", "k2=secret-value-two")
+        .env("RELAY_MASK_KEY", "secret-value-three")
+        .output()
+        .expect("relay runs");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--jwt-keys",
+        "--mask-key",
+        "--max-token-lifetime",
+        "--jwt-audience",
+    ] {
+        assert!(help.contains(flag), "{flag} in --help");
+    }
+    assert!(!help.contains("secret-value"), "{help}");
+}

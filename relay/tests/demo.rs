@@ -88,6 +88,14 @@ fn rand_suffix() -> u64 {
         .unwrap_or(0)
 }
 
+/// Verification as a demo node does it (demo tokens accepted).
+fn demo_auth() -> Auth {
+    Auth::new(SECRET.as_bytes()).with_policy(assist_relay::auth::TokenPolicy {
+        accept_demo: true,
+        ..Default::default()
+    })
+}
+
 async fn start(demo: bool) -> Running {
     let (tmp, dist) = demo_dir(if demo { "on" } else { "off" });
     let mut config = NodeConfig::with_secret(SECRET);
@@ -264,7 +272,7 @@ async fn token_endpoint_mints_tokens_that_the_node_accepts() {
     assert_eq!(r.header("cache-control"), Some("no-store"));
     let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON body");
     let token = v["token"].as_str().expect("token").to_owned();
-    let claims = Auth::new(SECRET.as_bytes()).verify(&token).expect("valid");
+    let claims = demo_auth().verify(&token).expect("valid");
     assert_eq!(
         (
             claims.room.as_str(),
@@ -277,7 +285,7 @@ async fn token_endpoint_mints_tokens_that_the_node_accepts() {
     // defaults: room "demo", sub = role
     let r = get(a, "/demo/token?role=customer").await;
     let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON body");
-    let claims = Auth::new(SECRET.as_bytes())
+    let claims = demo_auth()
         .verify(v["token"].as_str().expect("token string"))
         .expect("demo test");
     assert_eq!(
@@ -386,4 +394,94 @@ fn missing_demo_build_is_a_clear_startup_error() {
         stderr.contains("run `npm ci && npm run build` in sdk/demo"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn demo_tokens_are_refused_by_nodes_not_in_demo_mode_even_with_the_same_secret() {
+    let demo = start(true).await;
+    let production = start(false).await;
+    let r = get(
+        demo.addr,
+        "/demo/token?room=customer-42&role=agent&sub=stranger",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON body");
+    let token = v["token"].as_str().expect("token").to_owned();
+    assert_eq!(
+        Auth::new(SECRET.as_bytes()).verify(&token).map(|_| ()),
+        Err(assist_relay::auth::RejectReason::TokenDemoOnly)
+    );
+    let upgrade = |addr: SocketAddr| {
+        let mut req = format!("ws://{addr}/ws?room=customer-42")
+            .into_client_request()
+            .expect("request");
+        req.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("header value"),
+        );
+        req
+    };
+    match tokio_tungstenite::connect_async(upgrade(production.addr)).await {
+        Ok(_) => panic!("a node without --demo accepted a demo token"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 401);
+            let body: serde_json::Value =
+                serde_json::from_slice(&resp.body().clone().unwrap_or_default()).expect("JSON");
+            assert_eq!(body["error"], "token_demo_only", "{body}");
+        }
+        Err(e) => panic!("expected a refusal, got {e}"),
+    }
+    // The demo node itself still takes it.
+    let (ws, _) = tokio_tungstenite::connect_async(upgrade(demo.addr))
+        .await
+        .expect("the demo node accepts its own tokens");
+    drop(ws);
+    demo.stop().await;
+    production.stop().await;
+}
+
+#[test]
+fn demo_mode_refuses_to_start_on_a_public_listener_or_in_cluster_mode() {
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
+            .args(["serve", "--admin-listen", "127.0.0.1:0", "--demo"])
+            .args(["--demo-dir", "/nonexistent/demo/dist"])
+            .args(extra)
+            .env("RELAY_JWT_SECRET", SECRET)
+            .env_remove("RELAY_DEMO")
+            .env_remove("RELAY_DEMO_UNSAFE_PUBLIC")
+            .env_remove("RELAY_REDIS_URL")
+            .env_remove("RELAY_LISTEN")
+            .output()
+            .expect("relay runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for extra in [
+        &["--listen", "0.0.0.0:0"][..],
+        &["--listen", "[::]:0"][..],
+        &["--listen", "192.0.2.1:0"][..],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--redis-url",
+            "redis://127.0.0.1:1",
+        ][..],
+    ] {
+        let (code, stderr) = run(extra);
+        assert_eq!(code, Some(64), "{extra:?}: {stderr}");
+        assert!(
+            stderr.contains("--demo-unsafe-public"),
+            "{extra:?}: {stderr}"
+        );
+    }
+    // With the explicit flag the guard lets it through (here it stops next, at the missing
+    // demo build, before binding anything).
+    let (code, stderr) = run(&["--listen", "0.0.0.0:0", "--demo-unsafe-public"]);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains("npm ci && npm run build"), "{stderr}");
+    assert!(!stderr.contains("--demo-unsafe-public"), "{stderr}");
 }

@@ -247,7 +247,8 @@ export function nginxConf({ template = 'assist-relay-room-affinity.conf', dir, l
 }
 
 /**
- * Starts redis-server, `nodes` relay nodes (cluster mode, --demo), a compactor and nginx.
+ * Starts redis-server, `nodes` relay nodes (cluster mode, --demo: with --demo-unsafe-public, which
+ * cluster mode needs), a compactor and nginx.
  * `nodeArgs`: extra `relay serve` arguments for every node.
  */
 export async function startCluster({ nodes: nodeCount = 3, nodeArgs = [], demo = true } = {}) {
@@ -271,7 +272,7 @@ export async function startCluster({ nodes: nodeCount = 3, nodeArgs = [], demo =
   for (let i = 0; i < nodeCount; i++) {
     const port = await freePort();
     const admin = await freePort();
-    const args = ['serve', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--redis-url', c.redisUrl, ...(demo ? ['--demo', '--demo-dir', DEMO_DIR] : []), '--log-format', 'pretty',
+    const args = ['serve', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--redis-url', c.redisUrl, ...(demo ? ['--demo', '--demo-unsafe-public', '--demo-dir', DEMO_DIR] : []), '--log-format', 'pretty',
       // The tests compare the agent's replay with the customer's page, typed values included:
       // `passwords` explicitly (the node default, `inputs`, masks them); the masking test's
       // token asks for `inputs`.

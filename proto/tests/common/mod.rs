@@ -110,9 +110,9 @@ pub fn arb_role() -> impl Strategy<Value = Role> {
     prop_oneof![Just(Role::Customer), Just(Role::Agent)]
 }
 
-/// A participant or room id: 1-128 bytes of the documented alphabet.
+/// A participant or room id: 1-128 bytes of the documented alphabet, not only dots.
 pub fn arb_participant_id() -> impl Strategy<Value = String> {
-    "[A-Za-z0-9._:-]{1,128}"
+    "[A-Za-z0-9._:-]{1,128}".prop_filter("not only dots", |id| !id.bytes().all(|b| b == b'.'))
 }
 
 pub fn arb_member() -> impl Strategy<Value = Member> {
@@ -242,7 +242,7 @@ pub fn arb_ice_server() -> impl Strategy<Value = IceServer> {
 
 pub fn arb_native_page() -> impl Strategy<Value = NativePage> {
     (
-        "[A-Za-z0-9._:-]{1,40}",
+        "[A-Za-z0-9._:-]{1,40}".prop_filter("not only dots", |id| !id.bytes().all(|b| b == b'.')),
         ".{0,40}",
         proptest::option::of("[a-z-]{1,20}"),
         proptest::collection::btree_map("[a-z_]{1,10}", ".{0,30}", 0..4),

@@ -107,7 +107,12 @@ impl From<StoreError> for CompactError {
 
 impl From<std::io::Error> for CompactError {
     fn from(e: std::io::Error) -> CompactError {
-        CompactError::Transient(format!("archive: {e}"))
+        if e.kind() == std::io::ErrorKind::InvalidInput {
+            // A key outside the archive (see `FsArchive`): retrying cannot help.
+            CompactError::Permanent(format!("archive: {e}"))
+        } else {
+            CompactError::Transient(format!("archive: {e}"))
+        }
     }
 }
 
@@ -153,14 +158,28 @@ impl FsArchive {
         &self.root
     }
 
-    fn path(&self, key: &str) -> PathBuf {
-        self.root.join(key)
+    /// The file of `key` under the root. A key that could leave the root (`..`, an absolute
+    /// path) is refused whatever produced it: room ids are checked when they enter, and this is
+    /// the second line.
+    fn path(&self, key: &str) -> std::io::Result<PathBuf> {
+        let rel = Path::new(key);
+        if rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            Ok(self.root.join(rel))
+        } else {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("archive key {key:?} is not a relative path inside the archive"),
+            ))
+        }
     }
 }
 
 impl Archive for FsArchive {
     fn put(&self, key: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let path = self.path(key);
+        let path = self.path(key)?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         std::fs::create_dir_all(&dir)?;
         let tmp = dir.join(format!(
@@ -178,7 +197,7 @@ impl Archive for FsArchive {
     }
 
     fn get(&self, key: &str) -> std::io::Result<Option<Vec<u8>>> {
-        match std::fs::read(self.path(key)) {
+        match std::fs::read(self.path(key)?) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -187,7 +206,7 @@ impl Archive for FsArchive {
 
     fn list(&self, prefix: &str) -> std::io::Result<Vec<String>> {
         let mut out = Vec::new();
-        match std::fs::read_dir(self.path(prefix)) {
+        match std::fs::read_dir(self.path(prefix)?) {
             Ok(dir) => {
                 for e in dir {
                     let name = e?.file_name().to_string_lossy().into_owned();
@@ -204,7 +223,7 @@ impl Archive for FsArchive {
     }
 
     fn delete(&self, key: &str) -> std::io::Result<()> {
-        match std::fs::remove_file(self.path(key)) {
+        match std::fs::remove_file(self.path(key)?) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
@@ -681,4 +700,44 @@ pub fn spawn_embedded(
         }
     });
     Arc::new(EmbeddedQueue { tx })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fs_archive_never_leaves_its_root() {
+        let base = std::env::temp_dir().join(format!("relay-archive-unit-{}", std::process::id()));
+        let root = base.join("archive");
+        std::fs::create_dir_all(&root).expect("temp dir");
+        let archive = FsArchive::new(&root);
+        archive
+            .put("room-1/e/manifest.json", b"{}")
+            .expect("inside");
+        assert!(archive
+            .get("room-1/e/manifest.json")
+            .expect("read")
+            .is_some());
+        for key in [
+            "../escape/e/manifest.json",
+            "./../escape/e/manifest.json",
+            "room/../../escape/e/manifest.json",
+            "/tmp/escape/e/manifest.json",
+            "../e/manifest.json",
+        ] {
+            let err = archive.put(key, b"{}").expect_err(key);
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{key}");
+            assert!(archive.get(key).is_err(), "{key}");
+            assert!(archive.list(key).is_err(), "{key}");
+            assert!(archive.delete(key).is_err(), "{key}");
+            assert!(matches!(
+                CompactError::from(err),
+                CompactError::Permanent(_)
+            ));
+        }
+        assert!(!base.join("escape").exists());
+        assert!(!base.join("e").exists());
+        let _ = std::fs::remove_dir_all(&base);
+    }
 }
