@@ -52,9 +52,8 @@ fn token(room: &str, role: Role, sub: &str) -> String {
         .expect("mint")
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Connects and joins; `None` when refused.
 async fn join(port: u16, room: &str, role: Role, sub: &str) -> Option<Ws> {
@@ -121,19 +120,28 @@ async fn settle() {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let bin = args.get(1).map(String::as_str).unwrap_or("target/release/relay");
+    let bin = args
+        .get(1)
+        .map(String::as_str)
+        .unwrap_or("target/release/relay");
     let redis: Vec<String> = args
         .get(2)
         .map(|u| vec!["--redis-url".to_owned(), u.clone()])
         .unwrap_or_default();
     let redis: Vec<&str> = redis.iter().map(String::as_str).collect();
-    let mode = if redis.is_empty() { "embedded" } else { "cluster" };
+    let mode = if redis.is_empty() {
+        "embedded"
+    } else {
+        "cluster"
+    };
 
     // 1. One customer token at --max-connections-per-participant (8), all joined.
     {
         let r = start(bin, &redis).await;
         let pid = r.child.id();
-        let _warm = join(r.port, "warm", Role::Agent, "a").await.expect("warm-up");
+        let _warm = join(r.port, "warm", Role::Agent, "a")
+            .await
+            .expect("warm-up");
         settle().await;
         let base = rss_kib(pid);
         let mut held = Vec::new();
@@ -152,11 +160,30 @@ async fn main() {
             after.saturating_sub(base),
             after.saturating_sub(base) / held.len().max(1) as u64
         );
+        if let Some(url) = args.get(2) {
+            let client = redis::Client::open(url.as_str()).expect("redis url");
+            let mut c = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("redis");
+            let bytes: Option<u64> = redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg("ar:{room-1}:presence")
+                .query_async(&mut c)
+                .await
+                .expect("MEMORY USAGE");
+            println!(
+                "{mode}: Redis presence set of the room (8 connections of one token): {bytes:?} bytes"
+            );
+        }
     }
 
     // 2. Idle sockets from one address, then from any address (per-address limit off).
     for (label, extra) in [
-        ("idle sockets, one address (default --max-pending-per-address 64)", vec![]),
+        (
+            "idle sockets, one address (default --max-pending-per-address 64)",
+            vec![],
+        ),
         (
             "idle sockets, per-address limit off (--max-pending-handshakes 1000 full)",
             vec!["--max-pending-per-address", "0"],
@@ -166,7 +193,9 @@ async fn main() {
         all.extend(extra);
         let r = start(bin, &all).await;
         let pid = r.child.id();
-        let _warm = join(r.port, "warm", Role::Agent, "a").await.expect("warm-up");
+        let _warm = join(r.port, "warm", Role::Agent, "a")
+            .await
+            .expect("warm-up");
         settle().await;
         let base = rss_kib(pid);
         let mut idle = Vec::new();
@@ -177,7 +206,9 @@ async fn main() {
         }
         settle().await;
         let after = rss_kib(pid);
-        let still = join(r.port, "room-1", Role::Customer, "real").await.is_some();
+        let still = join(r.port, "room-1", Role::Customer, "real")
+            .await
+            .is_some();
         println!(
             "{mode}: {label}: 2000 opened: RSS {base} -> {after} KiB (+{} KiB); a real client joins: {still}",
             after.saturating_sub(base)
@@ -190,7 +221,9 @@ async fn main() {
         all.extend(["--room-buffer", buffer]);
         let r = start(bin, &all).await;
         let pid = r.child.id();
-        let _warm = join(r.port, "warm", Role::Agent, "a").await.expect("warm-up");
+        let _warm = join(r.port, "warm", Role::Agent, "a")
+            .await
+            .expect("warm-up");
         settle().await;
         let base = rss_kib(pid);
         let mut held = Vec::new();
