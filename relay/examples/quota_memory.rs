@@ -199,8 +199,15 @@ async fn main() {
         settle().await;
         let base = rss_kib(pid);
         let mut idle = Vec::new();
+        // From 127.0.0.2; the real client below comes from 127.0.0.1.
         for _ in 0..2000 {
-            if let Ok(s) = tokio::net::TcpStream::connect(("127.0.0.1", r.port)).await {
+            let Ok(socket) = tokio::net::TcpSocket::new_v4() else {
+                continue;
+            };
+            if socket.bind(([127, 0, 0, 2], 0).into()).is_err() {
+                continue;
+            }
+            if let Ok(s) = socket.connect(([127, 0, 0, 1], r.port).into()).await {
                 idle.push(s);
             }
         }

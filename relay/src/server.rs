@@ -319,7 +319,8 @@ async fn accept(node: Arc<Node>, stream: TcpStream, peer: std::net::SocketAddr) 
         role = %admission.claims.role,
         sub = %admission.claims.sub,
     );
-    crate::conn::serve(node, ws, admission, conn_id)
+    // Boxed: a handshake in progress then holds a small future, not room for a whole session.
+    Box::pin(crate::conn::serve(node, ws, admission, conn_id))
         .instrument(span)
         .await;
 }
