@@ -3,8 +3,9 @@
 //! after idle sockets fill the handshakes in progress, and per room. Not a test: figures for
 //! docs/operations.md.
 //!
-//! `cargo build --release -p assist-relay --bin relay && cargo run --release -p assist-relay
-//! --example quota_memory -- target/release/relay [redis://127.0.0.1:6390]`
+//! `cargo build --release -p assist-relay --bin relay && cargo run -p assist-relay --example
+//! quota_memory -- target/release/relay [redis://127.0.0.1:PORT]` (the node under measurement is
+//! the release binary; the clients may be a debug build).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
