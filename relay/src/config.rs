@@ -73,7 +73,7 @@ pub struct ServeArgs {
     /// Most rooms with connections on this node; a connection to a new room past it is refused.
     #[arg(long, env = "RELAY_MAX_ROOMS", default_value_t = 5000)]
     pub max_rooms: usize,
-    /// Most concurrent connections of the admin listener (more wait to be accepted).
+    /// Most concurrent connections of the admin listener; past it a new one drops the oldest.
     #[arg(long, env = "RELAY_ADMIN_MAX_CONNECTIONS", default_value_t = 64)]
     pub admin_max_connections: usize,
     /// Time an admin client has to send a request's headers.

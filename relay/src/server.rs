@@ -237,7 +237,12 @@ async fn accept(node: Arc<Node>, stream: TcpStream, peer: std::net::SocketAddr) 
     }
     // Until the upgrade completes the connection only holds a pending-handshake slot.
     let pending = match node.quotas.begin_handshake(peer.ip()) {
-        Ok(p) => p,
+        Ok(p) => {
+            node.metrics
+                .pending_handshakes
+                .set(node.quotas.pending() as i64);
+            p
+        }
         Err(reason) => {
             reject_raw(&node, stream, reason).await;
             return;
@@ -287,6 +292,9 @@ async fn accept(node: Arc<Node>, stream: TcpStream, peer: std::net::SocketAddr) 
         }
     };
     drop(pending);
+    node.metrics
+        .pending_handshakes
+        .set(node.quotas.pending() as i64);
     let ws = match outcome {
         Ok(Some(Ok(ws))) => ws,
         Ok(None) => return, // served by the demo

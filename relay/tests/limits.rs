@@ -162,6 +162,7 @@ async fn handshakes_in_progress_are_capped_per_source_address() {
         idle.push(tcp_from([127, 0, 0, 2], relay.addr).await);
     }
     // The fifth from the same address is answered 429 at once.
+    relay.await_metric("relay_pending_handshakes", 4.0).await;
     let mut fifth = tcp_from([127, 0, 0, 2], relay.addr).await;
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(3), fifth.read_to_end(&mut answer))
