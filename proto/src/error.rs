@@ -161,11 +161,13 @@ pub enum CloseCode {
     RoomClosed = 4502,
     /// The room is full.
     RoomFull = 4503,
+    /// The participant already has its most connections in the room (over every node).
+    TooManyConnections = 4504,
 }
 
 impl CloseCode {
     /// Every code, for documentation.
-    pub const ALL: [CloseCode; 9] = [
+    pub const ALL: [CloseCode; 10] = [
         CloseCode::Shutdown,
         CloseCode::Slow,
         CloseCode::JoinTimeout,
@@ -175,6 +177,7 @@ impl CloseCode {
         CloseCode::PolicyViolation,
         CloseCode::RoomClosed,
         CloseCode::RoomFull,
+        CloseCode::TooManyConnections,
     ];
 
     /// The numeric code.
@@ -194,6 +197,7 @@ impl CloseCode {
             CloseCode::PolicyViolation => "policy_violation",
             CloseCode::RoomClosed => "room_closed",
             CloseCode::RoomFull => "room_full",
+            CloseCode::TooManyConnections => "too_many_connections_for_participant",
         }
     }
 

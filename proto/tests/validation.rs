@@ -437,6 +437,12 @@ fn close_codes_split_into_reconnect_and_do_not_reconnect_ranges() {
         (CloseCode::PolicyViolation, 4501, "policy_violation", false),
         (CloseCode::RoomClosed, 4502, "room_closed", false),
         (CloseCode::RoomFull, 4503, "room_full", false),
+        (
+            CloseCode::TooManyConnections,
+            4504,
+            "too_many_connections_for_participant",
+            false,
+        ),
     ];
     assert_eq!(CloseCode::ALL.len(), expected.len());
     for ((c, n, reason, reconnect), listed) in expected.into_iter().zip(CloseCode::ALL) {

@@ -4,6 +4,11 @@
 //! - `POST /v1/rooms/{room}/native-page`: the customer's app is on a native screen (body: a
 //!   [`assist_relay_proto::NativePage`] plus an optional idempotency `id`);
 //! - `POST /v1/rooms/{room}/close`: end the session (`{"closed": true}` if this call closed it).
+//!
+//! The listener holds at most `--admin-max-connections` connections (past it a new connection
+//! drops the oldest), gives a client `--admin-header-timeout` to
+//! send a request's headers and `--admin-request-timeout` to be answered. `/metrics` requires
+//! `Authorization: Bearer` with `--metrics-token` when one is set.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -183,7 +188,23 @@ async fn readyz(State(node): State<Arc<Node>>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
+async fn metrics(State(node): State<Arc<Node>>, headers: HeaderMap) -> Response {
+    use sha2::{Digest, Sha256};
+    if let Some(token) = node.config.quotas.metrics_token.as_deref() {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        // Compare digests, so the comparison's timing says nothing about the token.
+        if Sha256::digest(given.as_bytes()) != Sha256::digest(token.as_bytes()) {
+            return api_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or wrong metrics token (Authorization: Bearer TOKEN)",
+            );
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -191,15 +212,121 @@ async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
         )],
         node.metrics.render(),
     )
+        .into_response()
 }
 
-/// Serves the admin routes until `shutdown` resolves.
+/// Serves the admin routes until `shutdown` resolves, within the listener's limits.
 pub async fn serve(
     listener: TcpListener,
     node: Arc<Node>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(node))
-        .with_graceful_shutdown(shutdown)
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let limits = node.config.quotas.clone();
+    let max = limits.admin_max_connections.max(1);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.admin_header_timeout);
+    let service = hyper_util::service::TowerToHyperService::new(Timed {
+        router: router(node),
+        timeout: limits.admin_request_timeout,
+    });
+    let mut conns = tokio::task::JoinSet::new();
+    // Connections by age, to drop the oldest when a new one needs its place.
+    let mut order: std::collections::VecDeque<tokio::task::AbortHandle> = Default::default();
+    tokio::pin!(shutdown);
+    let (stop, _) = tokio::sync::watch::channel(false);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            () = &mut shutdown => break,
+        };
+        // At the limit the oldest connection goes: a flood of slow clients cannot hold the
+        // listener (or the process's file descriptors), and a probe that arrives still gets in.
+        while conns.try_join_next().is_some() {}
+        order.retain(|h| !h.is_finished());
+        while conns.len() >= max {
+            let Some(oldest) = order.pop_front() else {
+                break;
+            };
+            oldest.abort();
+            while conns.try_join_next().is_some() {}
+            if conns.len() >= max {
+                // Aborted but not yet joined: wait for it so the count is exact.
+                let _ = conns.join_next().await;
+            }
+        }
+        let conn = http.serve_connection(TokioIo::new(stream), service.clone());
+        let mut stopped = stop.subscribe();
+        // A keep-alive connection lives at most this long, so that idle clients give their place
+        // back (the header timeout covers a request's headers, not the wait for the next one).
+        let lifetime = limits.admin_request_timeout + limits.admin_header_timeout;
+        let request_timeout = limits.admin_request_timeout;
+        order.push_back(conns.spawn(async move {
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stopped.changed() => {}
+                () = tokio::time::sleep(lifetime) => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(request_timeout, conn).await;
+        }));
+    }
+    stop.send_replace(true);
+    drop(listener);
+    while tokio::time::timeout(std::time::Duration::from_secs(5), conns.join_next())
         .await
+        .ok()
+        .flatten()
+        .is_some()
+    {}
+    Ok(())
+}
+
+/// The router with a deadline per request: past it the answer is 503 `timeout`.
+#[derive(Clone)]
+struct Timed {
+    router: Router,
+    timeout: std::time::Duration,
+}
+
+impl tower_service::Service<hyper::Request<hyper::body::Incoming>> for Timed {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<Response, std::convert::Infallible>> + Send + 'static>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        let req = req.map(axum::body::Body::new);
+        let mut router = self.router.clone();
+        let timeout = self.timeout;
+        Box::pin(async move {
+            let answer = tower_service::Service::call(&mut router, req);
+            match tokio::time::timeout(timeout, answer).await {
+                Ok(r) => r,
+                Err(_) => Ok(api_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    "the request took too long",
+                )),
+            }
+        })
+    }
 }

@@ -309,11 +309,19 @@ pub enum RejectReason {
     TooManyConnections,
     /// The WebSocket handshake did not complete in time or was not a valid upgrade.
     BadHandshake,
+    /// The source address has too many handshakes in progress.
+    TooManyPendingFromAddress,
+    /// A newer handshake took this one's slot (the node had its most handshakes in progress).
+    HandshakeEvicted,
+    /// The participant (room and `sub`) already has its most connections on this node.
+    TooManyConnectionsForParticipant,
+    /// The room is new and the node has its most rooms.
+    TooManyRooms,
 }
 
 impl RejectReason {
     /// Every reason, for metrics pre-registration.
-    pub const ALL: [RejectReason; 18] = [
+    pub const ALL: [RejectReason; 22] = [
         RejectReason::NotFound,
         RejectReason::UnsupportedProtocol,
         RejectReason::TokenMissing,
@@ -332,6 +340,10 @@ impl RejectReason {
         RejectReason::ShuttingDown,
         RejectReason::TooManyConnections,
         RejectReason::BadHandshake,
+        RejectReason::TooManyPendingFromAddress,
+        RejectReason::HandshakeEvicted,
+        RejectReason::TooManyConnectionsForParticipant,
+        RejectReason::TooManyRooms,
     ];
 
     /// Stable code.
@@ -355,6 +367,12 @@ impl RejectReason {
             RejectReason::ShuttingDown => "shutting_down",
             RejectReason::TooManyConnections => "too_many_connections",
             RejectReason::BadHandshake => "bad_handshake",
+            RejectReason::TooManyPendingFromAddress => "too_many_pending_from_address",
+            RejectReason::HandshakeEvicted => "handshake_evicted",
+            RejectReason::TooManyConnectionsForParticipant => {
+                "too_many_connections_for_participant"
+            }
+            RejectReason::TooManyRooms => "too_many_rooms",
         }
     }
 
@@ -362,9 +380,11 @@ impl RejectReason {
     pub fn status(self) -> StatusCode {
         match self {
             RejectReason::NotFound => StatusCode::NOT_FOUND,
-            RejectReason::UnsupportedProtocol | RejectReason::BadHandshake => {
-                StatusCode::BAD_REQUEST
-            }
+            RejectReason::UnsupportedProtocol
+            | RejectReason::BadHandshake
+            | RejectReason::HandshakeEvicted => StatusCode::BAD_REQUEST,
+            RejectReason::TooManyPendingFromAddress
+            | RejectReason::TooManyConnectionsForParticipant => StatusCode::TOO_MANY_REQUESTS,
             RejectReason::TokenMissing
             | RejectReason::TokenMalformed
             | RejectReason::TokenExpired
@@ -377,9 +397,9 @@ impl RejectReason {
             | RejectReason::TokenWrongIssuer
             | RejectReason::TokenDemoOnly => StatusCode::UNAUTHORIZED,
             RejectReason::RoomMismatch | RejectReason::OriginNotAllowed => StatusCode::FORBIDDEN,
-            RejectReason::ShuttingDown | RejectReason::TooManyConnections => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            RejectReason::ShuttingDown
+            | RejectReason::TooManyConnections
+            | RejectReason::TooManyRooms => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -416,6 +436,14 @@ impl RejectReason {
             RejectReason::ShuttingDown => "this node is draining; connect to another node",
             RejectReason::TooManyConnections => "this node is full; retry with backoff",
             RejectReason::BadHandshake => "not a valid WebSocket upgrade",
+            RejectReason::TooManyPendingFromAddress => {
+                "too many unfinished handshakes from this address; retry with backoff"
+            }
+            RejectReason::HandshakeEvicted => "the handshake was too slow while the node was busy",
+            RejectReason::TooManyConnectionsForParticipant => {
+                "this participant has too many connections open; close one first"
+            }
+            RejectReason::TooManyRooms => "this node has its most rooms; retry with backoff",
         }
     }
 

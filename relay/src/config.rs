@@ -80,12 +80,42 @@ pub struct ServeArgs {
     /// Client ids remembered per room so that resends are not stored twice.
     #[arg(long, env = "RELAY_DEDUP_WINDOW", default_value_t = 10_000)]
     pub dedup_window: usize,
-    /// Most open WebSocket connections on this node.
+    /// Most open WebSocket connections on this node (completed upgrades only).
     #[arg(long, env = "RELAY_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
     /// Time allowed for the HTTP upgrade to complete.
-    #[arg(long, env = "RELAY_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "RELAY_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
+    /// Most handshakes in progress (connections not yet upgraded) on this node; past it a new
+    /// one drops the oldest.
+    #[arg(long, env = "RELAY_MAX_PENDING_HANDSHAKES", default_value_t = 1000)]
+    pub max_pending_handshakes: usize,
+    /// Most handshakes in progress from one source address (0: no limit). Behind a reverse
+    /// proxy every connection comes from the proxy: raise it or set 0 there.
+    #[arg(long, env = "RELAY_MAX_PENDING_PER_ADDRESS", default_value_t = 64)]
+    pub max_pending_per_address: usize,
+    /// Most connections of one participant (the room and `sub` of a token), over the cluster.
+    #[arg(
+        long,
+        env = "RELAY_MAX_CONNECTIONS_PER_PARTICIPANT",
+        default_value_t = 8
+    )]
+    pub max_connections_per_participant: usize,
+    /// Most rooms with connections on this node; a connection to a new room past it is refused.
+    #[arg(long, env = "RELAY_MAX_ROOMS", default_value_t = 5000)]
+    pub max_rooms: usize,
+    /// Most concurrent connections of the admin listener; past it a new one drops the oldest.
+    #[arg(long, env = "RELAY_ADMIN_MAX_CONNECTIONS", default_value_t = 64)]
+    pub admin_max_connections: usize,
+    /// Time an admin client has to send a request's headers.
+    #[arg(long, env = "RELAY_ADMIN_HEADER_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub admin_header_timeout: Duration,
+    /// Time an admin request has to be answered, its body included.
+    #[arg(long, env = "RELAY_ADMIN_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub admin_request_timeout: Duration,
+    /// Bearer token that `/metrics` requires (Authorization: Bearer TOKEN); unset: open.
+    #[arg(long, env = "RELAY_METRICS_TOKEN", hide = true, hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Time allowed between the upgrade and the `join` frame.
     #[arg(long, env = "RELAY_JOIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub join_timeout: Duration,
@@ -315,6 +345,8 @@ pub struct NodeConfig {
     pub demo_dir: Option<std::path::PathBuf>,
     /// STUN/TURN servers for calls.
     pub ice: crate::guide::IceConfig,
+    /// Admission quotas and admin listener limits.
+    pub quotas: crate::limits::QuotaConfig,
 }
 
 impl NodeConfig {
@@ -328,7 +360,7 @@ impl NodeConfig {
             chat_history: 50,
             max_frame_bytes: 1024 * 1024,
             max_connections: 10_000,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(5),
             join_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(25),
             idle_timeout: Duration::from_secs(60),
@@ -354,6 +386,7 @@ impl NodeConfig {
             log: LogConfig::default(),
             demo_dir: None,
             ice: crate::guide::IceConfig::default(),
+            quotas: crate::limits::QuotaConfig::default(),
         }
     }
 }
@@ -373,6 +406,8 @@ impl TryFrom<&ServeArgs> for NodeConfig {
             ("--presence-ttl", a.presence_ttl),
             ("--dedup-ttl", a.dedup_ttl),
             ("--room-ttl", a.room_ttl),
+            ("--admin-header-timeout", a.admin_header_timeout),
+            ("--admin-request-timeout", a.admin_request_timeout),
         ] {
             if d.is_zero() {
                 return Err(ConfigError(format!("{flag} must be longer than zero")));
@@ -441,6 +476,17 @@ impl TryFrom<&ServeArgs> for NodeConfig {
         }
         if let Err(e) = crate::native::Templates::load(a.native_templates.as_deref()) {
             return Err(ConfigError(format!("--native-templates: {e}")));
+        }
+        if a.max_pending_handshakes == 0
+            || a.max_connections_per_participant == 0
+            || a.max_rooms == 0
+            || a.admin_max_connections == 0
+        {
+            return Err(ConfigError(
+                "--max-pending-handshakes, --max-connections-per-participant, --max-rooms and \
+                 --admin-max-connections must be positive"
+                    .into(),
+            ));
         }
         if a.max_room_members == 0 {
             return Err(ConfigError("--max-room-members must be positive".into()));
@@ -522,6 +568,16 @@ impl TryFrom<&ServeArgs> for NodeConfig {
             },
             demo_dir,
             ice,
+            quotas: crate::limits::QuotaConfig {
+                max_pending_handshakes: a.max_pending_handshakes,
+                max_pending_per_address: a.max_pending_per_address,
+                max_connections_per_participant: a.max_connections_per_participant,
+                max_rooms: a.max_rooms,
+                admin_max_connections: a.admin_max_connections,
+                admin_header_timeout: a.admin_header_timeout,
+                admin_request_timeout: a.admin_request_timeout,
+                metrics_token: a.metrics_token.clone().filter(|t| !t.is_empty()),
+            },
         })
     }
 }

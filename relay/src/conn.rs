@@ -314,11 +314,18 @@ impl Conn {
         let sub = node.broker.subscribe(&room).await?;
         let members = match node
             .broker
-            .enter(&room, &self.me, self.conn_id, node.config.max_room_members)
+            .enter(
+                &room,
+                &self.me,
+                self.conn_id,
+                node.config.max_room_members,
+                node.config.quotas.max_connections_per_participant,
+            )
             .await?
         {
             Entered::Members(m) => m,
             Entered::Full => return Err(Exit::Close(CloseCode::RoomFull)),
+            Entered::TooManyConnections => return Err(Exit::Close(CloseCode::TooManyConnections)),
         };
         *entered = true;
         node.local_rooms.enter(&room, &node.metrics);

@@ -13,6 +13,8 @@
 //! - [`guide`]: agent guidance and call signaling, relayed through the room's live stream
 //!   without being stored; per-connection guidance rates; ICE servers and TURN credentials.
 //! - [`rooms`]: the node's local room registry (rooms with members here).
+//! - [`limits`]: admission quotas (handshakes in progress, connections per participant, rooms
+//!   per node) and the admin listener's limits.
 //! - [`admin`]: `/livez`, `/readyz`, `/metrics` on their own port.
 //! - [`demo`]: `relay serve --demo` (off by default): the demo pages and demo tokens under
 //!   `/demo/` on the WebSocket listener, hooked into the accept path before the handshake.
@@ -31,6 +33,7 @@ pub mod demo;
 pub mod export;
 pub mod guide;
 pub mod keys;
+pub mod limits;
 pub mod mask;
 pub mod native;
 pub mod pages;

@@ -48,6 +48,8 @@ pub struct Node {
     /// Where compaction jobs go (set once at startup; without it rooms still close, and no
     /// recording is made).
     pub jobs: std::sync::OnceLock<Arc<dyn crate::compactor::JobQueue>>,
+    /// Admission quotas: handshakes in progress, connections per participant, rooms.
+    pub quotas: Arc<crate::limits::Quotas>,
     draining: AtomicBool,
     shutdown: watch::Sender<bool>,
     next_conn: AtomicU64,
@@ -76,6 +78,7 @@ impl Node {
             templates,
             mask_key: config.mask_key,
             jobs: std::sync::OnceLock::new(),
+            quotas: crate::limits::Quotas::new(config.quotas.clone()),
             auth: Auth::from_config(&config),
             config,
             log,
@@ -181,7 +184,7 @@ pub async fn run(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<O
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let node = node.clone();
-                    conns.spawn(accept(node, stream).instrument(tracing::debug_span!("accept", %peer)));
+                    conns.spawn(accept(node, stream, peer).instrument(tracing::debug_span!("accept", %peer)));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
@@ -213,44 +216,81 @@ pub async fn run(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<O
 
 // The handshake callback's error type is tungstenite's `ErrorResponse`, which we cannot box.
 #[allow(clippy::result_large_err)]
-async fn accept(node: Arc<Node>, stream: TcpStream) {
+async fn accept(node: Arc<Node>, stream: TcpStream, peer: std::net::SocketAddr) {
     let _ = stream.set_nodelay(true);
     if node.is_draining() {
         reject_raw(&node, stream, RejectReason::ShuttingDown).await;
         return;
     }
-    if node.open.fetch_add(1, Ordering::SeqCst) >= node.config.max_connections {
-        node.open.fetch_sub(1, Ordering::SeqCst);
+    // Cheap early answer; the slot itself is taken when the upgrade is accepted.
+    if node.open.load(Ordering::SeqCst) >= node.config.max_connections {
         reject_raw(&node, stream, RejectReason::TooManyConnections).await;
         return;
     }
-    let _open = OpenGuard(node.clone());
-    // Demo mode only (off: the stream comes back untouched): plain GETs under /demo/.
-    let Some(stream) = crate::demo::intercept(&node, stream).await else {
-        return;
+    // Until the upgrade completes the connection only holds a pending-handshake slot.
+    let pending = match node.quotas.begin_handshake(peer.ip()) {
+        Ok(p) => {
+            node.metrics
+                .pending_handshakes
+                .set(node.quotas.pending() as i64);
+            p
+        }
+        Err(reason) => {
+            reject_raw(&node, stream, reason).await;
+            return;
+        }
     };
 
     let mut admission: Result<Admission, RejectReason> = Err(RejectReason::BadHandshake);
-    let callback = |req: &Request, mut resp: Response| {
-        admission = admit(&node.auth, req);
-        match &admission {
-            Ok(a) => {
-                if a.echo_protocol {
-                    resp.headers_mut().insert(
-                        "sec-websocket-protocol",
-                        HeaderValue::from_static(a.codec.subprotocol()),
-                    );
+    let mut slots: Option<(OpenGuard, crate::limits::ConnGuard)> = None;
+    let outcome = {
+        let admission = &mut admission;
+        let slots = &mut slots;
+        let node = &node;
+        let upgrade = async move {
+            // Demo mode only (off: the stream comes back untouched): plain GETs under /demo/.
+            let stream = crate::demo::intercept(node, stream).await?;
+            let callback = |req: &Request, mut resp: Response| {
+                let admitted = admit(&node.auth, req).and_then(|a| {
+                    *slots = Some(take_slots(node, &a)?);
+                    Ok(a)
+                });
+                *admission = admitted;
+                match &*admission {
+                    Ok(a) => {
+                        if a.echo_protocol {
+                            resp.headers_mut().insert(
+                                "sec-websocket-protocol",
+                                HeaderValue::from_static(a.codec.subprotocol()),
+                            );
+                        }
+                        Ok(resp)
+                    }
+                    Err(reason) => Err(reason.response()),
                 }
-                Ok(resp)
-            }
-            Err(reason) => Err(reason.response()),
+            };
+            Some(
+                tokio_tungstenite::accept_hdr_async_with_config(
+                    stream,
+                    callback,
+                    Some(node.ws_config()),
+                )
+                .await,
+            )
+        };
+        tokio::select! {
+            r = tokio::time::timeout(node.config.handshake_timeout, upgrade) => r.map_err(|_| RejectReason::BadHandshake),
+            () = pending.evicted() => Err(RejectReason::HandshakeEvicted),
         }
     };
-    let handshake =
-        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(node.ws_config()));
-    let ws = match tokio::time::timeout(node.config.handshake_timeout, handshake).await {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
+    drop(pending);
+    node.metrics
+        .pending_handshakes
+        .set(node.quotas.pending() as i64);
+    let ws = match outcome {
+        Ok(Some(Ok(ws))) => ws,
+        Ok(None) => return, // served by the demo
+        Ok(Some(Err(e))) => {
             let reason = admission.err().unwrap_or(RejectReason::BadHandshake);
             node.metrics
                 .handshake_rejections
@@ -259,16 +299,18 @@ async fn accept(node: Arc<Node>, stream: TcpStream) {
             tracing::debug!(reason = reason.as_str(), error = %e, "upgrade refused");
             return;
         }
-        Err(_) => {
+        Err(reason) => {
             node.metrics
                 .handshake_rejections
-                .with_label_values(&[RejectReason::BadHandshake.as_str()])
+                .with_label_values(&[reason.as_str()])
                 .inc();
-            tracing::debug!("upgrade timed out");
+            tracing::debug!(reason = reason.as_str(), "upgrade timed out or evicted");
             return;
         }
     };
-    let Ok(admission) = admission else { return };
+    let (Ok(admission), Some(_slots)) = (admission, slots) else {
+        return;
+    };
     let conn_id = node.next_conn.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!(
         "conn",
@@ -277,9 +319,25 @@ async fn accept(node: Arc<Node>, stream: TcpStream) {
         role = %admission.claims.role,
         sub = %admission.claims.sub,
     );
-    crate::conn::serve(node, ws, admission, conn_id)
+    // Boxed: a handshake in progress then holds a small future, not room for a whole session.
+    Box::pin(crate::conn::serve(node, ws, admission, conn_id))
         .instrument(span)
         .await;
+}
+
+/// Takes an admitted upgrade's connection slot and its participant and room slots, or says
+/// which limit refuses it.
+fn take_slots(
+    node: &Arc<Node>,
+    a: &Admission,
+) -> Result<(OpenGuard, crate::limits::ConnGuard), RejectReason> {
+    if node.open.fetch_add(1, Ordering::SeqCst) >= node.config.max_connections {
+        node.open.fetch_sub(1, Ordering::SeqCst);
+        return Err(RejectReason::TooManyConnections);
+    }
+    let open = OpenGuard(node.clone());
+    let conn = node.quotas.admit(&a.claims.room, &a.claims.sub)?;
+    Ok((open, conn))
 }
 
 /// Answers a connection we will not upgrade with a plain HTTP error, without reading the request.

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub draining: IntGauge,
     /// Rooms with at least one member on this node.
     pub rooms: IntGauge,
+    /// Handshakes in progress (accepted, not yet upgraded).
+    pub pending_handshakes: IntGauge,
     /// Seconds from accepting an entry from its publisher to writing it to a viewer's socket.
     pub fanout_latency: Histogram,
     /// Entries sent in one catch-up (join, resume, resync).
@@ -203,6 +205,17 @@ impl Metrics {
                 &["kind"],
             ),
             draining,
+            pending_handshakes: {
+                let g = IntGauge::new(
+                    "relay_pending_handshakes",
+                    "Handshakes in progress: accepted TCP connections not yet upgraded.",
+                )
+                .expect("static metric definition");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("metric registered once");
+                g
+            },
             rooms: {
                 let g = IntGauge::new(
                     "relay_rooms",

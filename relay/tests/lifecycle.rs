@@ -417,7 +417,8 @@ async fn shutdown_closes_clients_with_4000_refuses_new_ones_and_exits_within_the
     let mut stalled = tokio::net::TcpStream::connect(relay.addr)
         .await
         .expect("tcp connect");
-    relay.await_open_connections(3).await;
+    relay.await_open_connections(2).await;
+    relay.await_pending_handshakes(1).await;
 
     relay.begin_shutdown();
     assert_eq!(
@@ -469,7 +470,7 @@ async fn drain_deadline_ends_the_node_even_with_a_stalled_connection() {
     let mut stalled = tokio::net::TcpStream::connect(relay.addr)
         .await
         .expect("tcp connect");
-    relay.await_open_connections(1).await;
+    relay.await_pending_handshakes(1).await;
 
     let started = tokio::time::Instant::now();
     tokio::time::timeout(Duration::from_secs(5), relay.shutdown())

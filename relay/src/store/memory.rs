@@ -592,6 +592,7 @@ impl Broker for MemoryStore {
         member: &Member,
         conn: u64,
         max_members: usize,
+        max_conns: usize,
     ) -> Result<Entered, StoreError> {
         let room = self.room(room);
         let mut st = lock(&room);
@@ -599,6 +600,13 @@ impl Broker for MemoryStore {
         let first = !st.presence.contains_key(&member.id);
         if first && st.presence.len() >= max_members {
             return Ok(Entered::Full);
+        }
+        if st
+            .presence
+            .get(&member.id)
+            .is_some_and(|(_, conns)| conns.len() >= max_conns)
+        {
+            return Ok(Entered::TooManyConnections);
         }
         st.presence
             .entry(member.id.clone())

@@ -518,6 +518,8 @@ pub enum Entered {
     Members(Vec<Member>),
     /// The room is at its member limit.
     Full,
+    /// The member already has its most connections in the room (over every node).
+    TooManyConnections,
 }
 
 /// Per-room live fan-out and presence.
@@ -527,7 +529,8 @@ pub trait Broker: Send + Sync + 'static {
     async fn subscribe(&self, room: &str) -> Result<Subscription, StoreError>;
 
     /// Registers one connection of `member`, unless the room already has `max_members` other
-    /// participants; returns everyone present afterwards. Publishes [`RoomMsg::Joined`] if this is
+    /// participants or the member already has `max_conns` connections in it (counted over every
+    /// node); returns everyone present afterwards. Publishes [`RoomMsg::Joined`] if this is
     /// the member's first connection in the room. The check and the entry are one atomic step.
     async fn enter(
         &self,
@@ -535,6 +538,7 @@ pub trait Broker: Send + Sync + 'static {
         member: &Member,
         conn: u64,
         max_members: usize,
+        max_conns: usize,
     ) -> Result<Entered, StoreError>;
 
     /// Removes one connection of `member`. Publishes [`RoomMsg::Left`] if it was the last.

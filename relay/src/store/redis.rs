@@ -251,13 +251,20 @@ if ARGV[2] == '1' then redis.call('SPUBLISH', ARGV[1], msg) else redis.call('PUB
 return 1
 "#;
 
-/// ARGV: now, channel, sharded, member, sub, role, max, expiry, room_ttl_ms
+/// ARGV: now, channel, sharded, member, sub, role, max, expiry, room_ttl_ms, max_conns
 const ENTER: &str = r#"
 local me = ARGV[5]
 local count = 0
 for _ in pairs(present) do count = count + 1 end
 local first = present[me] == nil
 if first and count >= tonumber(ARGV[7]) then return {'full'} end
+if not first then
+  local mine = 0
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
+    if sub_of(m) == me then mine = mine + 1 end
+  end
+  if mine >= tonumber(ARGV[10]) then return {'conns'} end
+end
 redis.call('ZADD', KEYS[1], ARGV[8], ARGV[4])
 if ARGV[6] == 'customer' then redis.call('HSET', KEYS[2], 'cseen', ARGV[1]) end
 if first then
@@ -1262,6 +1269,7 @@ impl Broker for RedisStore {
         member: &Member,
         conn: u64,
         max_members: usize,
+        max_conns: usize,
     ) -> Result<Entered, StoreError> {
         let inner = &self.inner;
         let k = Keys::of(room);
@@ -1291,11 +1299,14 @@ impl Broker for RedisStore {
             .arg(max_members)
             .arg(expiry)
             .arg(inner.cfg.room_ttl.as_millis() as u64)
+            .arg(max_conns)
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
-        if reply.first().map(String::as_str) == Some("full") {
-            return Ok(Entered::Full);
+        match reply.first().map(String::as_str) {
+            Some("full") => return Ok(Entered::Full),
+            Some("conns") => return Ok(Entered::TooManyConnections),
+            _ => {}
         }
         lock(&inner.local).insert((room.to_owned(), conn), key);
         let mut members: Vec<Member> = reply

@@ -461,6 +461,21 @@ impl Relay {
         }
     }
 
+    /// Polls (bounded) until the nodes count `n` handshakes in progress (accepted TCP
+    /// connections not yet upgraded; they are not open connections).
+    pub async fn await_pending_handshakes(&self, n: usize) {
+        let pending = || -> usize { self.nodes.iter().map(|t| t.node.quotas.pending()).sum() };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while pending() != n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "handshakes in progress stayed at {} (expected {n})",
+                pending()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Connects and joins fresh.
     pub async fn join(&self, room: &str, role: Role, sub: &str, codec: Codec) -> (Client, Joined) {
         let mut c = self.connect(room, role, sub, codec).await;

@@ -27,6 +27,7 @@ export const CloseCodes = Object.freeze({
   POLICY_VIOLATION: 4501,
   ROOM_CLOSED: 4502,
   ROOM_FULL: 4503,
+  TOO_MANY_CONNECTIONS_FOR_PARTICIPANT: 4504,
 });
 
 /** Used until `joined.limits` arrives (this relay always sends them). */
