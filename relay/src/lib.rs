@@ -32,6 +32,7 @@ pub mod guide;
 pub mod mask;
 pub mod native;
 pub mod pages;
+pub mod quota;
 pub mod rooms;
 pub mod server;
 pub mod store;

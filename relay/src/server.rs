@@ -48,6 +48,8 @@ pub struct Node {
     /// Where compaction jobs go (set once at startup; without it rooms still close, and no
     /// recording is made).
     pub jobs: std::sync::OnceLock<Arc<dyn crate::compactor::JobQueue>>,
+    /// Rates shared by a participant's connections and by a room's participants.
+    pub rates: crate::quota::SharedRates,
     draining: AtomicBool,
     shutdown: watch::Sender<bool>,
     next_conn: AtomicU64,
@@ -83,6 +85,7 @@ impl Node {
             templates,
             mask_key,
             jobs: std::sync::OnceLock::new(),
+            rates: crate::quota::SharedRates::new(&config),
             auth: Auth::new(&config.jwt_secret)
                 .with_allowed_origins(config.allowed_origins.clone()),
             config,
