@@ -647,6 +647,7 @@ impl Conn {
                 let entry = NewEntry {
                     body,
                     dedup: Some((self.me.id.clone(), id.clone())),
+                    sender: Some(self.node.rates.rated(&self.me.id)),
                     page: None,
                 };
                 self.store(entry, Some(id), "chat").await.map(drop)
@@ -757,6 +758,7 @@ impl Conn {
                 source: head.source,
             },
             dedup: id.as_ref().map(|i| (self.me.id.clone(), i.clone())),
+            sender: Some(self.node.rates.rated(&self.me.id)),
             page,
         };
         if let Some(appended) = self.store(entry, id, head.kind.label()).await? {
@@ -1158,6 +1160,18 @@ impl Conn {
         if let StoreError::LogFull(why) = e {
             // Nothing was stored and nothing after it depends on it: refuse it and go on.
             return self.send_error(ErrorCode::LogFull, why.into(), id).await;
+        }
+        if matches!(e, StoreError::RateLimited) {
+            self.node
+                .metrics
+                .rate_limited
+                .with_label_values(&["refused"])
+                .inc();
+            let msg = "over the participant's or the room's rate across nodes; resend later \
+                       with the same id";
+            return self
+                .send_error(ErrorCode::RateLimited, msg.into(), id)
+                .await;
         }
         if self.node.metrics.may_log() {
             tracing::warn!(error = %e, "append failed; closing so the client resends in order");

@@ -20,6 +20,41 @@ use crate::config::NodeConfig;
 
 type Keyed = RateLimiter<Arc<str>, HashMapStateStore<Arc<str>>, DefaultClock>;
 
+/// One rate as GCRA parameters (what cluster mode's append script applies): a unit costs
+/// `interval_us`; a cost passes while the theoretical arrival time stays within `tolerance_us`
+/// of now (the burst).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Gcra {
+    /// Microseconds per unit (frame or byte).
+    pub interval_us: f64,
+    /// Burst, in microseconds of units.
+    pub tolerance_us: f64,
+}
+
+impl Gcra {
+    fn new(rate: u64, burst: u64) -> Gcra {
+        let interval_us = 1e6 / rate.max(1) as f64;
+        Gcra {
+            interval_us,
+            tolerance_us: interval_us * burst.max(1) as f64,
+        }
+    }
+}
+
+/// The rates the store holds stored entries to across nodes (cluster mode): the participant's
+/// messages and bytes, the room's messages and bytes. Bytes are payload bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EntryRates(pub [Gcra; 4]);
+
+/// Who sent an entry, and the rates that apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rated {
+    /// The participant (`sub`).
+    pub sender: String,
+    /// Its rates.
+    pub rates: EntryRates,
+}
+
 /// Limiters keyed by participant and by room.
 pub struct SharedRates {
     msgs: Keyed,
@@ -27,6 +62,7 @@ pub struct SharedRates {
     room_msgs: Keyed,
     room_bytes: Keyed,
     checks: AtomicU64,
+    entry_rates: EntryRates,
 }
 
 /// The key of one participant of one room.
@@ -60,6 +96,20 @@ impl SharedRates {
             room_msgs: keyed(room_msgs, room_msgs * 2),
             room_bytes: keyed(room_bytes, (room_bytes * 2).max(cfg.max_frame_bytes as u64)),
             checks: AtomicU64::new(0),
+            entry_rates: EntryRates([
+                Gcra::new(msgs, msgs * 2),
+                Gcra::new(bytes, byte_burst),
+                Gcra::new(room_msgs, room_msgs * 2),
+                Gcra::new(room_bytes, (room_bytes * 2).max(cfg.max_frame_bytes as u64)),
+            ]),
+        }
+    }
+
+    /// What an entry of `sender` carries to the store (cluster mode applies it across nodes).
+    pub fn rated(&self, sender: &str) -> Rated {
+        Rated {
+            sender: sender.to_owned(),
+            rates: self.entry_rates,
         }
     }
 

@@ -90,13 +90,14 @@ async fn two_connections_of_one_participant_share_its_rate_and_others_are_unaffe
         c.max_violations = 1000;
     })
     .await;
-    // Two connections of the same customer token (the same node: the node's shared limiter).
+    // Two connections of the same customer token: on one node (embedded: the node's shared
+    // limiter) or on two nodes (cluster: the append script's rate across nodes).
     let mut a = relay
         .connect_on(0, "flood", Role::Customer, "cust", Codec::Json)
         .await;
     a.join(None).await;
     let mut b = relay
-        .connect_on(0, "flood", Role::Customer, "cust", Codec::Json)
+        .connect_on(1, "flood", Role::Customer, "cust", Codec::Json)
         .await;
     b.join(None).await;
     // Each connection alone stays within its own rate (20/s, bursts of 40): 30 frames each over

@@ -254,6 +254,10 @@ pub struct NewEntry {
     pub body: EntryBody,
     /// (sender, client id): a second append with the same key returns the first offset.
     pub dedup: Option<(String, String)>,
+    /// The participant that sent it and the rates that apply: cluster mode holds the
+    /// participant's and the room's stored entries to them across nodes ([`crate::quota`]).
+    /// None: not rate-limited by the store.
+    pub sender: Option<crate::quota::Rated>,
     /// With a FullSnapshot: the page it starts, for the room's page timeline. An `offset` of 0
     /// is filled in by the store (the pending Meta's offset, else the snapshot's own). A
     /// [`assist_relay_proto::PageKind::Native`] page marks the keyframe as a placeholder.
@@ -266,6 +270,7 @@ impl NewEntry {
         NewEntry {
             body,
             dedup: None,
+            sender: None,
             page: None,
         }
     }
@@ -415,6 +420,9 @@ pub enum StoreError {
     /// The room has been closed; nothing more is stored.
     #[error("the room is closed")]
     Closed,
+    /// Cluster mode: the sender or the room is over its rate across nodes; nothing was stored.
+    #[error("over the participant's or the room's rate across nodes")]
+    RateLimited,
     /// The entry would put the room's log over `--max-log-bytes` (or, embedded, a room over its
     /// fair share of a node over `--max-memory-bytes`); nothing was stored. See [`cap`].
     #[error("{0}")]

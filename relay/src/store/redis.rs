@@ -125,6 +125,22 @@ if ARGV[10] == '1' then
   local prev = redis.call('GET', KEYS[4])
   if prev then return {epoch, tonumber(prev), 1, tail, kfn} end
 end
+-- Rates across nodes (quota.rs): GCRA for the sender's and the room's entries and payload bytes.
+if ARGV[17] ~= '' then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local f = {'m:' .. ARGV[17], 'b:' .. ARGV[17], 'm', 'b'}
+  local tat = redis.call('HMGET', KEYS[6], f[1], f[2], f[3], f[4])
+  local cost = {1, tonumber(ARGV[15]), 1, tonumber(ARGV[15])}
+  local nt = {}
+  for i = 1, 4 do
+    local at = math.max(tonumber(tat[i] or '0'), now) + cost[i] * tonumber(ARGV[16 + 2 * i])
+    if at - now > tonumber(ARGV[17 + 2 * i]) then return {epoch, 0, 4, 0, 0} end
+    nt[i] = string.format('%.0f', at)
+  end
+  redis.call('HSET', KEYS[6], f[1], nt[1], f[2], nt[2], f[3], nt[3], f[4], nt[4])
+  redis.call('PEXPIRE', KEYS[6], 600000)
+end
 -- The byte cap (store/cap.rs): key bytes from the keyframe on, pending-Meta bytes, log bytes.
 local size, max = tonumber(ARGV[15]), tonumber(ARGV[16])
 local kb, lb = tonumber(m[5] or '0'), tonumber(m[7] or '0')
@@ -393,6 +409,8 @@ struct Keys {
     typed: String,
     channel: String,
     room: String,
+    /// Hash of the rates' theoretical arrival times (`m:<sub>`, `b:<sub>`, `m`, `b`; µs).
+    rate: String,
 }
 
 impl Keys {
@@ -405,6 +423,7 @@ impl Keys {
             pages: format!("ar:{{{room}}}:pages"),
             typed: format!("ar:{{{room}}}:typed"),
             channel: format!("ar:{{{room}}}:ch"),
+            rate: format!("ar:{{{room}}}:rate"),
             room: room.to_owned(),
         }
     }
@@ -808,13 +827,15 @@ impl RoomLog for RedisStore {
             .as_ref()
             .is_some_and(|p| p.kind == assist_relay_proto::PageKind::Native);
         let mut conn = inner.conn.clone();
-        let (_epoch, offset, dup, tail, kfn): (String, u64, i64, u64, i64) = inner
-            .append
+        let mut script = inner.append.prepare_invoke();
+        script
             .key(&k.meta)
             .key(&k.log)
             .key(&k.chat)
             .key(&dedup_key)
             .key(&k.pages)
+            .key(&k.rate);
+        script
             .arg(format!("{:016x}", rand::random::<u64>()))
             .arg(blob)
             .arg(etype)
@@ -835,14 +856,24 @@ impl RoomLog for RedisStore {
             })
             .arg(new.body.size())
             .arg(inner.log_cfg.max_log_bytes)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+            .arg(new.sender.as_ref().map_or("", |r| r.sender.as_str()));
+        for g in new
+            .sender
+            .as_ref()
+            .map_or([crate::quota::Gcra::default(); 4], |r| r.rates.0)
+        {
+            script.arg(g.interval_us).arg(g.tolerance_us);
+        }
+        let (_epoch, offset, dup, tail, kfn): (String, u64, i64, u64, i64) =
+            script.invoke_async(&mut conn).await.map_err(unavailable)?;
         if dup == 2 {
             return Err(StoreError::Closed);
         }
         if dup == 3 {
             return Err(StoreError::LogFull(super::cap::LOG_FULL));
+        }
+        if dup == 4 {
+            return Err(StoreError::RateLimited);
         }
         Ok(Appended {
             offset,
