@@ -74,6 +74,52 @@ async fn a_room_log_over_its_byte_cap_refuses_with_log_full_until_a_new_keyframe
     assert_eq!(offsets, vec![m2, m2 + 1, last]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_node_memory_budget_only_rooms_over_their_share_are_refused() {
+    if cluster_mode() {
+        return; // --max-memory-bytes bounds the embedded store; Redis has --max-log-bytes
+    }
+    let relay = Relay::start_with(|c| c.log.max_memory_bytes = 20_000).await;
+    let mut hog = relay
+        .connect_on(0, "hog", Role::Customer, "hog", Codec::Json)
+        .await;
+    hog.join(None).await;
+    let mut refused = None;
+    let mut stored = 0u64;
+    for n in 0..400u64 {
+        let id = format!("h{n}");
+        hog.publish(&synthetic(3, n), Some(&id)).await;
+        match outcome(&mut hog, &id).await {
+            Ok(_) => stored += 1,
+            Err(code) => {
+                refused = Some(code);
+                break;
+            }
+        }
+    }
+    assert_eq!(refused, Some(ErrorCode::LogFull), "after {stored} events");
+    assert!(stored * 120 <= 20_000, "{stored} events stored");
+    // Another room, under its share (half the budget now), goes on.
+    let mut calm = relay
+        .connect_on(0, "calm", Role::Customer, "calm", Codec::Json)
+        .await;
+    calm.join(None).await;
+    for n in 0..20u64 {
+        let id = format!("c{n}");
+        calm.publish(&synthetic(3, n), Some(&id)).await;
+        assert!(outcome(&mut calm, &id).await.is_ok(), "{id}");
+    }
+    // The hog stays refused; a new keyframe within its share passes.
+    hog.publish(&synthetic(3, 999), Some("again")).await;
+    assert_eq!(outcome(&mut hog, "again").await, Err(ErrorCode::LogFull));
+    hog.publish(&synthetic(4, 1000), Some("m")).await;
+    outcome(&mut hog, "m").await.expect("meta");
+    hog.publish(&synthetic(2, 1001), Some("s")).await;
+    outcome(&mut hog, "s")
+        .await
+        .expect("a small keyframe fits the share");
+}
+
 async fn relay_join(relay: &Relay, room: &str) -> (Client, Joined) {
     let mut a = relay
         .connect_on(1, room, Role::Agent, "agent", Codec::Json)
@@ -174,6 +220,7 @@ async fn a_participant_fills_only_its_staging_share_and_leaving_releases_it() {
         c.log.max_staged_bytes = 64 * 1024;
         c.max_upload_bytes = 6000;
         c.upload_orphan_ttl = Duration::ZERO;
+        c.max_violations = 1000;
     })
     .await;
     let data = "x".repeat(3000);
