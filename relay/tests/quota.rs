@@ -241,8 +241,10 @@ async fn a_participant_fills_only_its_staging_share_and_leaving_releases_it() {
         .await;
     other.join(None).await;
     stage(&mut other, "v1", &data).await.expect("another room");
-    // The hog leaves: its staging is released at once and it can stage again on return.
+    // The hog leaves: its staging is released at once and it can stage again on return. (Had it
+    // reconnected before its old connection was gone, its uploads would have been kept.)
     drop(hog);
+    relay.await_open_connections(1).await;
     let mut back = relay
         .connect_on(0, "hog", Role::Customer, "hog", Codec::Json)
         .await;
