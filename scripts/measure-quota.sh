@@ -48,14 +48,26 @@ while kill -0 "$FLOOD" 2>/dev/null; do
   [ "$now" -gt "$peak" ] && peak=$now
   if [ "$MODE" = cluster ]; then
     r=$(redis-cli -p 16399 info memory | awk -F: '/^used_memory:/ {print $2+0}')
-    [ "$r" -gt "$rpeak" ] && rpeak=$r
+    if [ "$r" -gt "$rpeak" ]; then
+      rpeak=$r
+      redis-cli -p 16399 info memory | grep -E '^(used_memory|used_memory_dataset|mem_clients_normal|used_memory_vm_eval|used_memory_scripts):' >"$WORK/rpeak.txt"
+    fi
   fi
   sleep 1
 done
 cat "$WORK/flood.out"
 mib() { echo "$(( $1 / 1048576 )) MiB"; }
 echo "mode $MODE, ${SECS}s, relay RSS before $(mib "$base"), peak $(mib "$peak") (all nodes)"
-[ "$MODE" = cluster ] && echo "redis used_memory before $(mib "$rbase"), peak $(mib "$rpeak")"
+if [ "$MODE" = cluster ]; then
+  echo "redis used_memory before $(mib "$rbase"), peak $(mib "$rpeak"); at the peak:"
+  cat "$WORK/rpeak.txt"
+  echo "after the flood:"
+  redis-cli -p 16399 info memory | grep -E '^(used_memory|used_memory_dataset|mem_clients_normal):'
+  echo "log stream bytes counted by the cap (lb): $(redis-cli -p 16399 hget 'ar:{flood}:meta' lb)"
+  echo "staged bytes counted for the room (r): $(redis-cli -p 16399 hget 'ar:{flood}:stg' r)"
+fi
+end=0; for p in "${RELAY_PIDS[@]}"; do end=$((end + $(rss "$p"))); done
+echo "relay RSS after the flood $(mib "$end")"
 [ "$MODE" = cluster ] && redis-cli -p 16399 --scan --pattern 'ar:*' | while read -r k; do
   echo "$k $(redis-cli -p 16399 memory usage "$k")"; done | sort -k2 -n | tail -5
 exit 0

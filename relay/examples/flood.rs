@@ -88,9 +88,20 @@ async fn flood(
             while let Some(Ok(m)) = stream.next().await {
                 let key = match &m {
                     Message::Text(t) => match ServerFrame::decode(Codec::Json, t.as_bytes()) {
-                        Ok(ServerFrame::Ack { .. }) => "stored".to_owned(),
+                        Ok(ServerFrame::Ack { id, .. }) if id.starts_with('t') => {
+                            "chat stored".to_owned()
+                        }
+                        Ok(ServerFrame::Ack { .. }) => "event stored".to_owned(),
                         Ok(ServerFrame::ChunkAck { .. }) => "slice staged".to_owned(),
-                        Ok(ServerFrame::Error { code, .. }) => code.to_string(),
+                        Ok(ServerFrame::Error { code, id, .. }) => {
+                            let what = match id.as_deref().and_then(|i| i.chars().next()) {
+                                Some('t') => "chat",
+                                Some('u') => "slice",
+                                Some('c') => "event",
+                                _ => "frame",
+                            };
+                            format!("{what} {code}")
+                        }
                         Ok(_) => continue,
                         Err(_) => "undecodable".to_owned(),
                     },
