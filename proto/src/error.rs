@@ -32,6 +32,9 @@ pub enum ErrorCode {
     UploadLimit,
     /// The sender exceeded its message or byte rate; the frame was not processed.
     RateLimited,
+    /// The room's log (or, embedded, the node's memory budget) is full: the entry was not stored.
+    /// A new keyframe (Meta + FullSnapshot) frees the room's log.
+    LogFull,
     /// The room store is unavailable; the frame was not stored. Retry with the same id.
     Unavailable,
     /// An unexpected server-side failure; the frame was not stored. Retry with the same id.
@@ -40,7 +43,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and metrics pre-registration.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::Malformed,
         ErrorCode::InvalidFrame,
         ErrorCode::UnknownType,
@@ -53,6 +56,7 @@ impl ErrorCode {
         ErrorCode::UploadInvalid,
         ErrorCode::UploadLimit,
         ErrorCode::RateLimited,
+        ErrorCode::LogFull,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
@@ -72,6 +76,7 @@ impl ErrorCode {
             ErrorCode::UploadInvalid => "upload_invalid",
             ErrorCode::UploadLimit => "upload_limit",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::LogFull => "log_full",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }

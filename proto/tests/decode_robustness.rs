@@ -294,6 +294,7 @@ fn error_code_strings_are_stable() {
         (ErrorCode::UploadInvalid, "upload_invalid", false),
         (ErrorCode::UploadLimit, "upload_limit", true),
         (ErrorCode::RateLimited, "rate_limited", true),
+        (ErrorCode::LogFull, "log_full", false),
         (ErrorCode::Unavailable, "unavailable", true),
         (ErrorCode::Internal, "internal", true),
     ];

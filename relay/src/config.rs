@@ -188,6 +188,23 @@ pub struct ServeArgs {
     /// An upload with no new slice for this long is dropped.
     #[arg(long, env = "RELAY_UPLOAD_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub upload_ttl: Duration,
+    /// When a participant's last connection leaves a room, its unfinished uploads are dropped
+    /// after this long (0s: at once) unless it comes back and sends another slice.
+    #[arg(long, env = "RELAY_UPLOAD_ORPHAN_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub upload_orphan_ttl: Duration,
+    /// Frames per second one room may receive from all its participants (sustained; bursts of
+    /// twice that), on top of each participant's --max-msgs-per-sec.
+    #[arg(long, env = "RELAY_MAX_ROOM_MSGS_PER_SEC", default_value_t = 2000)]
+    pub max_room_msgs_per_sec: u32,
+    /// Bytes per second one room may receive from all its participants (sustained; bursts of
+    /// twice that).
+    #[arg(long, env = "RELAY_MAX_ROOM_BYTES_PER_SEC", default_value_t = 32 * 1024 * 1024)]
+    pub max_room_bytes_per_sec: u32,
+    /// Embedded mode: payload bytes of all room logs plus staged uploads this process holds at
+    /// most; over it, rooms over their fair share are refused with `log_full`. 0: half of the
+    /// memory available (physical memory, or the cgroup limit if lower).
+    #[arg(long, env = "RELAY_MAX_MEMORY_BYTES", default_value_t = 0)]
+    pub max_memory_bytes: u64,
     /// When the events after a room's keyframe pass this many bytes, the customer is asked for a
     /// fresh full snapshot (`snapshot_request`), so that catch-up stays small. 0 disables.
     #[arg(long, env = "RELAY_SNAPSHOT_AFTER_BYTES", default_value_t = 8 * 1024 * 1024)]
@@ -327,6 +344,12 @@ pub struct NodeConfig {
     pub max_uploads: usize,
     /// Upload staging TTL.
     pub upload_ttl: Duration,
+    /// Staging TTL of a participant's uploads once its last connection left the room.
+    pub upload_orphan_ttl: Duration,
+    /// Sustained frames per second per room.
+    pub max_room_msgs_per_sec: u32,
+    /// Sustained bytes per second per room.
+    pub max_room_bytes_per_sec: u32,
     /// Tail size that triggers a `snapshot_request` (0: never).
     pub snapshot_after_bytes: u64,
     /// Default masking policy.
@@ -377,6 +400,9 @@ impl NodeConfig {
             max_upload_bytes: 64 * 1024 * 1024,
             max_uploads: 4,
             upload_ttl: Duration::from_secs(600),
+            upload_orphan_ttl: Duration::from_secs(30),
+            max_room_msgs_per_sec: 2000,
+            max_room_bytes_per_sec: 32 * 1024 * 1024,
             snapshot_after_bytes: 8 * 1024 * 1024,
             mask_policy: MaskPolicy::Inputs,
             native_templates: None,
@@ -551,6 +577,9 @@ impl TryFrom<&ServeArgs> for NodeConfig {
             max_upload_bytes: a.max_upload_bytes,
             max_uploads: a.max_uploads,
             upload_ttl: a.upload_ttl,
+            upload_orphan_ttl: a.upload_orphan_ttl,
+            max_room_msgs_per_sec: a.max_room_msgs_per_sec.max(1),
+            max_room_bytes_per_sec: a.max_room_bytes_per_sec.max(1),
             snapshot_after_bytes: a.snapshot_after_bytes,
             mask_policy: a.mask_policy,
             native_templates: a.native_templates.clone(),
@@ -564,6 +593,11 @@ impl TryFrom<&ServeArgs> for NodeConfig {
                 room_buffer: a.room_buffer,
                 empty_room_ttl: a.empty_room_ttl,
                 max_staged_bytes: a.max_staged_bytes,
+                max_memory_bytes: if a.max_memory_bytes == 0 {
+                    available_memory() / 2
+                } else {
+                    a.max_memory_bytes
+                },
                 keep_until_archived: a.recordings,
             },
             demo_dir,
@@ -579,5 +613,27 @@ impl TryFrom<&ServeArgs> for NodeConfig {
                 metrics_token: a.metrics_token.clone().filter(|t| !t.is_empty()),
             },
         })
+    }
+}
+
+/// Physical memory, or the cgroup (v2, then v1) limit if lower; 0 if unknown (no budget then).
+pub fn available_memory() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?.to_owned();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024);
+    let cgroup = [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .filter_map(|p| std::fs::read_to_string(p).ok()?.trim().parse::<u64>().ok())
+    .min();
+    match cgroup {
+        Some(c) if c > 0 && (total == 0 || c < total) => c,
+        _ => total,
     }
 }

@@ -88,6 +88,9 @@ impl From<StoreError> for Exit {
 /// `rate_limited`, and every refusal draws on the violation budget, whose exhaustion closes the
 /// connection (4501). A burst from a busy page is slowed; a flood ends.
 struct Limits {
+    /// This participant's and this room's keys in the node's [`crate::quota::SharedRates`].
+    participant: Arc<str>,
+    room: Arc<str>,
     msgs: DefaultDirectRateLimiter,
     bytes: DefaultDirectRateLimiter,
     /// Milliseconds of hold-back left.
@@ -103,7 +106,7 @@ fn nonzero(v: u64) -> NonZeroU32 {
 }
 
 impl Limits {
-    fn new(cfg: &NodeConfig) -> Limits {
+    fn new(cfg: &NodeConfig, room: &str, sub: &str) -> Limits {
         let msgs = u64::from(cfg.max_msgs_per_sec);
         let bytes = u64::from(cfg.max_bytes_per_sec);
         let byte_burst = (bytes * 2).max(cfg.max_frame_bytes as u64);
@@ -112,6 +115,8 @@ impl Limits {
             RateLimiter::direct(Quota::per_second(nonzero(rate)).allow_burst(nonzero(burst)))
         };
         Limits {
+            participant: crate::quota::participant_key(room, sub),
+            room: Arc::from(room),
             msgs: per_second(msgs, msgs * 2),
             bytes: per_second(bytes, byte_burst),
             hold_back: per_second(hold_back_ms / HOLD_BACK_REFILL.as_secs(), hold_back_ms),
@@ -129,7 +134,7 @@ impl Limits {
 
     /// Takes one frame of `len` bytes from the rates, waiting (within the hold-back budget) for
     /// tokens that are not there yet.
-    async fn admit(&self, len: usize) -> Admit {
+    async fn admit(&self, shared: &crate::quota::SharedRates, len: usize) -> Admit {
         let mut outcome = Admit::Now;
         loop {
             // The limiter's own clock: a new `DefaultClock` per call probes the CPU (`cpuid`,
@@ -155,6 +160,21 @@ impl Limits {
             }
             outcome = Admit::Delayed;
             tokio::time::sleep(wait).await;
+        }
+        // The participant's and the room's rates, across connections.
+        for step in 0..crate::quota::SharedRates::STEPS {
+            loop {
+                let wait = match shared.check(step, &self.participant, &self.room, len) {
+                    Ok(()) => break,
+                    Err(Some(wait)) => wait,
+                    Err(None) => return Admit::Refused,
+                };
+                if !self.hold_back(wait) {
+                    return Admit::Refused;
+                }
+                outcome = Admit::Delayed;
+                tokio::time::sleep(wait).await;
+            }
         }
         outcome
     }
@@ -224,7 +244,7 @@ pub(crate) async fn serve(
     let mut conn = Conn {
         node: node.clone(),
         ws,
-        limits: Limits::new(&node.config),
+        limits: Limits::new(&node.config, &adm.claims.room, &adm.claims.sub),
         adm,
         me,
         conn_id,
@@ -248,6 +268,16 @@ pub(crate) async fn serve(
         node.local_rooms.leave(conn.room(), &node.metrics);
         if let Err(e) = node.broker.exit(conn.room(), &conn.me, conn_id).await {
             tracing::warn!(error = %e, "presence exit failed");
+        }
+        if conn.me.role == Role::Customer {
+            let grace = node.config.upload_orphan_ttl;
+            if let Err(e) = node
+                .log
+                .release_uploads(conn.room(), &conn.me.id, grace)
+                .await
+            {
+                tracing::warn!(error = %e, "releasing staged uploads failed");
+            }
         }
     }
     conn.finish(exit).await;
@@ -624,6 +654,7 @@ impl Conn {
                 let entry = NewEntry {
                     body,
                     dedup: Some((self.me.id.clone(), id.clone())),
+                    sender: Some(self.node.rates.rated(&self.me.id)),
                     page: None,
                 };
                 self.store(entry, Some(id), "chat").await.map(drop)
@@ -734,6 +765,7 @@ impl Conn {
                 source: head.source,
             },
             dedup: id.as_ref().map(|i| (self.me.id.clone(), i.clone())),
+            sender: Some(self.node.rates.rated(&self.me.id)),
             page,
         };
         if let Some(appended) = self.store(entry, id, head.kind.label()).await? {
@@ -838,9 +870,18 @@ impl Conn {
             return self.send_error(ErrorCode::TooLarge, msg, Some(c.id)).await;
         }
         node.metrics.upload_bytes.inc_by(c.data.len() as u64);
+        let max_staged = node.config.log.max_staged_bytes;
         let limits = UploadLimits {
             max_uploads: node.config.max_uploads,
             ttl: node.config.upload_ttl,
+            participant_share: crate::store::cap::participant_staging_share(
+                max_staged,
+                node.config.max_upload_bytes,
+            ),
+            room_share: crate::store::cap::room_staging_share(
+                max_staged,
+                node.config.max_upload_bytes,
+            ),
         };
         let chunk = ChunkIn {
             sender: &self.me.id,
@@ -889,8 +930,9 @@ impl Conn {
             Staged::TooMany => {
                 uploads.with_label_values(&["limit"]).inc();
                 let msg = format!(
-                    "too many uploads in progress (at most {} per participant, or the node's \
-                     staging is full); finish one, or resend this slice later",
+                    "too many uploads in progress (at most {} per participant), or the staging \
+                     share of this participant, room or node is full; finish one, or resend this \
+                     slice later",
                     node.config.max_uploads
                 );
                 return self
@@ -1122,6 +1164,22 @@ impl Conn {
         if matches!(e, StoreError::Closed) {
             return Err(Exit::Close(CloseCode::RoomClosed));
         }
+        if let StoreError::LogFull(why) = e {
+            // Nothing was stored and nothing after it depends on it: refuse it and go on.
+            return self.send_error(ErrorCode::LogFull, why.into(), id).await;
+        }
+        if matches!(e, StoreError::RateLimited) {
+            self.node
+                .metrics
+                .rate_limited
+                .with_label_values(&["refused"])
+                .inc();
+            let msg = "over the participant's or the room's rate across nodes; resend later \
+                       with the same id";
+            return self
+                .send_error(ErrorCode::RateLimited, msg.into(), id)
+                .await;
+        }
         if self.node.metrics.may_log() {
             tracing::warn!(error = %e, "append failed; closing so the client resends in order");
         }
@@ -1157,7 +1215,7 @@ impl Conn {
                 return Ok(None);
             }
         };
-        match self.limits.admit(msg.len()).await {
+        match self.limits.admit(&self.node.rates, msg.len()).await {
             Admit::Now => Ok(Some(frame)),
             Admit::Delayed => {
                 // The sender was slowed rather than refused: while this task waited, TCP
@@ -1176,7 +1234,8 @@ impl Conn {
                     .with_label_values(&["refused"])
                     .inc();
                 let id = frame_id(&frame);
-                let text = "over this connection's rate limit; resend later with the same id";
+                let text = "over the rate limit of this connection, participant or room; resend \
+                            later with the same id";
                 self.send_error(ErrorCode::RateLimited, text.into(), id)
                     .await?;
                 Ok(None)

@@ -37,6 +37,7 @@ pub mod limits;
 pub mod mask;
 pub mod native;
 pub mod pages;
+pub mod quota;
 pub mod rooms;
 pub mod server;
 pub mod store;

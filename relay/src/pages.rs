@@ -152,6 +152,7 @@ pub async fn store_native_page(
             source: None,
         },
         dedup: id.map(|i| (sender.to_owned(), format!("{i}#meta"))),
+        sender: None,
         page: None,
     };
     log.append(room, meta).await?;
@@ -170,6 +171,7 @@ pub async fn store_native_page(
             source: None,
         },
         dedup: id.map(|i| (sender.to_owned(), i.to_owned())),
+        sender: None,
         page: Some(record),
     };
     Ok(log.append(room, snap).await?)

@@ -50,6 +50,8 @@ pub struct Node {
     pub jobs: std::sync::OnceLock<Arc<dyn crate::compactor::JobQueue>>,
     /// Admission quotas: handshakes in progress, connections per participant, rooms.
     pub quotas: Arc<crate::limits::Quotas>,
+    /// Rates shared by a participant's connections and by a room's participants.
+    pub rates: crate::quota::SharedRates,
     draining: AtomicBool,
     shutdown: watch::Sender<bool>,
     next_conn: AtomicU64,
@@ -79,6 +81,7 @@ impl Node {
             mask_key: config.mask_key,
             jobs: std::sync::OnceLock::new(),
             quotas: crate::limits::Quotas::new(config.quotas.clone()),
+            rates: crate::quota::SharedRates::new(&config),
             auth: Auth::from_config(&config),
             config,
             log,

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use tokio::sync::broadcast;
 
+use super::cap;
 use super::plan::{plan, Bounds};
 use super::{
     Appended, Broker, CatchUp, CatchUpRequest, ChunkIn, Entered, Entry, EntryBody, LogConfig,
@@ -27,32 +28,65 @@ pub struct MemoryStore {
     /// Staged uploads by (room, sender, upload id).
     uploads: Mutex<Uploads>,
     config: LogConfig,
+    /// Payload bytes of every room log plus every staged upload (the node's memory budget).
+    used: Arc<AtomicU64>,
 }
 
-/// Every staged upload, and their bytes.
+type UploadKey = (String, String, String);
+
+/// Every staged upload, and their bytes: in all, per room and per (room, sender).
 #[derive(Default)]
 struct Uploads {
-    by_key: HashMap<(String, String, String), Upload>,
+    by_key: HashMap<UploadKey, Upload>,
     bytes: u64,
+    by_room: HashMap<String, u64>,
+    by_sender: HashMap<(String, String), u64>,
+    used: Arc<AtomicU64>,
 }
 
 impl Uploads {
-    fn remove(&mut self, key: &(String, String, String)) {
+    /// Counts `len` more (or, with `add` false, fewer) staged bytes of `key`.
+    fn tally(&mut self, key: &UploadKey, len: u64, add: bool) {
+        let room = self.by_room.entry(key.0.clone()).or_default();
+        let sender = self
+            .by_sender
+            .entry((key.0.clone(), key.1.clone()))
+            .or_default();
+        if add {
+            *room += len;
+            *sender += len;
+            self.bytes += len;
+            self.used.fetch_add(len, Ordering::Relaxed);
+        } else {
+            *room -= len;
+            *sender -= len;
+            self.bytes -= len;
+            self.used.fetch_sub(len, Ordering::Relaxed);
+        }
+        if *sender == 0 {
+            self.by_sender.remove(&(key.0.clone(), key.1.clone()));
+        }
+        if self.by_room.get(&key.0) == Some(&0) {
+            self.by_room.remove(&key.0);
+        }
+    }
+
+    fn remove(&mut self, key: &UploadKey) {
         if let Some(u) = self.by_key.remove(key) {
-            self.bytes -= u.bytes;
+            self.tally(key, u.bytes, false);
         }
     }
 
     fn expire(&mut self, now: Instant) {
-        let mut freed = 0;
-        self.by_key.retain(|_, u| {
-            let keep = u.expires > now;
-            if !keep {
-                freed += u.bytes;
-            }
-            keep
-        });
-        self.bytes -= freed;
+        let dead: Vec<UploadKey> = self
+            .by_key
+            .iter()
+            .filter(|(_, u)| u.expires <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in dead {
+            self.remove(&k);
+        }
     }
 }
 
@@ -95,6 +129,12 @@ struct RoomState {
     typed: HashSet<u64>,
     /// Entries up to here are archived.
     archived: u64,
+    /// Payload bytes from the keyframe's first offset on, and from a pending Meta on (see
+    /// [`super::cap`]).
+    key_bytes: u64,
+    meta_bytes: Option<u64>,
+    /// The node's `MemoryStore::used`, kept in step with `log_bytes`.
+    used: Arc<AtomicU64>,
     /// Closed: no appends, no joins.
     sealed: bool,
     /// When the last customer connection left (None while one is present or none ever was).
@@ -111,8 +151,15 @@ fn lock(room: &Mutex<RoomState>) -> MutexGuard<'_, RoomState> {
     room.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+impl Drop for RoomState {
+    fn drop(&mut self) {
+        self.used
+            .fetch_sub(self.log_bytes as u64, Ordering::Relaxed);
+    }
+}
+
 impl RoomState {
-    fn new(buffer: usize) -> RoomState {
+    fn new(buffer: usize, used: Arc<AtomicU64>) -> RoomState {
         RoomState {
             epoch: new_epoch(),
             head: 0,
@@ -135,6 +182,9 @@ impl RoomState {
             archived: 0,
             sealed: false,
             customer_left: None,
+            key_bytes: 0,
+            meta_bytes: None,
+            used,
         }
     }
 
@@ -151,22 +201,19 @@ impl RoomState {
             if front.offset >= drop_below {
                 break;
             }
-            self.log_bytes -= front.body.size();
+            let size = front.body.size();
+            self.log_bytes -= size;
+            self.used.fetch_sub(size as u64, Ordering::Relaxed);
             self.log.pop_front();
         }
     }
 
-    /// Trims the oldest entries while the log is over `max` bytes. Returns whether it trimmed.
-    fn enforce_byte_cap(&mut self, max: usize) -> bool {
-        let mut trimmed = false;
-        while self.log_bytes > max && self.log.len() > 1 {
-            if let Some(front) = self.log.pop_front() {
-                self.log_bytes -= front.body.size();
-            }
-            self.floor = self.log.front().map_or(self.head + 1, |e| e.offset);
-            trimmed = true;
+    /// The cap's view of this room (see [`super::cap`]).
+    fn counts(&self) -> cap::Counts {
+        cap::Counts {
+            key: self.key_bytes,
+            meta: self.meta_bytes,
         }
-        trimmed
     }
 
     fn members(&self) -> Vec<Member> {
@@ -192,10 +239,15 @@ impl RoomState {
 impl MemoryStore {
     /// An empty store. Call [`MemoryStore::spawn_sweeper`] to drop rooms idle past their TTL.
     pub fn new(config: LogConfig) -> Arc<MemoryStore> {
+        let used = Arc::new(AtomicU64::new(0));
         Arc::new(MemoryStore {
             rooms: DashMap::new(),
-            uploads: Mutex::new(Uploads::default()),
+            uploads: Mutex::new(Uploads {
+                used: used.clone(),
+                ..Uploads::default()
+            }),
             config,
+            used,
         })
     }
 
@@ -232,8 +284,29 @@ impl MemoryStore {
         }
         self.rooms
             .entry(room.to_owned())
-            .or_insert_with(|| Arc::new(Mutex::new(RoomState::new(self.config.room_buffer))))
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(RoomState::new(
+                    self.config.room_buffer,
+                    self.used.clone(),
+                )))
+            })
             .clone()
+    }
+
+    /// Payload bytes of every room log and staged upload held (the memory budget's measure).
+    pub fn used_bytes(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Whether the node's memory budget refuses `size` more bytes in a room that would then hold
+    /// `room_after`: only when the node is over its budget and the room over its fair share (the
+    /// budget split evenly over the rooms held), so one room cannot starve the others.
+    fn over_budget(&self, size: u64, room_after: u64) -> bool {
+        let budget = self.config.max_memory_bytes;
+        if budget == 0 || self.used.load(Ordering::Relaxed) + size <= budget {
+            return false;
+        }
+        room_after > budget / self.rooms.len().max(1) as u64
     }
 
     /// Number of rooms held (for metrics).
@@ -267,9 +340,31 @@ impl RoomLog for MemoryStore {
                 });
             }
         }
+        let size = new.body.size() as u64;
+        let kind = match &new.body {
+            EntryBody::Event { kind, .. } => Some(*kind),
+            EntryBody::Chat { .. } => None,
+        };
+        let counts = st.counts();
+        if cap::check(self.config.max_log_bytes as u64, counts, kind, size) == cap::Verdict::Refuse
+        {
+            return Err(StoreError::LogFull(cap::LOG_FULL));
+        }
+        let room_after = match kind {
+            Some(EventKind::FullSnapshot) => counts.meta.unwrap_or(0) + size,
+            Some(EventKind::Meta) if counts.meta.is_none() => 0,
+            _ => st.log_bytes as u64 + size,
+        };
+        if self.over_budget(size, room_after) {
+            // Whatever is below the keyframe goes first.
+            let floor = st.floor;
+            st.trim_below(floor, false);
+            if self.over_budget(size, room_after.min(st.log_bytes as u64 + size)) {
+                return Err(StoreError::LogFull(cap::NODE_FULL));
+            }
+        }
         st.head += 1;
         let offset = st.head;
-        let size = new.body.size() as u64;
         let cum = st.sent_bytes.fetch_add(size, Ordering::Relaxed) + size;
         let entry = Arc::new(Entry::new(offset, st.epoch.clone(), new.body).with_cum_bytes(cum));
         match &entry.body {
@@ -282,6 +377,7 @@ impl RoomLog for MemoryStore {
                 ..
             } => {
                 let start = st.pending_meta.take().unwrap_or(offset);
+                st.key_bytes = st.meta_bytes.take().unwrap_or(0);
                 st.trim_below(start, self.config.keep_until_archived);
                 st.tail_bytes = 0;
                 st.native_keyframe = new
@@ -308,12 +404,24 @@ impl RoomLog for MemoryStore {
             }
             EntryBody::Event { .. } => st.tail_bytes += size,
         }
-        st.log_bytes += entry.body.size();
+        if kind == Some(EventKind::Meta) {
+            st.meta_bytes = Some(0);
+        }
+        st.key_bytes += size;
+        if let Some(m) = st.meta_bytes.as_mut() {
+            *m += size;
+        }
+        st.log_bytes += size as usize;
+        self.used.fetch_add(size, Ordering::Relaxed);
         st.log.push_back(entry.clone());
-        if st.enforce_byte_cap(self.config.max_log_bytes) {
+        if st.log_bytes > self.config.max_log_bytes
+            && st.log.front().map(|e| e.offset) < Some(st.floor)
+        {
+            let floor = st.floor;
+            st.trim_below(floor, false);
             tracing::debug!(
-                floor = st.floor,
-                "room log over its byte cap; oldest events trimmed"
+                floor,
+                "room log over its byte cap; entries below the keyframe trimmed"
             );
         }
         if let Some(key) = new.dedup {
@@ -488,6 +596,12 @@ impl RoomLog for MemoryStore {
             );
         }
         let staged_total = uploads.bytes;
+        let room_staged = uploads.by_room.get(room).copied().unwrap_or(0);
+        let mine_staged = uploads
+            .by_sender
+            .get(&(key.0.clone(), key.1.clone()))
+            .copied()
+            .unwrap_or(0);
         let Some(up) = uploads.by_key.get_mut(&key) else {
             return Ok(Staged::Partial { first });
         };
@@ -504,8 +618,13 @@ impl RoomLog for MemoryStore {
                 uploads.remove(&key);
                 return Ok(Staged::Mismatch("the slices add up to more than size"));
             }
-            if staged_total + len > self.config.max_staged_bytes {
-                // The node's staging is full: refuse the slice (retryable) and keep the rest.
+            if staged_total + len > self.config.max_staged_bytes
+                || room_staged + len > limits.room_share
+                || mine_staged + len > limits.participant_share
+                || self.over_budget(len, mine_staged + len)
+            {
+                // The node's staging, the room's or the sender's share is full: refuse the slice
+                // (retryable) and keep the rest.
                 if up.chunks.is_empty() {
                     uploads.remove(&key);
                 }
@@ -513,7 +632,7 @@ impl RoomLog for MemoryStore {
             }
             up.bytes += len;
             up.chunks.insert(c.index, c.data.to_vec());
-            uploads.bytes += len;
+            uploads.tally(&key, len, true);
         }
         let Some(up) = uploads.by_key.get(&key) else {
             return Ok(Staged::Partial { first });
@@ -539,6 +658,28 @@ impl RoomLog for MemoryStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(room.to_owned(), sender.to_owned(), upload.to_owned()));
+        Ok(())
+    }
+
+    async fn release_uploads(
+        &self,
+        room: &str,
+        sender: &str,
+        grace: Duration,
+    ) -> Result<(), StoreError> {
+        if let Some(r) = self.rooms.get(room).map(|r| r.clone()) {
+            if lock(&r).presence.contains_key(sender) {
+                return Ok(()); // another connection of the sender is still here
+            }
+        }
+        let mut uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        for ((r, s, _), u) in uploads.by_key.iter_mut() {
+            if r == room && s == sender {
+                u.expires = u.expires.min(now + grace);
+            }
+        }
+        uploads.expire(now);
         Ok(())
     }
 
@@ -696,6 +837,8 @@ mod tests {
         let limits = UploadLimits {
             max_uploads: 10,
             ttl: Duration::from_millis(100),
+            participant_share: u64::MAX,
+            room_share: u64::MAX,
         };
         let data = [b'x'; 100];
         let stage = |up: &'static str, i: u32| {

@@ -12,6 +12,7 @@
 //! - A subscriber that subscribed before a `catch_up` read sees every entry with an offset above
 //!   that read's `head` (possibly some at or below it too, which the reader drops by offset).
 
+pub mod cap;
 pub mod memory;
 pub mod plan;
 pub mod redis;
@@ -253,6 +254,10 @@ pub struct NewEntry {
     pub body: EntryBody,
     /// (sender, client id): a second append with the same key returns the first offset.
     pub dedup: Option<(String, String)>,
+    /// The participant that sent it and the rates that apply: cluster mode holds the
+    /// participant's and the room's stored entries to them across nodes ([`crate::quota`]).
+    /// None: not rate-limited by the store.
+    pub sender: Option<crate::quota::Rated>,
     /// With a FullSnapshot: the page it starts, for the room's page timeline. An `offset` of 0
     /// is filled in by the store (the pending Meta's offset, else the snapshot's own). A
     /// [`assist_relay_proto::PageKind::Native`] page marks the keyframe as a placeholder.
@@ -265,6 +270,7 @@ impl NewEntry {
         NewEntry {
             body,
             dedup: None,
+            sender: None,
             page: None,
         }
     }
@@ -325,6 +331,10 @@ pub struct UploadLimits {
     pub max_uploads: usize,
     /// How long an upload is kept after its last slice.
     pub ttl: std::time::Duration,
+    /// Bytes one sender may have staged in one room ([`cap::participant_staging_share`]).
+    pub participant_share: u64,
+    /// Bytes one room may have staged ([`cap::room_staging_share`]).
+    pub room_share: u64,
 }
 
 /// What staging a slice led to.
@@ -410,6 +420,13 @@ pub enum StoreError {
     /// The room has been closed; nothing more is stored.
     #[error("the room is closed")]
     Closed,
+    /// Cluster mode: the sender or the room is over its rate across nodes; nothing was stored.
+    #[error("over the participant's or the room's rate across nodes")]
+    RateLimited,
+    /// The entry would put the room's log over `--max-log-bytes` (or, embedded, a room over its
+    /// fair share of a node over `--max-memory-bytes`); nothing was stored. See [`cap`].
+    #[error("{0}")]
+    LogFull(&'static str),
 }
 
 /// Where a room's log stands, for the compactor.
@@ -463,6 +480,16 @@ pub trait RoomLog: Send + Sync + 'static {
 
     /// Forgets an upload (stored, abandoned or invalid).
     async fn drop_upload(&self, room: &str, sender: &str, upload: &str) -> Result<(), StoreError>;
+
+    /// A connection of `sender` left the room: unless it still has another connection there, its
+    /// unfinished uploads expire after `grace` (at once when zero) instead of `--upload-ttl`. A
+    /// slice staged again within the grace restores the full TTL (reconnect and go on).
+    async fn release_uploads(
+        &self,
+        room: &str,
+        sender: &str,
+        grace: std::time::Duration,
+    ) -> Result<(), StoreError>;
 
     /// The offset stored under an idempotency key (sender, client id), if any.
     async fn stored_offset(
@@ -559,15 +586,20 @@ pub struct LogConfig {
     pub chat_retain: usize,
     /// Client ids remembered per room for idempotent resends.
     pub dedup_window: usize,
-    /// Upper bound of a room's log in bytes; past it the oldest events are trimmed.
+    /// Upper bound of a room's log in payload bytes (see [`cap`]): past it entries below the
+    /// keyframe are trimmed, then appends are refused with `log_full` until a new keyframe.
     pub max_log_bytes: usize,
     /// Live messages buffered per room per node before a slow receiver lags.
     pub room_buffer: usize,
     /// How long a room with no members is kept before its log is dropped.
     pub empty_room_ttl: std::time::Duration,
-    /// Upload bytes staged in this process at most (embedded mode; Redis is bounded by its
-    /// memory and the per-participant limits).
+    /// Upload bytes staged at most: in this process (embedded mode) or, in cluster mode, per
+    /// room in Redis. One participant may stage [`cap::participant_staging_share`] of it and one
+    /// room [`cap::room_staging_share`].
     pub max_staged_bytes: u64,
+    /// Embedded mode: bytes of every room log plus staged uploads this process holds at most;
+    /// over it, rooms over their fair share get `log_full` (see [`cap`]). 0: no budget.
+    pub max_memory_bytes: u64,
     /// Keep entries below the keyframe until the compactor archived them (recordings on);
     /// otherwise a new keyframe drops them at once.
     pub keep_until_archived: bool,
@@ -582,6 +614,7 @@ impl Default for LogConfig {
             room_buffer: 256,
             empty_room_ttl: std::time::Duration::from_secs(600),
             max_staged_bytes: 512 * 1024 * 1024,
+            max_memory_bytes: 0,
             keep_until_archived: false,
         }
     }

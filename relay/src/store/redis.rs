@@ -112,7 +112,7 @@ pub struct RedisMetrics {
 }
 
 const APPEND: &str = r#"
-local m = redis.call('HMGET', KEYS[1], 'epoch', 'sealed', 'tail', 'kfn')
+local m = redis.call('HMGET', KEYS[1], 'epoch', 'sealed', 'tail', 'kfn', 'kb', 'mb', 'lb', 'meta')
 local epoch = m[1]
 if not epoch then
   epoch = ARGV[1]
@@ -125,15 +125,45 @@ if ARGV[10] == '1' then
   local prev = redis.call('GET', KEYS[4])
   if prev then return {epoch, tonumber(prev), 1, tail, kfn} end
 end
+-- Rates across nodes (quota.rs): GCRA for the sender's and the room's entries and payload bytes.
+if ARGV[17] ~= '' then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local f = {'m:' .. ARGV[17], 'b:' .. ARGV[17], 'm', 'b'}
+  local tat = redis.call('HMGET', KEYS[6], f[1], f[2], f[3], f[4])
+  local cost = {1, tonumber(ARGV[15]), 1, tonumber(ARGV[15])}
+  local nt = {}
+  for i = 1, 4 do
+    local at = math.max(tonumber(tat[i] or '0'), now) + cost[i] * tonumber(ARGV[16 + 2 * i])
+    if at - now > tonumber(ARGV[17 + 2 * i]) then return {epoch, 0, 4, 0, 0} end
+    nt[i] = string.format('%.0f', at)
+  end
+  redis.call('HSET', KEYS[6], f[1], nt[1], f[2], nt[2], f[3], nt[3], f[4], nt[4])
+  redis.call('PEXPIRE', KEYS[6], 600000)
+end
+-- The byte cap (store/cap.rs): key bytes from the keyframe on, pending-Meta bytes, log bytes.
+local size, max = tonumber(ARGV[15]), tonumber(ARGV[16])
+local kb, lb = tonumber(m[5] or '0'), tonumber(m[7] or '0')
+local mb = nil
+if m[8] then mb = tonumber(m[6] or '0') end
+local etype = tonumber(ARGV[3])
+local over
+if etype == 2 then over = (mb or 0) + size > max
+elseif etype == 4 and not mb then over = false
+else over = kb + size > max end
+if over then return {epoch, 0, 3, tail, kfn} end
+local floor = nil
 local off = redis.call('HINCRBY', KEYS[1], 'head', 1)
 local id = off .. '-0'
 redis.call('XADD', KEYS[2], id, 'b', ARGV[2], 'a', ARGV[4])
-local etype = tonumber(ARGV[3])
 if etype == 4 then
   redis.call('HSET', KEYS[1], 'meta', off)
+  mb = 0
 elseif etype == 2 then
   local start = redis.call('HGET', KEYS[1], 'meta') or off
-  redis.call('HDEL', KEYS[1], 'meta')
+  redis.call('HDEL', KEYS[1], 'meta', 'mb')
+  kb, mb, floor = mb or 0, nil, start
+  if ARGV[14] ~= '1' then lb = kb end
   -- Entries before the new keyframe are no longer needed for live viewing; with recordings
   -- on they stay until the compactor has archived them.
   local keep_from = tonumber(start)
@@ -155,6 +185,19 @@ elseif etype == -1 then
     local first = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)[1][1]
     redis.call('HSET', KEYS[1], 'chat_floor', string.match(first, '^(%d+)'))
   end
+end
+kb, lb = kb + size, lb + size
+if mb then mb = mb + size end
+if lb > max then
+  -- Over the cap: whatever is below the keyframe goes, archived or not.
+  floor = floor or redis.call('HGET', KEYS[1], 'floor') or '1'
+  redis.call('XTRIM', KEYS[2], 'MINID', floor .. '-0')
+  lb = kb
+end
+if mb then
+  redis.call('HSET', KEYS[1], 'kb', kb, 'lb', lb, 'mb', mb)
+else
+  redis.call('HSET', KEYS[1], 'kb', kb, 'lb', lb)
 end
 if ARGV[10] == '1' then redis.call('SET', KEYS[4], off, 'EX', ARGV[7]) end
 local msg = 'E' .. epoch .. ':' .. off .. ':' .. ARGV[4] .. ':'
@@ -180,18 +223,43 @@ local upto = math.max(tonumber(ARGV[1]), tonumber(redis.call('HGET', KEYS[1], 'a
 redis.call('HSET', KEYS[1], 'archived', upto)
 local floor = tonumber(redis.call('HGET', KEYS[1], 'floor') or '1')
 redis.call('XTRIM', KEYS[2], 'MINID', math.min(upto + 1, floor) .. '-0')
+if upto + 1 >= floor then redis.call('HSET', KEYS[1], 'lb', redis.call('HGET', KEYS[1], 'kb') or 0) end
 return upto
 "#;
 
-/// Stages one upload slice. KEYS: upload hash, sender's upload set.
-/// ARGV: index, count, size, digest, data, max_uploads, ttl_ms, now_ms, upload id
+/// The room's staging tally. KEYS[3] `stg` hash: `r` (the room's staged bytes), `s:<sender>` (one
+/// sender's), `u:<sender>\x1f<upload>` (one upload's); KEYS[4] `stx` sorted set: every upload
+/// `<sender>\x1f<upload>` scored by its expiry (ms). `unstage` takes an upload off the tally;
+/// `reap` does so for every expired upload.
+const STAGING: &str = r#"
+local function unstage(member)
+  local b = tonumber(redis.call('HGET', KEYS[3], 'u:' .. member) or '0')
+  redis.call('HDEL', KEYS[3], 'u:' .. member)
+  redis.call('ZREM', KEYS[4], member)
+  if b > 0 then
+    redis.call('HINCRBY', KEYS[3], 'r', -b)
+    local s = 's:' .. string.match(member, '^([^\31]*)')
+    if redis.call('HINCRBY', KEYS[3], s, -b) <= 0 then redis.call('HDEL', KEYS[3], s) end
+  end
+end
+local function reap(now)
+  for _, mem in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)) do unstage(mem) end
+end
+"#;
+
+/// Stages one upload slice. KEYS: upload hash, sender's upload set, room's `stg`, `stx`.
+/// ARGV: index, count, size, digest, data, max_uploads, ttl_ms, now_ms, upload id, sender,
+/// participant share, room share
 const STAGE: &str = r#"
 local m = ARGV[2] .. '|' .. ARGV[3] .. '|' .. ARGV[4]
+local me = ARGV[10] .. '\31' .. ARGV[9]
 local function drop(why)
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[2], ARGV[9])
+  unstage(me)
   return {'mismatch', why}
 end
+reap(ARGV[8])
 local cur = redis.call('HGET', KEYS[1], 'm')
 local first = '0'
 if not cur then
@@ -204,19 +272,69 @@ elseif cur ~= m then
 end
 local f = 'c' .. ARGV[1]
 if redis.call('HEXISTS', KEYS[1], f) == 0 then
-  local b = tonumber(redis.call('HGET', KEYS[1], 'b')) + string.len(ARGV[5])
+  local len = string.len(ARGV[5])
+  local b = tonumber(redis.call('HGET', KEYS[1], 'b')) + len
   if b > tonumber(ARGV[3]) then return drop('the slices add up to more than size') end
+  local t = redis.call('HMGET', KEYS[3], 'r', 's:' .. ARGV[10])
+  if tonumber(t[1] or '0') + len > tonumber(ARGV[12]) or tonumber(t[2] or '0') + len > tonumber(ARGV[11]) then
+    -- The room's or the sender's staging share is full: refuse the slice, keep the rest.
+    if first == '1' then
+      redis.call('DEL', KEYS[1])
+      redis.call('ZREM', KEYS[2], ARGV[9])
+    end
+    return {'too_many'}
+  end
   redis.call('HSET', KEYS[1], f, ARGV[5], 'b', b)
   redis.call('HINCRBY', KEYS[1], 'n', 1)
+  redis.call('HINCRBY', KEYS[3], 'r', len)
+  redis.call('HINCRBY', KEYS[3], 's:' .. ARGV[10], len)
+  redis.call('HINCRBY', KEYS[3], 'u:' .. me, len)
 end
-redis.call('ZADD', KEYS[2], tonumber(ARGV[8]) + tonumber(ARGV[7]), ARGV[9])
-redis.call('PEXPIRE', KEYS[1], ARGV[7])
-redis.call('PEXPIRE', KEYS[2], ARGV[7])
+local expiry = tonumber(ARGV[8]) + tonumber(ARGV[7])
+redis.call('ZADD', KEYS[2], expiry, ARGV[9])
+redis.call('ZADD', KEYS[4], expiry, me)
+for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[7]) end
 if tonumber(redis.call('HGET', KEYS[1], 'n')) < tonumber(ARGV[2]) then return {'partial', first} end
 if tonumber(redis.call('HGET', KEYS[1], 'b')) ~= tonumber(ARGV[3]) then
   return drop('the slices do not add up to size')
 end
 return {'complete'}
+"#;
+
+/// Forgets an upload. KEYS: upload hash, sender's upload set, `stg`, `stx`. ARGV: upload id,
+/// sender.
+const DROP: &str = r#"
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+unstage(ARGV[2] .. '\31' .. ARGV[1])
+return 1
+"#;
+
+/// A connection of a sender left: unless another one is present, its uploads expire after the
+/// grace (at once when 0). KEYS: presence, sender's upload set, `stg`, `stx`. ARGV: sender, now
+/// (ms), grace (ms), upload key prefix (`ar:{R}:up:<sender>\x1f`).
+const RELEASE: &str = r#"
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[2], '+inf')) do
+  if string.match(m, '^([^\31]*)') == ARGV[1] then return 0 end
+end
+local grace = tonumber(ARGV[3])
+local until_ms = tonumber(ARGV[2]) + grace
+local pre = ARGV[1] .. '\31'
+for _, mem in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+  if string.sub(mem, 1, #pre) == pre then
+    local up = string.sub(mem, #pre + 1)
+    if grace == 0 then
+      redis.call('DEL', ARGV[4] .. up)
+      redis.call('ZREM', KEYS[2], up)
+      unstage(mem)
+    elseif tonumber(redis.call('ZSCORE', KEYS[4], mem)) > until_ms then
+      redis.call('ZADD', KEYS[4], until_ms, mem)
+      redis.call('ZADD', KEYS[2], until_ms, up)
+      redis.call('PEXPIRE', ARGV[4] .. up, grace)
+    end
+  end
+end
+return 1
 "#;
 
 /// Removes expired presence entries and announces participants left with no live connection.
@@ -298,6 +416,8 @@ struct Keys {
     typed: String,
     channel: String,
     room: String,
+    /// Hash of the rates' theoretical arrival times (`m:<sub>`, `b:<sub>`, `m`, `b`; µs).
+    rate: String,
 }
 
 impl Keys {
@@ -310,6 +430,7 @@ impl Keys {
             pages: format!("ar:{{{room}}}:pages"),
             typed: format!("ar:{{{room}}}:typed"),
             channel: format!("ar:{{{room}}}:ch"),
+            rate: format!("ar:{{{room}}}:rate"),
             room: room.to_owned(),
         }
     }
@@ -320,6 +441,14 @@ impl Keys {
 
     fn upload(&self, sender: &str, upload: &str) -> String {
         format!("ar:{{{}}}:up:{sender}\x1f{upload}", self.room)
+    }
+
+    /// The room's staging tally (`stg` hash, `stx` sorted set; see `STAGING`).
+    fn staging(&self) -> (String, String) {
+        (
+            format!("ar:{{{}}}:stg", self.room),
+            format!("ar:{{{}}}:stx", self.room),
+        )
     }
 
     fn uploads(&self, sender: &str) -> String {
@@ -437,6 +566,8 @@ struct Inner {
     metrics: RedisMetrics,
     append: Script,
     stage: Script,
+    drop_up: Script,
+    release: Script,
     seal: Script,
     archived: Script,
     enter: Script,
@@ -561,7 +692,9 @@ impl RedisStore {
             cfg,
             metrics,
             append: Script::new(APPEND),
-            stage: Script::new(STAGE),
+            stage: Script::new(&format!("{STAGING}{STAGE}")),
+            drop_up: Script::new(&format!("{STAGING}{DROP}")),
+            release: Script::new(&format!("{STAGING}{RELEASE}")),
             seal: Script::new(SEAL),
             archived: Script::new(ARCHIVED),
             enter: Script::new(&format!("{REAP}{ENTER}")),
@@ -701,13 +834,15 @@ impl RoomLog for RedisStore {
             .as_ref()
             .is_some_and(|p| p.kind == assist_relay_proto::PageKind::Native);
         let mut conn = inner.conn.clone();
-        let (_epoch, offset, dup, tail, kfn): (String, u64, i64, u64, i64) = inner
-            .append
+        let mut script = inner.append.prepare_invoke();
+        script
             .key(&k.meta)
             .key(&k.log)
             .key(&k.chat)
             .key(&dedup_key)
             .key(&k.pages)
+            .key(&k.rate);
+        script
             .arg(format!("{:016x}", rand::random::<u64>()))
             .arg(blob)
             .arg(etype)
@@ -726,11 +861,26 @@ impl RoomLog for RedisStore {
             } else {
                 0
             })
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+            .arg(new.body.size())
+            .arg(inner.log_cfg.max_log_bytes)
+            .arg(new.sender.as_ref().map_or("", |r| r.sender.as_str()));
+        for g in new
+            .sender
+            .as_ref()
+            .map_or([crate::quota::Gcra::default(); 4], |r| r.rates.0)
+        {
+            script.arg(g.interval_us).arg(g.tolerance_us);
+        }
+        let (_epoch, offset, dup, tail, kfn): (String, u64, i64, u64, i64) =
+            script.invoke_async(&mut conn).await.map_err(unavailable)?;
         if dup == 2 {
             return Err(StoreError::Closed);
+        }
+        if dup == 3 {
+            return Err(StoreError::LogFull(super::cap::LOG_FULL));
+        }
+        if dup == 4 {
+            return Err(StoreError::RateLimited);
         }
         Ok(Appended {
             offset,
@@ -864,10 +1014,13 @@ impl RoomLog for RedisStore {
         let k = Keys::of(room);
         let key = k.upload(c.sender, c.upload);
         let mut conn = inner.conn.clone();
+        let (stg, stx) = k.staging();
         let reply: Vec<String> = inner
             .stage
             .key(&key)
             .key(k.uploads(c.sender))
+            .key(&stg)
+            .key(&stx)
             .arg(c.index)
             .arg(c.count)
             .arg(c.size)
@@ -877,6 +1030,9 @@ impl RoomLog for RedisStore {
             .arg(limits.ttl.as_millis().max(1) as u64)
             .arg(now_us() / 1000)
             .arg(c.upload)
+            .arg(c.sender)
+            .arg(limits.participant_share)
+            .arg(limits.room_share)
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -923,12 +1079,43 @@ impl RoomLog for RedisStore {
     async fn drop_upload(&self, room: &str, sender: &str, upload: &str) -> Result<(), StoreError> {
         let k = Keys::of(room);
         let mut conn = self.inner.conn.clone();
-        let _: () = redis::pipe()
-            .del(k.upload(sender, upload))
-            .ignore()
-            .zrem(k.uploads(sender), upload)
-            .ignore()
-            .query_async(&mut conn)
+        let (stg, stx) = k.staging();
+        let _: i64 = self
+            .inner
+            .drop_up
+            .key(k.upload(sender, upload))
+            .key(k.uploads(sender))
+            .key(&stg)
+            .key(&stx)
+            .arg(upload)
+            .arg(sender)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn release_uploads(
+        &self,
+        room: &str,
+        sender: &str,
+        grace: Duration,
+    ) -> Result<(), StoreError> {
+        let k = Keys::of(room);
+        let mut conn = self.inner.conn.clone();
+        let (stg, stx) = k.staging();
+        let _: i64 = self
+            .inner
+            .release
+            .key(&k.presence)
+            .key(k.uploads(sender))
+            .key(&stg)
+            .key(&stx)
+            .arg(sender)
+            .arg(now_us() / 1000)
+            .arg(grace.as_millis() as u64)
+            .arg(k.upload(sender, ""))
+            .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
         Ok(())
