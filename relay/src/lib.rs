@@ -16,12 +16,14 @@
 //! - [`admin`]: `/livez`, `/readyz`, `/metrics` on their own port.
 //! - [`demo`]: `relay serve --demo` (off by default): the demo pages and demo tokens under
 //!   `/demo/` on the WebSocket listener, hooked into the accept path before the handshake.
+//! - [`audit`]: the audit trail (target `audit`, JSON lines with --audit-log).
 //! - [`config`]: flags, `RELAY_*` environment, validation. [`telemetry`]: metrics.
 //!
 //! The wire protocol (frames, codecs, codes) is the `assist-relay-proto` crate and
 //! `docs/protocol.md`.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod compactor;
 pub mod config;

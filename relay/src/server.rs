@@ -223,6 +223,7 @@ pub async fn run(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<O
 #[allow(clippy::result_large_err)]
 async fn accept(node: Arc<Node>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
+    let remote = stream.peer_addr().ok();
     if node.is_draining() {
         reject_raw(&node, stream, RejectReason::ShuttingDown).await;
         return;
@@ -260,6 +261,7 @@ async fn accept(node: Arc<Node>, stream: TcpStream) {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             let reason = admission.err().unwrap_or(RejectReason::BadHandshake);
+            crate::audit::handshake_refused(reason.as_str(), remote);
             node.metrics
                 .handshake_rejections
                 .with_label_values(&[reason.as_str()])
