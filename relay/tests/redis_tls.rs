@@ -143,12 +143,13 @@ impl TlsRedis {
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server runs");
+        let server = TlsRedis { port, child };
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
             {
-                return TlsRedis { port, child };
+                return server;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
