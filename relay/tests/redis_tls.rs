@@ -338,3 +338,165 @@ fn tls_files_need_a_rediss_url() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("rediss://"), "{err}");
 }
+
+/// A port whose cluster bus port (+10000) is free too.
+fn cluster_port() -> u16 {
+    loop {
+        let p = free_port();
+        if p < 55_000 && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// Three redis-servers forming a Redis Cluster over TLS only (clients and the cluster bus).
+struct TlsCluster {
+    ports: Vec<u16>,
+    children: Vec<Child>,
+    dir: PathBuf,
+}
+
+impl Drop for TlsCluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl TlsCluster {
+    async fn start(pki: &Path) -> TlsCluster {
+        let dir = pki.join("cluster");
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = |n: &str| pki.join(n).display().to_string();
+        let mut cluster = TlsCluster {
+            ports: Vec::new(),
+            children: Vec::new(),
+            dir,
+        };
+        while cluster.ports.len() < 3 {
+            let p = cluster_port();
+            if cluster.ports.contains(&p) {
+                continue;
+            }
+            cluster.ports.push(p);
+            let child = Command::new("redis-server")
+                .args(["--port", "0", "--bind", "127.0.0.1"])
+                .args(["--tls-port", &p.to_string(), "--tls-cluster", "yes"])
+                .args(["--tls-cert-file", &file("server.pem")])
+                .args(["--tls-key-file", &file("server.key")])
+                .args(["--tls-ca-cert-file", &file("ca.pem")])
+                .args([
+                    "--tls-auth-clients",
+                    "no",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                .args(["--cluster-config-file", &format!("nodes-{p}.conf")])
+                .arg("--dir")
+                .arg(&cluster.dir)
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server runs");
+            cluster.children.push(child);
+        }
+        let cli = |args: &[&str]| {
+            Command::new("redis-cli")
+                .args(["--tls", "--cacert", &file("ca.pem")])
+                .args(args)
+                .output()
+                .expect("redis-cli runs")
+        };
+        for p in &cluster.ports {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while tokio::net::TcpStream::connect(("127.0.0.1", *p))
+                .await
+                .is_err()
+            {
+                assert!(tokio::time::Instant::now() < deadline, "redis {p} not up");
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+        let addrs: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let mut create = vec!["--cluster", "create"];
+        create.extend(addrs.iter().map(String::as_str));
+        create.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+        let out = cli(&create);
+        assert!(
+            out.status.success(),
+            "cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for p in &cluster.ports {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let out = cli(&["-p", &p.to_string(), "cluster", "info"]);
+                if String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "cluster not ok");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        cluster
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_relay_through_a_redis_cluster_over_tls() {
+    let pki = pki();
+    let cluster = TlsCluster::start(&pki).await;
+    let urls = cluster
+        .ports
+        .iter()
+        .map(|p| format!("rediss://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let ca = pki.join("ca.pem").display().to_string();
+    let args = [
+        "--redis-cluster",
+        "--redis-url",
+        &urls,
+        "--redis-tls-ca",
+        &ca,
+    ];
+    let a = NodeProcess::spawn(&args);
+    let b = NodeProcess::spawn(&args);
+    for n in [&a, &b] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !n.ready().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node not ready over TLS:\n{}",
+                n.output()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Rooms land on different masters (their hash tags differ).
+    for r in 0..6 {
+        let room = format!("tls-cluster-{r}");
+        let mut customer = a.connect(&room, Role::Customer, "cust").await;
+        customer.join(None).await;
+        let mut agent = b.connect(&room, Role::Agent, "agent").await;
+        agent.join(None).await;
+        customer.publish(&synthetic(4, 1), Some("e1")).await;
+        let got = loop {
+            if let Some((_, json)) = event_json(&agent.recv().await) {
+                break json;
+            }
+        };
+        assert_eq!(got, synthetic(4, 1));
+    }
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&pki);
+}
