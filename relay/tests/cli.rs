@@ -103,19 +103,29 @@ fn help_hides_secret_values_from_the_environment() {
 fn the_redis_password_never_reaches_the_log() {
     use std::io::Read;
     let port = common::free_port();
-    let mut redis = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args([
-            "--requirepass",
-            "the-right-one",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server runs");
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _redis = Killed(
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--requirepass",
+                "the-right-one",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs"),
+    );
     let url = format!("redis://:s3cret@127.0.0.1:{port}");
     let admin = format!("127.0.0.1:{}", common::free_port());
     let listen = format!("127.0.0.1:{}", common::free_port());
@@ -163,6 +173,4 @@ fn the_redis_password_never_reaches_the_log() {
             "{args:?}: the password is logged:\n{out}"
         );
     }
-    let _ = redis.kill();
-    let _ = redis.wait();
 }

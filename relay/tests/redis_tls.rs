@@ -141,6 +141,7 @@ impl TlsRedis {
                 "no",
             ])
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .expect("redis-server runs");
         let server = TlsRedis { port, child };
@@ -400,6 +401,7 @@ impl TlsCluster {
                 .arg("--dir")
                 .arg(&cluster.dir)
                 .stdout(Stdio::null())
+                .stderr(Stdio::null())
                 .spawn()
                 .expect("redis-server runs");
             cluster.children.push(child);
