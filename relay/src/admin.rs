@@ -33,7 +33,34 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/rooms/{room}", get(room_info))
         .route("/v1/rooms/{room}/native-page", post(native_page))
         .route("/v1/rooms/{room}/close", post(close_room))
+        .layer(axum::middleware::from_fn(audit_api))
         .with_state(node)
+}
+
+/// Audits every `/v1` call (method, path, status and which key, never the key itself).
+async fn audit_api(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if !req.uri().path().starts_with("/v1/") {
+        return next.run(req).await;
+    }
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let key_id = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(crate::audit::key_id);
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let authorized = status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN;
+    crate::audit::api_call(
+        method.as_str(),
+        &path,
+        status.as_u16(),
+        key_id.as_deref(),
+        authorized,
+    );
+    resp
 }
 
 /// A JSON error answer of the HTTP API: `{"error": code, "message": text}`.
@@ -105,7 +132,10 @@ async fn close_room(
         return r;
     }
     match node.close_room(&room).await {
-        Ok(closed) => json_response(StatusCode::OK, &serde_json::json!({ "closed": closed })),
+        Ok(closed) => {
+            crate::audit::session_ended(&room, "api", closed);
+            json_response(StatusCode::OK, &serde_json::json!({ "closed": closed }))
+        }
         Err(e) => api_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",

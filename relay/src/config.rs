@@ -223,10 +223,18 @@ pub struct ServeArgs {
     /// KEY`); without it the `/v1` API answers 403.
     #[arg(long, env = "RELAY_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// Redis URL (`redis://host:port/db`). Without it the node runs embedded: every room lives in
-    /// this process. With it, any number of nodes sharing the Redis form one relay.
-    #[arg(long, env = "RELAY_REDIS_URL")]
+    /// Redis URL (`redis://[:password@]host:port/db`, `rediss://` for TLS). Without it the node
+    /// runs embedded: every room lives in this process. With it, any number of nodes sharing the
+    /// Redis form one relay. Logs show it with the password replaced by `***`.
+    #[arg(long, env = "RELAY_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// TLS to Redis (`rediss://`).
+    #[command(flatten)]
+    pub redis_tls: RedisTlsArgs,
+    /// Also write the audit events (target `audit`), and only them, to this file as JSON lines
+    /// (appended; created if missing).
+    #[arg(long, env = "RELAY_AUDIT_LOG")]
+    pub audit_log: Option<std::path::PathBuf>,
     /// Treat --redis-url as a comma-separated list of seed nodes of a Redis Cluster; room keys
     /// share a hash tag and live fan-out uses sharded pub/sub (SSUBSCRIBE/SPUBLISH).
     #[arg(long, env = "RELAY_REDIS_CLUSTER", requires = "redis_url")]
@@ -256,7 +264,7 @@ pub struct ServeArgs {
     /// STUN/TURN servers handed to clients for calls (`joined.ice_servers`), as the JSON array
     /// `RTCPeerConnection` takes: `[{"urls":"stun:stun.example.com:3478"},{"urls":
     /// ["turn:turn.example.com:3478"],"username":"u","credential":"p"}]`.
-    #[arg(long, env = "RELAY_ICE_SERVERS")]
+    #[arg(long, env = "RELAY_ICE_SERVERS", hide_env_values = true)]
     pub ice_servers: Option<String>,
     /// A STUN server URL (`stun:host:port`) for calls; repeat, or comma-separate in the
     /// environment.
@@ -286,6 +294,51 @@ pub struct ServeArgs {
     /// sdk/demo/dist of the workspace, or `demo/` next to the binary.
     #[arg(long, env = "RELAY_DEMO_DIR")]
     pub demo_dir: Option<std::path::PathBuf>,
+}
+
+/// TLS settings of the Redis connection (`relay serve` and `relay compactor`). A `rediss://` URL
+/// without them verifies the server against the system's root certificates.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RedisTlsArgs {
+    /// PEM file of the certificate authority (or authorities) that signed the Redis server's
+    /// certificate, instead of the system's roots; needs a `rediss://` URL.
+    #[arg(long, env = "RELAY_REDIS_TLS_CA")]
+    pub redis_tls_ca: Option<std::path::PathBuf>,
+    /// PEM client certificate for Redis servers that require one (`tls-auth-clients yes`);
+    /// with --redis-tls-key.
+    #[arg(long, env = "RELAY_REDIS_TLS_CERT", requires = "redis_tls_key")]
+    pub redis_tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --redis-tls-cert.
+    #[arg(long, env = "RELAY_REDIS_TLS_KEY", requires = "redis_tls_cert")]
+    pub redis_tls_key: Option<std::path::PathBuf>,
+}
+
+impl RedisTlsArgs {
+    /// Reads the files named; `None` when no TLS file is given. Refuses TLS files with a URL
+    /// that is not `rediss://` (every seed, for a Redis Cluster).
+    pub fn load(&self, url: &str) -> Result<Option<crate::store::redis::RedisTls>, ConfigError> {
+        if self.redis_tls_ca.is_none() && self.redis_tls_cert.is_none() {
+            return Ok(None);
+        }
+        if !url.split(',').all(|u| u.trim().starts_with("rediss://")) {
+            return Err(ConfigError(
+                "--redis-tls-ca/--redis-tls-cert need a rediss:// --redis-url".into(),
+            ));
+        }
+        let read = |flag: &str, p: &Option<std::path::PathBuf>| {
+            p.as_ref()
+                .map(|p| {
+                    std::fs::read(p)
+                        .map_err(|e| ConfigError(format!("{flag} {}: {e}", p.display())))
+                })
+                .transpose()
+        };
+        Ok(Some(crate::store::redis::RedisTls {
+            ca: read("--redis-tls-ca", &self.redis_tls_ca)?,
+            client_cert: read("--redis-tls-cert", &self.redis_tls_cert)?,
+            client_key: read("--redis-tls-key", &self.redis_tls_key)?,
+        }))
+    }
 }
 
 /// Why a configuration was refused (exit code 64).

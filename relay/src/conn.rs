@@ -72,6 +72,17 @@ enum Exit {
     PeerGone,
 }
 
+impl Exit {
+    /// How the connection ended, for the audit log: the close reason, or `peer_gone`.
+    fn audit_name(&self) -> &'static str {
+        match self {
+            Exit::Close(c) => c.reason(),
+            Exit::Standard(_, reason) => reason,
+            Exit::PeerGone => "peer_gone",
+        }
+    }
+}
+
 impl From<StoreError> for Exit {
     fn from(e: StoreError) -> Exit {
         if matches!(e, StoreError::Closed) {
@@ -265,6 +276,7 @@ pub(crate) async fn serve(
     let mut entered = false;
     let exit = conn.session(&mut entered).await;
     if entered {
+        crate::audit::leave(conn.room(), &conn.me.id, role, conn_id, exit.audit_name());
         node.local_rooms.leave(conn.room(), &node.metrics);
         if let Err(e) = node.broker.exit(conn.room(), &conn.me, conn_id).await {
             tracing::warn!(error = %e, "presence exit failed");
@@ -379,6 +391,15 @@ impl Conn {
             entries = cu.entries.len(),
             head = cu.head,
             "joined"
+        );
+        let remote = self.ws.get_ref().peer_addr().ok();
+        crate::audit::join(
+            &room,
+            &self.me.id,
+            self.me.role,
+            self.conn_id,
+            self.adm.codec,
+            remote,
         );
         self.epoch = cu.epoch.clone();
         let max_frame = node.config.max_frame_bytes;
@@ -688,7 +709,8 @@ impl Conn {
                         .await;
                 }
                 let node = self.node.clone();
-                node.close_room(self.room()).await?;
+                let closed = node.close_room(self.room()).await?;
+                crate::audit::session_ended(self.room(), &self.me.id, closed);
                 // Everyone, this connection included, is closed by the room's `Closed` message.
                 Ok(())
             }

@@ -68,6 +68,7 @@ pub fn export(
     }
     let page = out.join("index.html");
     std::fs::write(&page, PAGE.replace("{{room}}", &html_escape(room)))?;
+    crate::audit::export(room, &manifest.epoch, out);
     Ok(page)
 }
 

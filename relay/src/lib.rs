@@ -18,6 +18,7 @@
 //! - [`admin`]: `/livez`, `/readyz`, `/metrics` on their own port.
 //! - [`demo`]: `relay serve --demo` (off by default): the demo pages and demo tokens under
 //!   `/demo/` on the WebSocket listener, hooked into the accept path before the handshake.
+//! - [`audit`]: the audit trail (target `audit`, JSON lines with --audit-log).
 //! - [`config`]: flags, `RELAY_*` environment, validation. [`keys`]: `--jwt-keys` and the
 //!   masking key (kept apart from the JWT keys). [`telemetry`]: metrics.
 //!
@@ -25,6 +26,7 @@
 //! `docs/protocol.md`.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod compactor;
 pub mod config;

@@ -5,9 +5,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use assist_relay::auth::Auth;
-use assist_relay::config::{LogFormat, NodeConfig, ServeArgs};
+use assist_relay::config::{LogFormat, NodeConfig, RedisTlsArgs, ServeArgs};
 use assist_relay::store::memory::MemoryStore;
-use assist_relay::store::redis::{RedisConfig, RedisStore};
+use assist_relay::store::redis::{redacted_url, RedisConfig, RedisStore};
 use assist_relay::telemetry::Metrics;
 use assist_relay::Node;
 use assist_relay_proto::{validate_id, Claims, Role};
@@ -43,8 +43,15 @@ enum Command {
 #[derive(clap::Args)]
 struct CompactorArgs {
     /// Redis URL of the cluster (as for `relay serve`).
-    #[arg(long, env = "RELAY_REDIS_URL")]
+    #[arg(long, env = "RELAY_REDIS_URL", hide_env_values = true)]
     redis_url: String,
+    /// TLS to Redis (`rediss://`).
+    #[command(flatten)]
+    redis_tls: RedisTlsArgs,
+    /// Also write the audit events (recordings written, rooms closed as idle) to this file as
+    /// JSON lines.
+    #[arg(long, env = "RELAY_AUDIT_LOG")]
+    audit_log: Option<std::path::PathBuf>,
     /// Treat --redis-url as seed nodes of a Redis Cluster.
     #[arg(long, env = "RELAY_REDIS_CLUSTER")]
     redis_cluster: bool,
@@ -95,6 +102,10 @@ struct ExportArgs {
     /// to copy beside the page.
     #[arg(long)]
     rrweb_dir: Option<std::path::PathBuf>,
+    /// Also write the audit event of this export to this file as a JSON line (it always goes
+    /// to standard error).
+    #[arg(long, env = "RELAY_AUDIT_LOG")]
+    audit_log: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -149,7 +160,17 @@ fn main() -> ExitCode {
             }
         },
         Command::Compactor(args) => {
-            init_logging(args.log_format);
+            let tls = match args.redis_tls.load(&args.redis_url) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("relay compactor: {e}");
+                    return ExitCode::from(64);
+                }
+            };
+            if let Err(e) = init_logging(args.log_format, args.audit_log.as_deref(), false) {
+                eprintln!("relay compactor: {e:#}");
+                return ExitCode::from(64);
+            }
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -160,7 +181,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(compactor(args)) {
+            match runtime.block_on(compactor(args, tls)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "compactor stopped");
@@ -168,22 +189,28 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Export(args) => match assist_relay::export::export(
-            &args.archive_dir,
-            &args.room,
-            args.epoch.as_deref(),
-            &args.out,
-            args.rrweb_dir.as_deref(),
-        ) {
-            Ok(path) => {
-                println!("{}", path.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
+        Command::Export(args) => {
+            if let Err(e) = init_logging(LogFormat::Json, args.audit_log.as_deref(), true) {
                 eprintln!("relay export: {e:#}");
-                ExitCode::from(66)
+                return ExitCode::from(64);
             }
-        },
+            match assist_relay::export::export(
+                &args.archive_dir,
+                &args.room,
+                args.epoch.as_deref(),
+                &args.out,
+                args.rrweb_dir.as_deref(),
+            ) {
+                Ok(path) => {
+                    println!("{}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("relay export: {e:#}");
+                    ExitCode::from(66)
+                }
+            }
+        }
         Command::Serve(args) => {
             let config = match NodeConfig::try_from(args.as_ref()) {
                 Ok(c) => c,
@@ -192,7 +219,18 @@ fn main() -> ExitCode {
                     return ExitCode::from(64);
                 }
             };
-            init_logging(args.log_format);
+            let tls = match args.redis_url.as_deref().map(|u| args.redis_tls.load(u)) {
+                Some(Err(e)) => {
+                    eprintln!("relay serve: {e}");
+                    return ExitCode::from(64);
+                }
+                Some(Ok(t)) => t,
+                None => None,
+            };
+            if let Err(e) = init_logging(args.log_format, args.audit_log.as_deref(), false) {
+                eprintln!("relay serve: {e:#}");
+                return ExitCode::from(64);
+            }
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             if let Some(n) = args.worker_threads {
                 builder.worker_threads(usize::from(n));
@@ -204,7 +242,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(*args, config)) {
+            match runtime.block_on(serve(*args, config, tls)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "relay stopped");
@@ -244,23 +282,61 @@ fn token(args: &TokenArgs) -> anyhow::Result<String> {
     auth.mint_with(&claims, &extra).context("signing")
 }
 
-fn init_logging(format: LogFormat) {
+/// The log stream (standard output, or standard error with `to_stderr`) filtered by `RELAY_LOG`,
+/// plus, with `audit_log`, the audit events alone as JSON lines in that file.
+fn init_logging(
+    format: LogFormat,
+    audit_log: Option<&std::path::Path>,
+    to_stderr: bool,
+) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_env("RELAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Json => builder
+    let writer = move || -> Box<dyn std::io::Write> {
+        if to_stderr {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(std::io::stdout())
+        }
+    };
+    let stream = tracing_subscriber::fmt::layer().with_writer(writer);
+    let stream = match format {
+        LogFormat::Json => stream
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .init(),
-        LogFormat::Pretty => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .init(),
-    }
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Pretty => stream
+            .with_ansi(!to_stderr && std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_filter(filter)
+            .boxed(),
+    };
+    let audit = match audit_log {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("--audit-log {}", path.display()))?;
+            Some(assist_relay::audit::file_layer(file))
+        }
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(stream)
+        .with(audit)
+        .try_init()
+        .context("installing the logger")
 }
 
-async fn serve(args: ServeArgs, mut config: NodeConfig) -> anyhow::Result<()> {
+async fn serve(
+    args: ServeArgs,
+    mut config: NodeConfig,
+    tls: Option<assist_relay::store::redis::RedisTls>,
+) -> anyhow::Result<()> {
     let short = (!config.jwt_secret.is_empty() && config.jwt_secret.len() < 32)
         || config.jwt_keys.iter().any(|(_, s)| s.len() < 32);
     if short {
@@ -290,8 +366,10 @@ async fn serve(args: ServeArgs, mut config: NodeConfig) -> anyhow::Result<()> {
             (node, "embedded")
         }
         Some(url) => {
+            tracing::info!(url = %redacted_url(url), tls = tls.is_some(), "connecting to redis");
             let redis = RedisConfig {
                 url: url.clone(),
+                tls,
                 inline_max: args.redis_inline_max_bytes,
                 presence_ttl: args.presence_ttl,
                 dedup_ttl: args.dedup_ttl,
@@ -356,11 +434,16 @@ async fn serve(args: ServeArgs, mut config: NodeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn compactor(args: CompactorArgs) -> anyhow::Result<()> {
+async fn compactor(
+    args: CompactorArgs,
+    tls: Option<assist_relay::store::redis::RedisTls>,
+) -> anyhow::Result<()> {
     use assist_relay::compactor::worker::{self, CompactorMetrics, WorkerConfig};
     let metrics = Metrics::new();
+    tracing::info!(url = %redacted_url(&args.redis_url), tls = tls.is_some(), "connecting to redis");
     let redis = RedisConfig {
         url: args.redis_url.clone(),
+        tls,
         inline_max: 64 * 1024,
         presence_ttl: Duration::from_secs(15),
         dedup_ttl: Duration::from_secs(86_400),

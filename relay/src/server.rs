@@ -221,6 +221,7 @@ pub async fn run(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<O
 #[allow(clippy::result_large_err)]
 async fn accept(node: Arc<Node>, stream: TcpStream, peer: std::net::SocketAddr) {
     let _ = stream.set_nodelay(true);
+    let remote = stream.peer_addr().ok();
     if node.is_draining() {
         reject_raw(&node, stream, RejectReason::ShuttingDown).await;
         return;
@@ -295,6 +296,7 @@ async fn accept(node: Arc<Node>, stream: TcpStream, peer: std::net::SocketAddr) 
         Ok(None) => return, // served by the demo
         Ok(Some(Err(e))) => {
             let reason = admission.err().unwrap_or(RejectReason::BadHandshake);
+            crate::audit::handshake_refused(reason.as_str(), remote);
             node.metrics
                 .handshake_rejections
                 .with_label_values(&[reason.as_str()])

@@ -145,3 +145,109 @@ fn key_flags_are_validated_and_secrets_stay_out_of_help() {
     }
     assert!(!help.contains("secret-value"), "{help}");
 }
+
+/// Secret values from the environment never appear in `--help`.
+#[test]
+fn help_hides_secret_values_from_the_environment() {
+    for sub in ["serve", "compactor", "token"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_relay"))
+            .args([sub, "--help"])
+            .env("RELAY_REDIS_URL", "redis://:s3cret@127.0.0.1:1")
+            .env("RELAY_JWT_SECRET", "jwt-s3cret-jwt-s3cret-jwt-s3cret")
+            .env("RELAY_API_KEY", "api-s3cret-api-s3cret")
+            .env("RELAY_TURN_SECRET", "turn-s3cret")
+            .env(
+                "RELAY_ICE_SERVERS",
+                r#"[{"urls":"turn:t.example:3478","username":"u","credential":"ice-s3cret"}]"#,
+            )
+            .output()
+            .expect("relay runs");
+        assert!(out.status.success(), "relay {sub} --help");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("RELAY_"),
+            "relay {sub} --help names its variables"
+        );
+        assert!(
+            !text.contains("s3cret"),
+            "relay {sub} --help shows a secret:\n{text}"
+        );
+    }
+}
+
+/// A node and a compactor that cannot log in to Redis say so without printing the password.
+#[test]
+fn the_redis_password_never_reaches_the_log() {
+    use std::io::Read;
+    let port = common::free_port();
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _redis = Killed(
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--requirepass",
+                "the-right-one",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs"),
+    );
+    let url = format!("redis://:s3cret@127.0.0.1:{port}");
+    let admin = format!("127.0.0.1:{}", common::free_port());
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    for (args, format) in [
+        (
+            vec!["serve", "--listen", &listen, "--admin-listen", &admin],
+            "json",
+        ),
+        (vec!["compactor", "--admin-listen", &admin], "pretty"),
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_relay"))
+            .args(&args)
+            .args(["--log-format", format])
+            .env("RELAY_JWT_SECRET", SECRET)
+            .env("RELAY_REDIS_URL", &url)
+            .env("RELAY_LOG", "debug")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("relay runs");
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        let _ = child.kill();
+        let mut out = String::new();
+        let _ = child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut out);
+        let _ = child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut out);
+        let _ = child.wait();
+        assert!(
+            out.contains(&format!("redis://:***@127.0.0.1:{port}")),
+            "{args:?}: the URL is logged, redacted:\n{out}"
+        );
+        assert!(
+            out.contains("not reachable yet"),
+            "{args:?}: the failure is logged:\n{out}"
+        );
+        assert!(
+            !out.contains("s3cret"),
+            "{args:?}: the password is logged:\n{out}"
+        );
+    }
+}

@@ -66,6 +66,7 @@ async fn store(redis: &RedisServer) -> RedisStore {
     RedisStore::connect(
         RedisConfig {
             url: redis.url(),
+            tls: None,
             inline_max: 64 * 1024,
             presence_ttl: Duration::from_secs(5),
             dedup_ttl: Duration::from_secs(3600),

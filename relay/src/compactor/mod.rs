@@ -377,6 +377,7 @@ pub async fn run_job(
     if job.kind == JobKind::Final {
         let pages = log.info(&job.room).await?.pages;
         write_recording(archive, &job.room, &state.epoch, pages, &mut out)?;
+        crate::audit::recording_written(&job.room, &state.epoch, &format!("{dir}/manifest.json"));
         log.remove_room(&job.room).await?;
         out.recorded = true;
     }
@@ -635,6 +636,7 @@ pub async fn close_idle_rooms(
             })
             .await?;
         if log.seal(room).await? {
+            crate::audit::session_ended(room, "idle", true);
             tracing::info!(room = %room, "room closed: its customer has been gone too long");
         }
     }

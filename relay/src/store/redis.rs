@@ -46,12 +46,13 @@ use super::{
 };
 
 /// Settings of the Redis backend.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port/db` or `redis+unix:///path`; with `cluster`, a
-    /// comma-separated list of seed nodes of a Redis Cluster. (TLS, `rediss://`, is not
-    /// compiled in: terminate TLS in front of Redis or run Redis on a private network.)
+    /// `redis://[user:password@]host:port/db`, `rediss://` (TLS) or `redis+unix:///path`; with
+    /// `cluster`, a comma-separated list of seed nodes of a Redis Cluster.
     pub url: String,
+    /// Certificates for `rediss://` (None: the system's roots, no client certificate).
+    pub tls: Option<RedisTls>,
     /// Payloads up to this size travel inside pub/sub messages; larger ones by reference.
     pub inline_max: usize,
     /// A connection's presence expires this long after its node last refreshed it.
@@ -62,6 +63,78 @@ pub struct RedisConfig {
     pub room_ttl: Duration,
     /// Talk to a Redis Cluster (sharded pub/sub, SSUBSCRIBE/SPUBLISH) instead of one server.
     pub cluster: bool,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redacted_url(&self.url))
+            .field("tls", &self.tls.is_some())
+            .field("inline_max", &self.inline_max)
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+/// PEM files for TLS to Redis.
+#[derive(Clone, Default)]
+pub struct RedisTls {
+    /// Root certificates that verify the server, instead of the system's.
+    pub ca: Option<Vec<u8>>,
+    /// Client certificate (mutual TLS), with `client_key`.
+    pub client_cert: Option<Vec<u8>>,
+    /// Private key of `client_cert`.
+    pub client_key: Option<Vec<u8>>,
+}
+
+impl RedisTls {
+    fn certificates(&self) -> redis::TlsCertificates {
+        let client_tls = match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.clone(),
+            }),
+            _ => None,
+        };
+        redis::TlsCertificates {
+            client_tls,
+            root_cert: self.ca.clone(),
+        }
+    }
+}
+
+/// The Redis URL (or comma-separated seeds) with passwords replaced by `***`, for logs.
+pub fn redacted_url(urls: &str) -> String {
+    urls.split(',')
+        .map(|u| redact_one(u.trim()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn redact_one(u: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(u) else {
+        return "<unparsable URL>".into();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    // `redis+unix:` URLs carry the password as `?pass=`.
+    let secret = |k: &str| k == "pass" || k == "password";
+    if parsed.query_pairs().any(|(k, _)| secret(&k)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret(&k) {
+                    "***".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 /// The command connection: one server (reconnecting manager) or a Redis Cluster (slot routing;
@@ -636,7 +709,11 @@ impl RedisStore {
                 })
                 .collect();
             let push_router = router.clone();
-            let cluster = redis::cluster::ClusterClientBuilder::new(seeds)
+            let mut builder = redis::cluster::ClusterClientBuilder::new(seeds);
+            if let Some(tls) = &cfg.tls {
+                builder = builder.certs(tls.certificates());
+            }
+            let cluster = builder
                 .use_protocol(redis::ProtocolVersion::RESP3)
                 .connection_timeout(Duration::from_secs(2))
                 .response_timeout(Duration::from_secs(5))
@@ -662,7 +739,11 @@ impl RedisStore {
             };
             (Commands::Cluster(conn), None)
         } else {
-            let client = redis::Client::open(cfg.url.as_str()).map_err(unavailable)?;
+            let client = match &cfg.tls {
+                Some(tls) => redis::Client::build_with_tls(cfg.url.as_str(), tls.certificates()),
+                None => redis::Client::open(cfg.url.as_str()),
+            }
+            .map_err(unavailable)?;
             let manager_cfg = redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(Duration::from_secs(2)))
                 .set_response_timeout(Some(Duration::from_secs(5)))

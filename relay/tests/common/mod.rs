@@ -199,6 +199,7 @@ impl Relay {
                 let store = RedisStore::connect(
                     RedisConfig {
                         url: server.url(),
+                        tls: None,
                         inline_max: 64 * 1024,
                         presence_ttl: Duration::from_secs(5),
                         dedup_ttl: Duration::from_secs(3600),
@@ -239,6 +240,7 @@ impl Relay {
                         let worker_store = RedisStore::connect(
                             RedisConfig {
                                 url: server.url(),
+                                tls: None,
                                 inline_max: 64 * 1024,
                                 presence_ttl: Duration::from_secs(5),
                                 dedup_ttl: Duration::from_secs(3600),
