@@ -372,6 +372,7 @@ async fn start_nodes(mut configs: Vec<NodeConfig>) -> Nodes {
             let store = RedisStore::connect(
                 RedisConfig {
                     url: server.url(),
+                    tls: None,
                     inline_max: 64 * 1024,
                     presence_ttl: Duration::from_secs(5),
                     dedup_ttl: Duration::from_secs(3600),
@@ -499,6 +500,7 @@ async fn nodes_of_a_cluster_agree_on_one_mask_key_stored_in_redis() {
         let store = RedisStore::connect(
             RedisConfig {
                 url: server.url(),
+                tls: None,
                 inline_max: 64 * 1024,
                 presence_ttl: Duration::from_secs(5),
                 dedup_ttl: Duration::from_secs(3600),
