@@ -78,7 +78,8 @@ async fn flood(
         .await
         .context("connecting")?;
     let (mut sink, mut stream) = ws.split();
-    sink.send(text(&ClientFrame::Join { resume: None })?).await?;
+    sink.send(text(&ClientFrame::Join { resume: None })?)
+        .await?;
     let pad = "x".repeat(args.event_bytes);
     let slice = "y".repeat(256 * 1024);
     let digest = format!("sha256:{}", "0".repeat(64));
@@ -108,7 +109,11 @@ async fn flood(
                     Message::Close(f) => format!("closed {:?}", f.as_ref().map(|f| f.code)),
                     _ => continue,
                 };
-                *tally.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_default() += 1;
+                *tally
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(key)
+                    .or_default() += 1;
             }
         })
     };
@@ -130,7 +135,11 @@ async fn flood(
     // The keyframe goes once, first: another one would trim the log.
     static KEYFRAME: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let first = conn == 0 && !KEYFRAME.swap(true, std::sync::atomic::Ordering::Relaxed);
-    let mut n: u64 = if first { 0 } else { 2 + conn as u64 * 1_000_000_000 };
+    let mut n: u64 = if first {
+        0
+    } else {
+        2 + conn as u64 * 1_000_000_000
+    };
     while Instant::now() < end {
         let id = format!("c{conn}-{n}");
         let json = event(n, &pad);
