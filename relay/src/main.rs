@@ -316,9 +316,12 @@ fn init_logging(
     };
     let audit = match audit_log {
         Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
+            let mut options = std::fs::OpenOptions::new();
+            options.create(true).append(true);
+            // A new audit file is readable by the relay's user only.
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let file = options
                 .open(path)
                 .with_context(|| format!("--audit-log {}", path.display()))?;
             Some(assist_relay::audit::file_layer(file))

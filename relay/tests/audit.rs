@@ -186,6 +186,15 @@ async fn joins_refusals_api_calls_session_ends_recordings_and_exports_are_audite
     }
 
     let all = lines(&audit);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&audit)
+            .expect("audit file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the audit file is private");
+    }
     let text = std::fs::read_to_string(&audit).expect("audit file");
     for l in &all {
         assert_eq!(l["target"], "audit", "only audit events: {l}");

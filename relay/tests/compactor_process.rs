@@ -221,8 +221,31 @@ async fn a_corrupt_room_log_is_dead_lettered_and_the_next_job_succeeds() {
             .expect("enqueue");
     }
     let admin_port = free_port();
-    let _w = worker_on(&redis, &dir, "worker-c", &[], admin_port);
+    let audit_dir = temp_dir("corrupt-audit");
+    std::fs::create_dir_all(&audit_dir).expect("audit dir");
+    let audit = audit_dir.join("audit.jsonl");
+    let audit_arg = ["--audit-log", audit.to_str().expect("path")];
+    let _w = worker_on(&redis, &dir, "worker-c", &audit_arg, admin_port);
     assert_eq!(await_recording(&dir, "good").await, (20, 20));
+    // The audit log (--audit-log) names the recording written, and only that one.
+    let mut written = Vec::new();
+    for _ in 0..100 {
+        written = std::fs::read_to_string(&audit)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["event"] == "recording_written")
+            .collect();
+        if !written.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert_eq!(
+        (&written[0]["room"], &written[0]["target"]),
+        (&"good".into(), &"audit".into())
+    );
     let mut dead: Vec<(String, String)> = Vec::new();
     for _ in 0..100 {
         let mut range = redis::cmd("XRANGE");
@@ -261,4 +284,5 @@ async fn a_corrupt_room_log_is_dead_lettered_and_the_next_job_succeeds() {
     assert!(body.contains("relay_compactor_job_duration_seconds_count 1"));
     assert_eq!(http_get(admin, "/livez").await.0, 200);
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&audit_dir);
 }

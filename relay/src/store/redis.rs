@@ -2086,3 +2086,26 @@ async fn health_loop(weak: std::sync::Weak<Inner>) {
         inner.ping_ok.store(ok, Ordering::SeqCst);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::redacted_url;
+
+    #[test]
+    fn passwords_are_redacted_from_logged_urls() {
+        assert_eq!(
+            redacted_url("redis://:s3cret@10.0.0.7:6379/0"),
+            "redis://:***@10.0.0.7:6379/0"
+        );
+        assert_eq!(
+            redacted_url("rediss://relay:s3cret@a:6380,rediss://relay:s3cret@b:6380"),
+            "rediss://relay:***@a:6380,rediss://relay:***@b:6380"
+        );
+        assert_eq!(
+            redacted_url("redis+unix:///run/redis.sock?db=1&pass=s3cret"),
+            "redis+unix:///run/redis.sock?db=1&pass=***"
+        );
+        assert_eq!(redacted_url("redis://10.0.0.7"), "redis://10.0.0.7");
+        assert!(!redacted_url("not a url s3cret").contains("s3cret"));
+    }
+}
