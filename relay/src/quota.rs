@@ -96,11 +96,18 @@ impl SharedRates {
             room_msgs: keyed(room_msgs, room_msgs * 2),
             room_bytes: keyed(room_bytes, (room_bytes * 2).max(cfg.max_frame_bytes as u64)),
             checks: AtomicU64::new(0),
+            // Across nodes the store allows a node's burst plus one second of the rate: a sender
+            // the node already holds to the rate reaches Redis with jitter (batched writes,
+            // scheduling), which a check with the node's own burst would refuse. Senders on two
+            // nodes at full rate still run out of it within seconds.
             entry_rates: EntryRates([
-                Gcra::new(msgs, msgs * 2),
-                Gcra::new(bytes, byte_burst),
-                Gcra::new(room_msgs, room_msgs * 2),
-                Gcra::new(room_bytes, (room_bytes * 2).max(cfg.max_frame_bytes as u64)),
+                Gcra::new(msgs, msgs * 3),
+                Gcra::new(bytes, byte_burst + bytes),
+                Gcra::new(room_msgs, room_msgs * 3),
+                Gcra::new(
+                    room_bytes,
+                    (room_bytes * 2).max(cfg.max_frame_bytes as u64) + room_bytes,
+                ),
             ]),
         }
     }
