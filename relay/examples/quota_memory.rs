@@ -226,14 +226,14 @@ async fn main() {
     // 2b. The admin listener: 2000 half-sent requests (it holds --admin-max-connections, 64).
     {
         let admin = free_port();
-        let mut all = redis.clone();
         let listen = format!("127.0.0.1:{admin}");
-        all.extend(["--admin-header-timeout", "60s"]);
-        let r = start(bin, &all).await;
-        // `start` picked its own admin port; a second node is simpler than threading it out.
-        drop(r);
-        let mut all2 = all.clone();
-        all2.extend(["--admin-listen", listen.as_str()]);
+        let mut all2 = redis.clone();
+        all2.extend([
+            "--admin-header-timeout",
+            "60s",
+            "--admin-listen",
+            listen.as_str(),
+        ]);
         let port = free_port();
         let listen_ws = format!("127.0.0.1:{port}");
         let child = Command::new(bin)
