@@ -223,6 +223,47 @@ async fn main() {
         );
     }
 
+    // 2b. The admin listener: 2000 half-sent requests (it holds --admin-max-connections, 64).
+    {
+        let admin = free_port();
+        let listen = format!("127.0.0.1:{admin}");
+        let mut all2 = redis.clone();
+        all2.extend([
+            "--admin-header-timeout",
+            "60s",
+            "--admin-listen",
+            listen.as_str(),
+        ]);
+        let port = free_port();
+        let listen_ws = format!("127.0.0.1:{port}");
+        let child = Command::new(bin)
+            .args(["serve", "--listen", &listen_ws])
+            .args(["--jwt-secret", SECRET, "--recordings", "false"])
+            .args(&all2)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("relay runs");
+        let r = Relay { child, port };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let pid = r.child.id();
+        let base = rss_kib(pid);
+        let mut flood = Vec::new();
+        for _ in 0..2000 {
+            use tokio::io::AsyncWriteExt;
+            if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", admin)).await {
+                let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await;
+                flood.push(s);
+            }
+        }
+        settle().await;
+        let after = rss_kib(pid);
+        println!(
+            "{mode}: admin listener, 2000 half-sent requests: RSS {base} -> {after} KiB (+{} KiB)",
+            after.saturating_sub(base)
+        );
+    }
+
     // 3. Rooms: 500 rooms with one customer each, at two ring sizes.
     for buffer in ["256", "4096"] {
         let mut all = redis.clone();

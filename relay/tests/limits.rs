@@ -405,3 +405,80 @@ async fn metrics_are_open_without_a_token() {
     let (status, body) = http_get(relay.admin, "/metrics").await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// A `relay serve` process with at most 256 file descriptors, killed on drop.
+struct SmallProcess(std::process::Child);
+
+impl Drop for SmallProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_flood_cannot_exhaust_the_processs_file_descriptors() {
+    let (ws, admin) = (free_port(), free_port());
+    let _relay = SmallProcess(
+        std::process::Command::new("prlimit")
+            .arg("--nofile=256:256")
+            .arg(env!("CARGO_BIN_EXE_relay"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{ws}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+            .args(["--jwt-secret", SECRET, "--recordings", "false"])
+            // Only the connection cap protects here: half-sent requests are not timed out.
+            .args(["--admin-header-timeout", "60s"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prlimit and relay run"),
+    );
+    let admin: SocketAddr = ([127, 0, 0, 1], admin).into();
+    let ws: SocketAddr = ([127, 0, 0, 1], ws).into();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(admin).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "relay did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // 600 half-sent requests: more than the process may open.
+    let mut flood = Vec::new();
+    let mut failed = Vec::new();
+    for _ in 0..600 {
+        // (A connect can fail on a busy machine, e.g. no free ephemeral port: skip it.)
+        match tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(admin)).await {
+            Ok(Ok(mut s)) => {
+                let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await;
+                flood.push(s);
+            }
+            Ok(Err(e)) => failed.push(e.to_string()),
+            Err(_) => {
+                // The kernel's queue is full: the node stopped accepting.
+                failed.push("connect timed out".into());
+                break;
+            }
+        }
+    }
+    assert!(
+        flood.len() >= 300,
+        "only {} half-sent requests went out (more than the 256 descriptors are needed): {failed:?}",
+        flood.len()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The public listener still accepts and upgrades.
+    let mut c = tokio::time::timeout(
+        Duration::from_secs(5),
+        try_connect(ws, "r1", Role::Customer, "cust"),
+    )
+    .await
+    .expect("the public listener still accepts")
+    .expect("upgraded");
+    c.join(None).await;
+    // And /livez answers.
+    let (status, _) = tokio::time::timeout(Duration::from_secs(5), http_get(admin, "/livez"))
+        .await
+        .expect("/livez answered");
+    assert_eq!(status, 200);
+}
