@@ -12,6 +12,9 @@ RELAY="$BIN/relay"
 LOADTEST="$BIN/loadtest"
 SECRET="${RELAY_JWT_SECRET:-bench-secret-0123456789abcdef0123456789}"
 export RELAY_JWT_SECRET="$SECRET"
+# Every load client (or nginx in front of the nodes) connects from one loopback address, so the
+# per-address cap on handshakes in progress would count them all together: off for benchmarks.
+export RELAY_MAX_PENDING_PER_ADDRESS="${RELAY_MAX_PENDING_PER_ADDRESS:-0}"
 
 [[ -x "$RELAY" && -x "$LOADTEST" ]] || {
     echo "missing $RELAY or $LOADTEST: cargo build --release -p assist-relay -p assist-relay-loadtest" >&2
