@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use assist_relay::auth::{Auth, ExtraClaims, TokenPolicy};
 use assist_relay::config::NodeConfig;
 use assist_relay::store::memory::MemoryStore;
-use assist_relay::store::redis::{RedisConfig, RedisStore};
 use assist_relay::telemetry::Metrics;
 use assist_relay::Node;
 use assist_relay_proto::{Claims, Codec, Role, ServerFrame};
@@ -369,22 +368,7 @@ async fn start_nodes(mut configs: Vec<NodeConfig>) -> Nodes {
     if cluster_mode() {
         let server = RedisServer::start().await;
         for config in &mut configs {
-            let store = RedisStore::connect(
-                RedisConfig {
-                    url: server.url(),
-                    tls: None,
-                    inline_max: 64 * 1024,
-                    presence_ttl: Duration::from_secs(5),
-                    dedup_ttl: Duration::from_secs(3600),
-                    room_ttl: Duration::from_secs(3600),
-                    cluster: false,
-                },
-                config.log.clone(),
-                Metrics::new().redis.clone(),
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("redis");
+            let store = server.store(config.log.clone(), Metrics::new().redis).await;
             config.mask_key = assist_relay::keys::shared_mask_key(&store)
                 .await
                 .expect("shared mask key");
@@ -497,22 +481,7 @@ async fn nodes_of_a_cluster_agree_on_one_mask_key_stored_in_redis() {
     let server = RedisServer::start().await;
     let mut keys = Vec::new();
     for _ in 0..3 {
-        let store = RedisStore::connect(
-            RedisConfig {
-                url: server.url(),
-                tls: None,
-                inline_max: 64 * 1024,
-                presence_ttl: Duration::from_secs(5),
-                dedup_ttl: Duration::from_secs(3600),
-                room_ttl: Duration::from_secs(3600),
-                cluster: false,
-            },
-            Default::default(),
-            Metrics::new().redis.clone(),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("redis");
+        let store = server.store(Default::default(), Metrics::new().redis).await;
         keys.push(
             assist_relay::keys::shared_mask_key(&store)
                 .await

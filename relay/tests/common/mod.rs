@@ -115,6 +115,30 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// A room store on this server, as a node (or a compactor worker) of the test cluster has.
+    pub async fn store(
+        &self,
+        log: assist_relay::store::LogConfig,
+        metrics: assist_relay::store::redis::RedisMetrics,
+    ) -> RedisStore {
+        RedisStore::connect(
+            RedisConfig {
+                url: self.url(),
+                tls: None,
+                inline_max: 64 * 1024,
+                presence_ttl: Duration::from_secs(5),
+                dedup_ttl: Duration::from_secs(3600),
+                room_ttl: Duration::from_secs(3600),
+                cluster: false,
+            },
+            log,
+            metrics,
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("connect to the test redis")
+    }
+
     /// Stops the server (as a crash would).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -196,22 +220,9 @@ impl Relay {
             let mut stores = Vec::new();
             for _ in 0..n {
                 let metrics = Metrics::new();
-                let store = RedisStore::connect(
-                    RedisConfig {
-                        url: server.url(),
-                        tls: None,
-                        inline_max: 64 * 1024,
-                        presence_ttl: Duration::from_secs(5),
-                        dedup_ttl: Duration::from_secs(3600),
-                        room_ttl: Duration::from_secs(3600),
-                        cluster: false,
-                    },
-                    config.log.clone(),
-                    metrics.redis.clone(),
-                    Duration::from_secs(10),
-                )
-                .await
-                .expect("connect to the test redis");
+                let store = server
+                    .store(config.log.clone(), metrics.redis.clone())
+                    .await;
                 let node = start_node(
                     config.clone(),
                     Arc::new(store.clone()),
@@ -237,22 +248,8 @@ impl Relay {
                         std::mem::forget(_keep);
                         // Its own connection: the worker's blocking reads must not hold up a
                         // node's commands.
-                        let worker_store = RedisStore::connect(
-                            RedisConfig {
-                                url: server.url(),
-                                tls: None,
-                                inline_max: 64 * 1024,
-                                presence_ttl: Duration::from_secs(5),
-                                dedup_ttl: Duration::from_secs(3600),
-                                room_ttl: Duration::from_secs(3600),
-                                cluster: false,
-                            },
-                            config.log.clone(),
-                            Metrics::new().redis.clone(),
-                            Duration::from_secs(10),
-                        )
-                        .await
-                        .expect("connect the worker");
+                        let worker_store =
+                            server.store(config.log.clone(), Metrics::new().redis).await;
                         tokio::spawn(assist_relay::compactor::worker::run(
                             worker_store,
                             archive,
