@@ -515,6 +515,15 @@ impl Conn {
         while let Some(msg) = next.take() {
             match msg {
                 Ok(RoomMsg::Entry(e)) => written += self.on_entry(e, &sub.head_bytes).await?,
+                Ok(RoomMsg::Held(h)) => match h.entry() {
+                    Some(e) => written += self.on_entry(e, &sub.head_bytes).await?,
+                    // Dropped from the node's live window: this receiver is that far behind.
+                    None if h.offset > self.last => {
+                        self.overflow("bytes").await?;
+                        written += 1;
+                    }
+                    None => {}
+                },
                 Ok(RoomMsg::Joined(m)) if *m != self.me => {
                     let frame = ServerFrame::MemberJoined {
                         member: Arc::unwrap_or_clone(m),
