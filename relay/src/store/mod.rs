@@ -584,6 +584,30 @@ pub trait Broker: Send + Sync + 'static {
     async fn healthy(&self) -> bool;
 }
 
+/// Calls `f` with every stored entry in `(after, upto]`, in order, read in pages of about
+/// `page_bytes` of payload: in cluster mode every entry read is a copy, and a room's log may hold
+/// `--max-log-bytes`, so a large log is never in memory at once.
+pub async fn for_each_entry(
+    log: &dyn RoomLog,
+    room: &str,
+    mut after: u64,
+    upto: u64,
+    page_bytes: usize,
+    mut f: impl FnMut(&Entry),
+) -> Result<(), StoreError> {
+    let mut limit = 64;
+    while after < upto {
+        let page = log.read_log(room, after, upto, limit).await?;
+        let Some(last) = page.last() else { break };
+        after = last.offset;
+        let bytes: usize = page.iter().map(|e| e.body.size()).sum();
+        page.iter().for_each(|e| f(e));
+        // The next page sized by this one's entries.
+        limit = (page_bytes / (bytes / page.len()).max(1)).clamp(1, 4096);
+    }
+    Ok(())
+}
+
 /// Settings that shape every room log, whatever the backend.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
