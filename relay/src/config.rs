@@ -644,6 +644,7 @@ impl TryFrom<&ServeArgs> for NodeConfig {
                 dedup_window: a.dedup_window.max(1),
                 max_log_bytes: a.max_log_bytes,
                 room_buffer: a.room_buffer,
+                room_buffer_bytes: a.max_queue_bytes,
                 empty_room_ttl: a.empty_room_ttl,
                 max_staged_bytes: a.max_staged_bytes,
                 max_memory_bytes: if a.max_memory_bytes == 0 {

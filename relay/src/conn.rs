@@ -49,6 +49,10 @@ use crate::store::{
 /// Events larger than this are masked on the blocking pool.
 const BLOCKING_MASK_BYTES: usize = 256 * 1024;
 
+/// Payload bytes of the room's log read at once while building a connection's masking state (in
+/// cluster mode each read is a copy; the log may hold `--max-log-bytes`).
+const MASK_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
 /// At most one live compaction queued per connection in this long.
 const LIVE_COMPACTION_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -515,6 +519,15 @@ impl Conn {
         while let Some(msg) = next.take() {
             match msg {
                 Ok(RoomMsg::Entry(e)) => written += self.on_entry(e, &sub.head_bytes).await?,
+                Ok(RoomMsg::Held(h)) => match h.entry() {
+                    Some(e) => written += self.on_entry(e, &sub.head_bytes).await?,
+                    // Dropped from the node's live window: this receiver is that far behind.
+                    None if h.offset > self.last => {
+                        self.overflow("bytes").await?;
+                        written += 1;
+                    }
+                    None => {}
+                },
                 Ok(RoomMsg::Joined(m)) if *m != self.me => {
                     let frame = ServerFrame::MemberJoined {
                         member: Arc::unwrap_or_clone(m),
@@ -822,17 +835,14 @@ impl Conn {
         }
         let node = self.node.clone();
         let mut mask = RoomMask::new(self.mask_policy, node.mask_key);
-        let request = CatchUpRequest {
-            resume: None,
-            events: true,
-            chat_limit: 0,
-        };
-        let cu = node.log.catch_up(self.room(), request).await?;
-        for e in &cu.entries {
+        let state = node.log.log_state(self.room()).await?;
+        let (after, room) = (state.floor.saturating_sub(1), self.room());
+        crate::store::for_each_entry(&*node.log, room, after, state.head, MASK_PAGE_BYTES, |e| {
             if let EntryBody::Event { event, .. } = &e.body {
                 mask.observe(event);
             }
-        }
+        })
+        .await?;
         mask.add_typed(node.log.typed_hashes(self.room()).await?);
         self.mask = Some(mask);
         Ok(())

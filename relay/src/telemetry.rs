@@ -268,6 +268,15 @@ impl Metrics {
                     "relay_redis_recoveries_total",
                     "Times local members were told to recover from the log (outage or overflowing inbox).",
                 ),
+                live_bytes: {
+                    let g = IntGauge::new(
+                        "relay_redis_live_bytes",
+                        "Payload bytes of live entries this node keeps for its rooms' rings (cluster mode).",
+                    )
+                    .expect("static metric definition");
+                    registry.register(Box::new(g.clone())).expect("metric registered once");
+                    g
+                },
             },
             log_limiter: RateLimiter::direct(
                 Quota::per_second(std::num::NonZeroU32::MIN.saturating_add(4))

@@ -509,10 +509,11 @@ impl RoomLog for MemoryStore {
             return Ok(Vec::new());
         };
         let st = lock(&room);
+        let start = st.log.partition_point(|e| e.offset <= after);
         Ok(st
             .log
-            .iter()
-            .filter(|e| e.offset > after && e.offset <= upto)
+            .range(start..)
+            .take_while(|e| e.offset <= upto)
             .take(limit)
             .cloned()
             .collect())

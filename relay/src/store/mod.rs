@@ -16,6 +16,7 @@ pub mod cap;
 pub mod memory;
 pub mod plan;
 pub mod redis;
+pub mod window;
 
 use std::sync::{Arc, OnceLock};
 
@@ -394,6 +395,10 @@ pub struct CatchUp {
 pub enum RoomMsg {
     /// A newly stored entry.
     Entry(Arc<Entry>),
+    /// Cluster mode: a newly stored entry, released once it is more than the room's live byte
+    /// bound behind the newest (see [`window`]); a receiver that still needs it then recovers
+    /// from the log.
+    Held(Arc<window::HeldEntry>),
     /// A participant's first connection entered the room.
     Joined(Arc<Member>),
     /// A participant's last connection left the room.
@@ -579,6 +584,30 @@ pub trait Broker: Send + Sync + 'static {
     async fn healthy(&self) -> bool;
 }
 
+/// Calls `f` with every stored entry in `(after, upto]`, in order, read in pages of about
+/// `page_bytes` of payload: in cluster mode every entry read is a copy, and a room's log may hold
+/// `--max-log-bytes`, so a large log is never in memory at once.
+pub async fn for_each_entry(
+    log: &dyn RoomLog,
+    room: &str,
+    mut after: u64,
+    upto: u64,
+    page_bytes: usize,
+    mut f: impl FnMut(&Entry),
+) -> Result<(), StoreError> {
+    let mut limit = 64;
+    while after < upto {
+        let page = log.read_log(room, after, upto, limit).await?;
+        let Some(last) = page.last() else { break };
+        after = last.offset;
+        let bytes: usize = page.iter().map(|e| e.body.size()).sum();
+        page.iter().for_each(|e| f(e));
+        // The next page sized by this one's entries.
+        limit = (page_bytes / (bytes / page.len()).max(1)).clamp(1, 4096);
+    }
+    Ok(())
+}
+
 /// Settings that shape every room log, whatever the backend.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -591,6 +620,10 @@ pub struct LogConfig {
     pub max_log_bytes: usize,
     /// Live messages buffered per room per node before a slow receiver lags.
     pub room_buffer: usize,
+    /// Cluster mode: payload bytes of live entries a node's ring holds per room (besides the
+    /// newest one); a receiver further behind recovers from the log (see [`window`]). The node
+    /// sets it to `--max-queue-bytes`.
+    pub room_buffer_bytes: u64,
     /// How long a room with no members is kept before its log is dropped.
     pub empty_room_ttl: std::time::Duration,
     /// Upload bytes staged at most: in this process (embedded mode) or, in cluster mode, per
@@ -612,6 +645,7 @@ impl Default for LogConfig {
             dedup_window: 10_000,
             max_log_bytes: 256 * 1024 * 1024,
             room_buffer: 256,
+            room_buffer_bytes: 8 * 1024 * 1024,
             empty_room_ttl: std::time::Duration::from_secs(600),
             max_staged_bytes: 512 * 1024 * 1024,
             max_memory_bytes: 0,

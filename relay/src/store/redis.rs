@@ -31,7 +31,7 @@ use std::time::Duration;
 use assist_relay_proto::{EventKind, Member, PageRecord, Role};
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use prometheus::IntCounter;
+use prometheus::{IntCounter, IntGauge};
 use redis::aio::ConnectionManager;
 use redis::streams::StreamRangeReply;
 use redis::{AsyncCommands, Script, Value};
@@ -39,6 +39,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::plan::{plan, Bounds};
+use super::window::Window;
 use super::{
     now_us, Appended, Broker, CatchUp, CatchUpRequest, ChunkIn, Entered, Entry, EntryBody,
     LogConfig, LogState, NewEntry, RoomInfo, RoomLog, RoomMsg, Staged, StoreError, Subscription,
@@ -182,6 +183,9 @@ pub struct RedisMetrics {
     pub gap_fills: IntCounter,
     /// Times local members were told to recover after an outage or an overflowing inbox.
     pub recoveries: IntCounter,
+    /// Payload bytes of live entries this node keeps for its rooms' rings (see
+    /// [`super::window`]).
+    pub live_bytes: IntGauge,
 }
 
 const APPEND: &str = r#"
@@ -1488,7 +1492,12 @@ impl Broker for RedisStore {
                 let (inbox_tx, inbox_rx) = mpsc::channel(inner.log_cfg.room_buffer.max(MIN_INBOX));
                 let sent_bytes = Arc::new(AtomicU64::new(0));
                 let (ready_tx, ready_rx) = watch::channel(None);
-                let live = Arc::new(Live::new(tx, sent_bytes.clone()));
+                let window = Window::new(
+                    inner.log_cfg.room_buffer,
+                    inner.log_cfg.room_buffer_bytes,
+                    inner.metrics.live_bytes.clone(),
+                );
+                let live = Arc::new(Live::new(tx, sent_bytes.clone(), window));
                 let pump =
                     tokio::spawn(pump(inner.clone(), room.to_owned(), inbox_rx, live.clone()));
                 rooms.insert(
@@ -1825,6 +1834,8 @@ struct LiveState {
     last: Option<u64>,
     /// Messages handed to the pump and not yet handled. While non-zero the reader queues.
     queued: usize,
+    /// The entries the ring points at.
+    window: Window,
 }
 
 /// What handling a published message still needs.
@@ -1842,7 +1853,7 @@ enum Step<'a> {
 }
 
 impl Live {
-    fn new(tx: broadcast::Sender<RoomMsg>, sent_bytes: Arc<AtomicU64>) -> Live {
+    fn new(tx: broadcast::Sender<RoomMsg>, sent_bytes: Arc<AtomicU64>, window: Window) -> Live {
         Live {
             tx,
             sent_bytes,
@@ -1850,6 +1861,7 @@ impl Live {
                 epoch: Arc::from(""),
                 last: None,
                 queued: 0,
+                window,
             }),
         }
     }
@@ -1930,7 +1942,7 @@ impl Live {
             let entry = Entry::new(off, st.epoch.clone(), body)
                 .accepted_at(acc)
                 .with_cum_bytes(cum);
-            let _ = self.tx.send(RoomMsg::Entry(Arc::new(entry)));
+            let _ = self.tx.send(RoomMsg::Held(st.window.hold(Arc::new(entry))));
             st.last = Some(off);
         }
     }
