@@ -215,6 +215,18 @@ pub struct ServeArgs {
     /// be asked for.
     #[arg(long, env = "RELAY_MASK_POLICY", default_value = "inputs")]
     pub mask_policy: MaskPolicy,
+    /// Your pages' own class names for blocked elements (rrweb's `blockClass`), comma-separated;
+    /// `rr-block` always counts.
+    #[arg(long, env = "RELAY_MASK_BLOCK_CLASS", value_delimiter = ',')]
+    pub mask_block_class: Vec<String>,
+    /// Your pages' own class names for masked text (rrweb's `maskTextClass`), comma-separated;
+    /// `rr-mask` always counts.
+    #[arg(long, env = "RELAY_MASK_TEXT_CLASS", value_delimiter = ',')]
+    pub mask_text_class: Vec<String>,
+    /// Your pages' own class names for ignored inputs (rrweb's `ignoreClass`), comma-separated;
+    /// `rr-ignore` always counts.
+    #[arg(long, env = "RELAY_MASK_IGNORE_CLASS", value_delimiter = ',')]
+    pub mask_ignore_class: Vec<String>,
     /// Directory of native-page templates (`NAME.html`; `native-page.html` replaces the
     /// built-in default).
     #[arg(long, env = "RELAY_NATIVE_TEMPLATES")]
@@ -407,6 +419,8 @@ pub struct NodeConfig {
     pub snapshot_after_bytes: u64,
     /// Default masking policy.
     pub mask_policy: MaskPolicy,
+    /// The pages' own block / mask / ignore class names, besides rrweb's.
+    pub mask_classes: std::sync::Arc<crate::mask::MaskClasses>,
     /// Native-page template directory.
     pub native_templates: Option<std::path::PathBuf>,
     /// Admin HTTP API key (None: API disabled).
@@ -458,6 +472,7 @@ impl NodeConfig {
             max_room_bytes_per_sec: 32 * 1024 * 1024,
             snapshot_after_bytes: 8 * 1024 * 1024,
             mask_policy: MaskPolicy::Inputs,
+            mask_classes: Default::default(),
             native_templates: None,
             api_key: None,
             archive_dir: None,
@@ -635,6 +650,11 @@ impl TryFrom<&ServeArgs> for NodeConfig {
             max_room_bytes_per_sec: a.max_room_bytes_per_sec.max(1),
             snapshot_after_bytes: a.snapshot_after_bytes,
             mask_policy: a.mask_policy,
+            mask_classes: std::sync::Arc::new(crate::mask::MaskClasses {
+                block: class_names("--mask-block-class", &a.mask_block_class)?,
+                mask: class_names("--mask-text-class", &a.mask_text_class)?,
+                ignore: class_names("--mask-ignore-class", &a.mask_ignore_class)?,
+            }),
             native_templates: a.native_templates.clone(),
             api_key: a.api_key.clone().filter(|k| !k.is_empty()),
             archive_dir: a.recordings.then(|| a.archive_dir.clone()),
@@ -689,5 +709,24 @@ pub fn available_memory() -> u64 {
     match cgroup {
         Some(c) if c > 0 && (total == 0 || c < total) => c,
         _ => total,
+    }
+}
+
+/// Class names as a page writes them in `class`: no white space; empty entries are skipped.
+fn class_names(flag: &str, names: &[String]) -> Result<Vec<String>, ConfigError> {
+    let names: Vec<String> = names
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect();
+    match names
+        .iter()
+        .find(|n| n.chars().any(char::is_whitespace) || n.len() > 128)
+    {
+        Some(bad) => Err(ConfigError(format!(
+            "{flag}: {bad:?} is not a class name (no white space, at most 128 bytes)"
+        ))),
+        None => Ok(names),
     }
 }

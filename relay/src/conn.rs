@@ -834,7 +834,8 @@ impl Conn {
             return Ok(());
         }
         let node = self.node.clone();
-        let mut mask = RoomMask::new(self.mask_policy, node.mask_key);
+        let mut mask = RoomMask::new(self.mask_policy, node.mask_key)
+            .with_classes(node.config.mask_classes.clone());
         let state = node.log.log_state(self.room()).await?;
         let (after, room) = (state.floor.saturating_sub(1), self.room());
         crate::store::for_each_entry(&*node.log, room, after, state.head, MASK_PAGE_BYTES, |e| {

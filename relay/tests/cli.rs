@@ -251,3 +251,20 @@ fn the_redis_password_never_reaches_the_log() {
         );
     }
 }
+
+#[test]
+fn page_class_names_with_white_space_are_refused() {
+    for flag in [
+        "--mask-block-class",
+        "--mask-text-class",
+        "--mask-ignore-class",
+    ] {
+        let out = relay(&["serve", flag, "ok,two words"]);
+        assert_eq!(
+            out.status.code(),
+            Some(64),
+            "{flag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

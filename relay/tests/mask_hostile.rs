@@ -435,3 +435,47 @@ async fn recordings_and_exports_are_masked_and_show_the_chat_if_the_replay_fails
     assert!(html.contains("id=\"replay-failed\""));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A page whose recorder uses its own class names: `private` for blocked elements, `no-record`
+/// for ignored ones (rrweb's `blockClass` / `ignoreClass`), told to the node with
+/// `--mask-block-class` and `--mask-ignore-class`.
+const OWN_CLASSES_PAGE: &str = r#"{"type":2,"data":{"node":{"type":0,"childNodes":[{"type":2,"tagName":"html","attributes":{},"childNodes":[{"type":2,"tagName":"body","attributes":{},"childNodes":[{"type":2,"tagName":"div","attributes":{"class":"card private"},"childNodes":[{"type":3,"textContent":"secret-in-private","id":6}],"id":5},{"type":2,"tagName":"input","attributes":{"type":"button","class":"no-record","value":"secret-button-label"},"childNodes":[],"id":7},{"type":2,"tagName":"input","attributes":{"type":"button","value":"Visible label"},"childNodes":[],"id":8}],"id":3}],"id":2}],"id":1},"initialOffset":{"left":0,"top":0}},"timestamp":2}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pages_own_block_and_ignore_classes_are_honoured() {
+    let relay = Relay::start_with(|c| {
+        c.mask_classes = std::sync::Arc::new(assist_relay::mask::MaskClasses {
+            block: vec!["private".into()],
+            mask: vec![],
+            ignore: vec!["no-record".into()],
+        });
+    })
+    .await;
+    let room = "own-classes";
+    let mut a = agent(&relay, room, "agent", Codec::Json).await;
+    let mut cust = customer(&relay, room, None).await;
+    for (i, e) in [META, OWN_CLASSES_PAGE].iter().enumerate() {
+        cust.publish(e, Some(&format!("p{i}"))).await;
+        outcome(&mut cust, &format!("p{i}")).await.expect("stored");
+    }
+    a.recv_until(
+        |f| matches!(f, ServerFrame::Event { event, .. } if event.json().contains("\"type\":2")),
+    )
+    .await;
+    let (_late, _) = relay.join(room, Role::Agent, "late", Codec::Json).await;
+    for (what, bytes) in [
+        ("the live agent", a.captured.clone()),
+        ("the store", stored_bytes(&relay, room).await),
+    ] {
+        assert!(
+            !contains(&bytes, "secret-in-private"),
+            "{what}: a child of a `private` element"
+        );
+        assert!(
+            !contains(&bytes, "secret-button-label"),
+            "{what}: the value of a `no-record` button"
+        );
+        // A button's label is not an input value: it stays unless its element is ignored.
+        assert!(contains(&bytes, "Visible label"), "{what}");
+    }
+}

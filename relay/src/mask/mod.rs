@@ -47,6 +47,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -213,6 +214,8 @@ pub struct RoomMask {
     /// Hashes recorded since the last `take_new_typed`.
     new_typed: Vec<u64>,
     id_cap: usize,
+    /// The class names that mark blocked, masked and ignored elements.
+    classes: Arc<MaskClasses>,
 }
 
 impl fmt::Debug for RoomMask {
@@ -241,7 +244,15 @@ impl RoomMask {
             typed_order: VecDeque::new(),
             new_typed: Vec::new(),
             id_cap: MAX_TRACKED_IDS,
+            classes: Arc::default(),
         }
+    }
+
+    /// Also honours the page's own class names (rrweb's `blockClass`, `maskTextClass`,
+    /// `ignoreClass`) besides rrweb's defaults.
+    pub fn with_classes(mut self, classes: Arc<MaskClasses>) -> Self {
+        self.classes = classes;
+        self
     }
 
     /// The room's policy.
@@ -415,7 +426,7 @@ impl RoomMask {
         let attrs = map.get("attributes").and_then(Value::as_object);
         let (block, mask, ignore) = attrs
             .and_then(|a| attr(a, "class"))
-            .map_or((false, false, false), |c| class_flags(&js_string(c)));
+            .map_or((false, false, false), |c| self.classes.flags(&js_string(c)));
         let mut kind = element_kind(
             &tag,
             attrs.and_then(|a| attr(a, "type")),
@@ -666,7 +677,7 @@ impl RoomMask {
                 next = (next & !KIND) | new_kind;
             }
             if let Some(class) = attr(attrs, "class") {
-                let (block, mask, ignore) = class_flags(&js_string(class));
+                let (block, mask, ignore) = self.classes.flags(&js_string(class));
                 if block {
                     next |= F_BLOCKED;
                 }
@@ -844,19 +855,31 @@ impl RoomMask {
     }
 }
 
-/// Whether a class attribute holds the `rr-block` / `rr-mask` tokens.
-/// Whether a `class` holds `rr-block`, `rr-mask`, `rr-ignore`.
-fn class_flags(class: &str) -> (bool, bool, bool) {
-    let mut flags = (false, false, false);
-    for token in class.split_ascii_whitespace() {
-        match token {
-            "rr-block" => flags.0 = true,
-            "rr-mask" => flags.1 = true,
-            "rr-ignore" => flags.2 = true,
-            _ => {}
+/// The class names a page marks elements with. rrweb's defaults (`rr-block`, `rr-mask`,
+/// `rr-ignore`) always count; a deployment adds its pages' own (`--mask-block-class`,
+/// `--mask-text-class`, `--mask-ignore-class`), for recorders configured with other names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MaskClasses {
+    /// Extra classes that block an element like `rr-block`.
+    pub block: Vec<String>,
+    /// Extra classes that mask an element's text like `rr-mask`.
+    pub mask: Vec<String>,
+    /// Extra classes that mark an element like `rr-ignore`.
+    pub ignore: Vec<String>,
+}
+
+impl MaskClasses {
+    /// Whether a `class` attribute holds a block, a mask and an ignore class.
+    fn flags(&self, class: &str) -> (bool, bool, bool) {
+        let mut flags = (false, false, false);
+        let has = |extra: &[String], token: &str| extra.iter().any(|c| c == token);
+        for token in class.split_ascii_whitespace() {
+            flags.0 |= token == "rr-block" || has(&self.block, token);
+            flags.1 |= token == "rr-mask" || has(&self.mask, token);
+            flags.2 |= token == "rr-ignore" || has(&self.ignore, token);
         }
+        flags
     }
-    flags
 }
 
 /// An attribute by its name, any ASCII case: rrweb's replayer sets attributes with
