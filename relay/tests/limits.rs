@@ -11,8 +11,6 @@ use assist_relay_proto::{ClientFrame, Codec, Role};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self};
 
 // ---------------------------------------------------------------------------------------------
@@ -27,17 +25,7 @@ async fn try_connect(
     sub: &str,
 ) -> Result<Client, (u16, serde_json::Value)> {
     let token = token_with(room, role, sub, 3600);
-    let mut req = format!("ws://{addr}/ws?room={room}")
-        .into_client_request()
-        .expect("request");
-    req.headers_mut().insert(
-        "authorization",
-        HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
-    );
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static(Codec::JSON_PROTOCOL),
-    );
+    let req = ws_request(addr, Some(room), &token, Codec::Json);
     match tokio_tungstenite::connect_async(req).await {
         Ok((ws, _)) => Ok(Client::new(ws, Codec::Json, role, sub)),
         Err(tungstenite::Error::Http(resp)) => {

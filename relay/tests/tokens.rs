@@ -16,8 +16,6 @@ use assist_relay::Node;
 use assist_relay_proto::{Claims, Codec, Role, ServerFrame};
 use common::*;
 use tokio_tungstenite::tungstenite;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 const SECOND_SECRET: &str = "second-secret-second-secret-second";
 
@@ -53,19 +51,7 @@ fn upgrade(
     room: Option<&str>,
     token: &str,
 ) -> tungstenite::handshake::client::Request {
-    let query = room.map(|r| format!("?room={r}")).unwrap_or_default();
-    let mut req = format!("ws://{addr}/ws{query}")
-        .into_client_request()
-        .expect("request");
-    req.headers_mut().insert(
-        "authorization",
-        HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
-    );
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static(Codec::JSON_PROTOCOL),
-    );
-    req
+    ws_request(addr, room, token, Codec::Json)
 }
 
 /// Upgrades to `addr` with `token`: `Ok` if accepted, else the refusal's (status, `error`).

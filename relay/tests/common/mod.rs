@@ -334,17 +334,7 @@ impl Relay {
         codec: Codec,
     ) -> Client {
         let addr = self.nodes[i % self.nodes.len()].addr;
-        let mut req = format!("ws://{addr}/ws?room={room}")
-            .into_client_request()
-            .expect("request");
-        req.headers_mut().insert(
-            "authorization",
-            HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
-        );
-        req.headers_mut().insert(
-            "sec-websocket-protocol",
-            HeaderValue::from_static(codec.subprotocol()),
-        );
+        let req = ws_request(addr, Some(room), token, codec);
         let (ws, resp) = tokio_tungstenite::connect_async(req)
             .await
             .expect("connect");
@@ -971,4 +961,27 @@ pub fn event_json(f: &ServerFrame<'_>) -> Option<(u64, String)> {
         ServerFrame::Event { offset, event } => Some((*offset, event.json().to_owned())),
         _ => None,
     }
+}
+
+/// The upgrade request of a client: `/ws` (with `?room=` when given), the token as a bearer
+/// header, the codec's subprotocol.
+pub fn ws_request(
+    addr: SocketAddr,
+    room: Option<&str>,
+    token: &str,
+    codec: Codec,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let query = room.map(|r| format!("?room={r}")).unwrap_or_default();
+    let mut req = format!("ws://{addr}/ws{query}")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+    );
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static(codec.subprotocol()),
+    );
+    req
 }
