@@ -12,7 +12,6 @@ use assist_relay_proto::{validate_id, Claims, Codec};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request};
 use tokio_tungstenite::tungstenite::http::{header, StatusCode};
 
 /// Subprotocol prefix that carries a token.
@@ -132,17 +131,6 @@ impl Auth {
         };
         auth.set_validation();
         auth
-    }
-
-    /// The keys and policy of a node's configuration (demo tokens accepted in demo mode only).
-    pub fn from_config(config: &crate::config::NodeConfig) -> Auth {
-        let default = (!config.jwt_secret.is_empty()).then_some(config.jwt_secret.as_slice());
-        Auth::with_keys(default, &config.jwt_keys)
-            .with_policy(TokenPolicy {
-                accept_demo: config.demo_dir.is_some(),
-                ..config.token_policy.clone()
-            })
-            .with_allowed_origins(config.allowed_origins.clone())
     }
 
     /// Replaces the verification policy.
@@ -446,18 +434,6 @@ impl RejectReason {
             RejectReason::TooManyRooms => "this node has its most rooms; retry with backoff",
         }
     }
-
-    /// The HTTP response that carries this refusal.
-    pub fn response(self) -> ErrorResponse {
-        let body = serde_json::json!({ "error": self.as_str(), "message": self.message() });
-        let mut resp = ErrorResponse::new(Some(body.to_string()));
-        *resp.status_mut() = self.status();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("application/json"),
-        );
-        resp
-    }
 }
 
 /// A participant admitted by the handshake.
@@ -472,7 +448,10 @@ pub struct Admission {
 }
 
 /// Decides an upgrade request.
-pub fn admit(auth: &Auth, req: &Request) -> Result<Admission, RejectReason> {
+pub fn admit<B>(
+    auth: &Auth,
+    req: &tokio_tungstenite::tungstenite::http::Request<B>,
+) -> Result<Admission, RejectReason> {
     if req.uri().path() != WS_PATH {
         return Err(RejectReason::NotFound);
     }

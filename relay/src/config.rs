@@ -587,7 +587,7 @@ impl TryFrom<&ServeArgs> for NodeConfig {
         }
         let demo_dir = if a.demo {
             Some(
-                crate::demo::resolve_dir(a.demo_dir.as_deref())
+                resolve_demo_dir(a.demo_dir.as_deref())
                     .map_err(|e| ConfigError(format!("--demo: {e}")))?,
             )
         } else {
@@ -729,4 +729,42 @@ fn class_names(flag: &str, names: &[String]) -> Result<Vec<String>, ConfigError>
         ))),
         None => Ok(names),
     }
+}
+
+/// The files a demo directory must hold.
+const DEMO_REQUIRED: [&str; 3] = ["index.html", "customer.html", "agent.html"];
+
+/// Where the built demo pages are (`--demo`): `explicit` (`--demo-dir`) if given, else the first
+/// of `./sdk/demo/dist`, this workspace's `sdk/demo/dist` (where the binary was built), and
+/// `demo/` or `sdk/demo/dist` next to the binary. The directory must hold `index.html`,
+/// `customer.html` and `agent.html`; the answer is canonical.
+pub fn resolve_demo_dir(explicit: Option<&std::path::Path>) -> Result<std::path::PathBuf, String> {
+    use std::path::{Path, PathBuf};
+    let candidates: Vec<PathBuf> = match explicit {
+        Some(dir) => vec![dir.to_path_buf()],
+        None => {
+            let mut c = vec![PathBuf::from("sdk/demo/dist")];
+            c.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/demo/dist"));
+            if let Some(exe_dir) = std::env::current_exe()
+                .ok()
+                .and_then(|e| e.parent().map(Path::to_path_buf))
+            {
+                c.push(exe_dir.join("demo"));
+                c.push(exe_dir.join("sdk/demo/dist"));
+            }
+            c
+        }
+    };
+    for dir in &candidates {
+        if DEMO_REQUIRED.iter().all(|f| dir.join(f).is_file()) {
+            return dir
+                .canonicalize()
+                .map_err(|e| format!("{}: {e}", dir.display()));
+        }
+    }
+    let looked: Vec<String> = candidates.iter().map(|d| d.display().to_string()).collect();
+    Err(format!(
+        "the demo pages are not built (looked for index.html, customer.html and agent.html in {}): run `npm ci && npm run build` in sdk/demo, or pass --demo-dir",
+        looked.join(", ")
+    ))
 }

@@ -39,8 +39,8 @@ use crate::auth::Admission;
 use crate::config::NodeConfig;
 use crate::guide::{GuideRates, Relayed, RelayedBody};
 use crate::mask::{may_need_masking, MaskPolicy, RoomMask};
+use crate::node::Node;
 use crate::pages::{read_meta, MetaInfo};
-use crate::server::Node;
 use crate::store::{
     chunk_data_bytes, encode_message, now_us, Appended, CatchUp, CatchUpRequest, ChunkIn, Entered,
     Entry, EntryBody, NewEntry, RoomMsg, Staged, StoreError, Subscription, UploadLimits,

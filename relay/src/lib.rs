@@ -25,24 +25,24 @@
 //! The wire protocol (frames, codecs, codes) is the `assist-relay-proto` crate and
 //! `docs/protocol.md`.
 
-pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod compactor;
 pub mod config;
 mod conn;
-pub mod demo;
 pub mod export;
 pub mod guide;
+pub mod http;
 pub mod keys;
 pub mod limits;
 pub mod mask;
 pub mod native;
+pub mod node;
 pub mod pages;
 pub mod quota;
 pub mod rooms;
-pub mod server;
 pub mod store;
 pub mod telemetry;
 
-pub use server::{run, Node};
+pub use http::{demo, run};
+pub use node::{Node, NodeBuilder};

@@ -6,10 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use assist_relay::auth::Auth;
 use assist_relay::config::{LogFormat, NodeConfig, RedisTlsArgs, ServeArgs};
-use assist_relay::store::memory::MemoryStore;
 use assist_relay::store::redis::{redacted_url, RedisConfig, RedisStore};
 use assist_relay::telemetry::Metrics;
-use assist_relay::Node;
+use assist_relay::NodeBuilder;
 use assist_relay_proto::{validate_id, Claims, Role};
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
@@ -337,7 +336,7 @@ fn init_logging(
 
 async fn serve(
     args: ServeArgs,
-    mut config: NodeConfig,
+    config: NodeConfig,
     tls: Option<assist_relay::store::redis::RedisTls>,
 ) -> anyhow::Result<()> {
     let short = (!config.jwt_secret.is_empty() && config.jwt_secret.len() < 32)
@@ -348,26 +347,10 @@ async fn serve(
         );
     }
     let metrics = Metrics::new();
+    let config_log = config.log.clone();
+    let builder = NodeBuilder::new(config);
     let (node, mode) = match &args.redis_url {
-        None => {
-            let store = MemoryStore::new(config.log.clone());
-            store.spawn_sweeper();
-            let archive_dir = config.archive_dir.clone();
-            let idle_close = config.customer_idle_close;
-            let node = Node::with_metrics(config, store.clone(), store.clone(), metrics);
-            if let Some(dir) = archive_dir {
-                let archive: Arc<dyn assist_relay::compactor::Archive> =
-                    Arc::new(assist_relay::compactor::FsArchive::new(dir));
-                let queue = assist_relay::compactor::spawn_embedded(
-                    store,
-                    archive,
-                    assist_relay::compactor::worker::CompactorMetrics::new(),
-                    idle_close,
-                );
-                let _ = node.jobs.set(queue);
-            }
-            (node, "embedded")
-        }
+        None => (builder.metrics(metrics).embedded().0, "embedded"),
         Some(url) => {
             tracing::info!(url = %redacted_url(url), tls = tls.is_some(), "connecting to redis");
             let redis = RedisConfig {
@@ -381,28 +364,18 @@ async fn serve(
             };
             let store = RedisStore::connect(
                 redis,
-                config.log.clone(),
+                config_log,
                 metrics.redis.clone(),
                 Duration::from_secs(30),
             )
             .await
             .context("connecting to redis")?;
-            if args.mask_key.is_none() {
-                config.mask_key = assist_relay::keys::shared_mask_key(&store)
-                    .await
-                    .context("reading the cluster's mask key from redis")?;
-            }
-            let recordings = config.log.keep_until_archived;
-            let node = Node::with_metrics(
-                config,
-                Arc::new(store.clone()),
-                Arc::new(store.clone()),
-                metrics,
-            );
-            if recordings {
-                let queue = assist_relay::compactor::worker::RedisJobQueue::new(store);
-                let _ = node.jobs.set(Arc::new(queue));
-            }
+            let node = builder
+                .metrics(metrics)
+                .shared_mask_key(args.mask_key.is_none())
+                .cluster(store)
+                .await
+                .context("reading the cluster's mask key from redis")?;
             (node, "cluster")
         }
     };
@@ -426,14 +399,7 @@ async fn serve(
             listener.local_addr()?
         );
     }
-    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin_task = tokio::spawn(assist_relay::admin::serve(admin, node.clone(), async {
-        let _ = admin_stopped.await;
-    }));
-    assist_relay::run(listener, node.clone(), shutdown_signal()).await;
-    let _ = stop_admin.send(());
-    let _ = admin_task.await;
-    drop(node);
+    assist_relay::http::serve(listener, admin, node, shutdown_signal()).await;
     Ok(())
 }
 

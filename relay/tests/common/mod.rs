@@ -11,9 +11,8 @@ use assist_relay::auth::Auth;
 use assist_relay::config::NodeConfig;
 use assist_relay::store::memory::MemoryStore;
 use assist_relay::store::redis::{RedisConfig, RedisStore};
-use assist_relay::store::{Broker, RoomLog};
 use assist_relay::telemetry::Metrics;
-use assist_relay::Node;
+use assist_relay::{Node, NodeBuilder};
 use assist_relay_proto::{
     Claims, ClientFrame, Codec, EventHead, EventPayload, Member, Position, Role, ServerFrame,
 };
@@ -160,13 +159,8 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-async fn start_node(
-    config: NodeConfig,
-    log: Arc<dyn RoomLog>,
-    broker: Arc<dyn Broker>,
-    metrics: Metrics,
-) -> TestNode {
-    let node = Node::with_metrics(config, log, broker, metrics);
+/// Listens on loopback ports and serves a built node there, as `relay serve` does.
+async fn start_node(node: Arc<Node>) -> TestNode {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -176,22 +170,14 @@ async fn start_node(
     let addr = listener.local_addr().expect("addr");
     let admin = admin_listener.local_addr().expect("admin addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(assist_relay::admin::serve(
+    let task = tokio::spawn(assist_relay::http::serve(
+        listener,
         admin_listener,
         node.clone(),
         async move {
-            let _ = admin_stop_rx.await;
+            let _ = stopped.await;
         },
     ));
-    let n = node.clone();
-    let task = tokio::spawn(async move {
-        assist_relay::run(listener, n, async move {
-            let _ = stopped.await;
-        })
-        .await;
-        let _ = admin_stop_tx.send(());
-    });
     TestNode {
         addr,
         admin,
@@ -223,16 +209,13 @@ impl Relay {
                 let store = server
                     .store(config.log.clone(), metrics.redis.clone())
                     .await;
-                let node = start_node(
-                    config.clone(),
-                    Arc::new(store.clone()),
-                    Arc::new(store.clone()),
-                    metrics,
-                )
-                .await;
+                let node = NodeBuilder::new(config.clone())
+                    .metrics(metrics)
+                    .cluster(store.clone())
+                    .await
+                    .expect("cluster node");
+                let node = start_node(node).await;
                 if let Some(dir) = &config.archive_dir {
-                    let queue = assist_relay::compactor::worker::RedisJobQueue::new(store.clone());
-                    let _ = node.node.jobs.set(Arc::new(queue));
                     if stores.is_empty() {
                         // One in-process worker of the job stream.
                         let archive: Arc<dyn assist_relay::compactor::Archive> =
@@ -270,22 +253,8 @@ impl Relay {
                 },
             )
         } else {
-            let store = MemoryStore::new(config.log.clone());
-            store.spawn_sweeper();
-            let archive_dir = config.archive_dir.clone();
-            let idle_close = config.customer_idle_close;
-            let node = start_node(config, store.clone(), store.clone(), Metrics::new()).await;
-            if let Some(dir) = archive_dir {
-                let archive: Arc<dyn assist_relay::compactor::Archive> =
-                    Arc::new(assist_relay::compactor::FsArchive::new(dir));
-                let queue = assist_relay::compactor::spawn_embedded(
-                    store.clone(),
-                    archive,
-                    assist_relay::compactor::worker::CompactorMetrics::new(),
-                    idle_close,
-                );
-                let _ = node.node.jobs.set(queue);
-            }
+            let (node, store) = NodeBuilder::new(config).embedded();
+            let node = start_node(node).await;
             (vec![node], Backend::Memory(store))
         };
         Relay {
