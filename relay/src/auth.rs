@@ -259,7 +259,8 @@ impl Auth {
 }
 
 /// Why a WebSocket upgrade was refused. The string form is stable and documented.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum RejectReason {
     /// The path is not `/ws`.
     NotFound,
@@ -309,59 +310,11 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// Every reason, for metrics pre-registration.
-    pub const ALL: [RejectReason; 22] = [
-        RejectReason::NotFound,
-        RejectReason::UnsupportedProtocol,
-        RejectReason::TokenMissing,
-        RejectReason::TokenMalformed,
-        RejectReason::TokenExpired,
-        RejectReason::TokenBadSignature,
-        RejectReason::TokenInvalidClaims,
-        RejectReason::TokenUnknownKey,
-        RejectReason::TokenNotYetValid,
-        RejectReason::TokenLifetimeTooLong,
-        RejectReason::TokenWrongAudience,
-        RejectReason::TokenWrongIssuer,
-        RejectReason::TokenDemoOnly,
-        RejectReason::RoomMismatch,
-        RejectReason::OriginNotAllowed,
-        RejectReason::ShuttingDown,
-        RejectReason::TooManyConnections,
-        RejectReason::BadHandshake,
-        RejectReason::TooManyPendingFromAddress,
-        RejectReason::HandshakeEvicted,
-        RejectReason::TooManyConnectionsForParticipant,
-        RejectReason::TooManyRooms,
-    ];
+    pub const ALL: &'static [RejectReason] = <RejectReason as strum::VariantArray>::VARIANTS;
 
-    /// Stable code.
+    /// Stable code (the variant's name in snake case).
     pub fn as_str(self) -> &'static str {
-        match self {
-            RejectReason::NotFound => "not_found",
-            RejectReason::UnsupportedProtocol => "unsupported_protocol",
-            RejectReason::TokenMissing => "token_missing",
-            RejectReason::TokenMalformed => "token_malformed",
-            RejectReason::TokenExpired => "token_expired",
-            RejectReason::TokenBadSignature => "token_bad_signature",
-            RejectReason::TokenInvalidClaims => "token_invalid_claims",
-            RejectReason::TokenUnknownKey => "token_unknown_key",
-            RejectReason::TokenNotYetValid => "token_not_yet_valid",
-            RejectReason::TokenLifetimeTooLong => "token_lifetime_too_long",
-            RejectReason::TokenWrongAudience => "token_wrong_audience",
-            RejectReason::TokenWrongIssuer => "token_wrong_issuer",
-            RejectReason::TokenDemoOnly => "token_demo_only",
-            RejectReason::RoomMismatch => "room_mismatch",
-            RejectReason::OriginNotAllowed => "origin_not_allowed",
-            RejectReason::ShuttingDown => "shutting_down",
-            RejectReason::TooManyConnections => "too_many_connections",
-            RejectReason::BadHandshake => "bad_handshake",
-            RejectReason::TooManyPendingFromAddress => "too_many_pending_from_address",
-            RejectReason::HandshakeEvicted => "handshake_evicted",
-            RejectReason::TooManyConnectionsForParticipant => {
-                "too_many_connections_for_participant"
-            }
-            RejectReason::TooManyRooms => "too_many_rooms",
-        }
+        self.into()
     }
 
     /// HTTP status.
@@ -524,4 +477,43 @@ pub fn admit<B>(
         codec,
         echo_protocol,
     })
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::RejectReason;
+
+    /// The codes are documented (docs/protocol.md) and counted in metrics: the derive must give
+    /// exactly these, in this order.
+    #[test]
+    fn reason_codes_are_stable() {
+        let codes: Vec<&str> = RejectReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(
+            codes,
+            [
+                "not_found",
+                "unsupported_protocol",
+                "token_missing",
+                "token_malformed",
+                "token_expired",
+                "token_bad_signature",
+                "token_invalid_claims",
+                "token_unknown_key",
+                "token_not_yet_valid",
+                "token_lifetime_too_long",
+                "token_wrong_audience",
+                "token_wrong_issuer",
+                "token_demo_only",
+                "room_mismatch",
+                "origin_not_allowed",
+                "shutting_down",
+                "too_many_connections",
+                "bad_handshake",
+                "too_many_pending_from_address",
+                "handshake_evicted",
+                "too_many_connections_for_participant",
+                "too_many_rooms",
+            ]
+        );
+    }
 }

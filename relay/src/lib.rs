@@ -1,8 +1,12 @@
 //! assist-relay node: a WebSocket relay for rrweb co-browsing and chat.
 //!
 //! # Layout
-//! - [`server`]: the accept loop. [`server::run`] takes a bound listener, a [`server::Node`] and a
-//!   shutdown future; the HTTP upgrade is decided in [`auth::admit`] (token, room, codec).
+//! - [`node`]: the [`Node`] every connection shares, built by [`NodeBuilder`] (store, metrics,
+//!   compaction queue) for `relay serve` and the tests alike.
+//! - [`http`]: the listeners on hyper. [`http::run`] takes a bound listener, a [`Node`] and a
+//!   shutdown future and serves `/ws` upgrades (decided in [`auth::admit`]: token, room, codec)
+//!   and, in demo mode, the demo pages ([`http::demo`]); [`http::serve`] adds the admin
+//!   listener.
 //! - `conn` (private): one task per connection. Frames are decoded there (`Conn::on_frame`), stored
 //!   through the [`store::RoomLog`], and the room's live stream is fanned out to the socket there
 //!   (`Conn::on_room_msg`), with catch-up, resume and resync in `Conn::recover`.
@@ -15,9 +19,10 @@
 //! - [`rooms`]: the node's local room registry (rooms with members here).
 //! - [`limits`]: admission quotas (handshakes in progress, connections per participant, rooms
 //!   per node) and the admin listener's limits.
-//! - [`admin`]: `/livez`, `/readyz`, `/metrics` on their own port.
-//! - [`demo`]: `relay serve --demo` (off by default): the demo pages and demo tokens under
-//!   `/demo/` on the WebSocket listener, hooked into the accept path before the handshake.
+//! - [`http::admin`] and [`http::api`]: `/livez`, `/readyz`, `/metrics` and the `/v1` API on
+//!   their own port.
+//! - [`http::demo`]: `relay serve --demo` (off by default): the demo pages and demo tokens under
+//!   `/demo/` on the WebSocket listener.
 //! - [`audit`]: the audit trail (target `audit`, JSON lines with --audit-log).
 //! - [`config`]: flags, `RELAY_*` environment, validation. [`keys`]: `--jwt-keys` and the
 //!   masking key (kept apart from the JWT keys). [`telemetry`]: metrics.
