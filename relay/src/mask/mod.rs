@@ -62,8 +62,21 @@ pub const MAX_TYPED_VALUES: usize = 4096;
 /// Deepest JSON nesting accepted (about half as many DOM levels).
 pub const MAX_NESTING: usize = 8192;
 
-/// Masking policy of a room. Wire/flag strings: "none", "passwords", "inputs", "inputs+text".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// Masking policy of a room. Wire/flag strings: "none", "passwords", "inputs", "inputs+text"
+/// (from strum's derive; `ALL` in declaration order).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumCount,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum MaskPolicy {
     /// Nothing is masked.
     None,
@@ -74,26 +87,20 @@ pub enum MaskPolicy {
     #[default]
     Inputs,
     /// As `Inputs`, plus the text of `rr-mask` subtrees.
+    #[strum(serialize = "inputs+text")]
     InputsText,
 }
 
 impl MaskPolicy {
     /// Every policy, from least to most masking.
-    pub const ALL: [MaskPolicy; 4] = [
-        MaskPolicy::None,
-        MaskPolicy::Passwords,
-        MaskPolicy::Inputs,
-        MaskPolicy::InputsText,
-    ];
+    pub const ALL: [MaskPolicy; <MaskPolicy as strum::EnumCount>::COUNT] = {
+        let v = <MaskPolicy as strum::VariantArray>::VARIANTS;
+        [v[0], v[1], v[2], v[3]]
+    };
 
     /// The wire/flag name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            MaskPolicy::None => "none",
-            MaskPolicy::Passwords => "passwords",
-            MaskPolicy::Inputs => "inputs",
-            MaskPolicy::InputsText => "inputs+text",
-        }
+        self.into()
     }
 
     /// Parses a wire/flag name (ASCII case-insensitive).
