@@ -16,14 +16,15 @@
 //! Every substituted value is HTML-escaped before the page is parsed, so a report can only ever
 //! add text, never markup. Text of the form `{{...}}` that isn't a placeholder name (say CSS such
 //! as `a{{`) is left as is; a placeholder-like name that isn't known (`{{titel}}`) is an error at
-//! load time. The page is parsed with html5ever (via `scraper`) and converted to rrweb-snapshot's
+//! load time. The page is parsed with html5ever (into a small arena tree, `dom`) and converted to rrweb-snapshot's
 //! serialized node tree; `<script>` elements and `on*` event-handler attributes are dropped (a
 //! placeholder never runs code).
 //!
 //! # Layout
 //! This module loads and renders templates; `template` is the placeholder language (compile,
-//! expand, escape), `html` the parse into rrweb-snapshot nodes. Neither uses this module.
+//! expand, escape), `html` the parse into rrweb-snapshot nodes over `dom`'s tree. None of them uses this module.
 
+mod dom;
 mod html;
 mod template;
 #[cfg(test)]
