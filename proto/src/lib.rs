@@ -1,8 +1,10 @@
 //! Wire protocol of assist-relay, version 1. No I/O: pure types, codecs and validation.
 //!
 //! # Layout
-//! Modules are layered: each uses only the ones listed before it, so `use crate::x` edges form a
-//! DAG (`types`, `error`, `chunk` at the bottom; frames on top of the envelope, never the reverse).
+//! Modules are layered, so `use crate::x` edges form a DAG. From the bottom: `types`, `chunk`
+//! (nothing of the crate); `error` (types); `event` (error); `guide` (types); `auth` (types,
+//! guide); `page` (auth); `codec` (all of these, for the envelope); `frame` (codec and below:
+//! frames sit on the envelope, never the reverse).
 //! - `types`: the leaf types ([`Role`], [`Member`], [`Position`], [`Limits`]) and the id and text
 //!   size bounds; re-exported here.
 //! - [`codec`]: the two codecs (JSON text frames, MessagePack binary frames), chosen by WebSocket

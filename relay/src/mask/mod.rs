@@ -41,6 +41,13 @@
 //! changed, by serde_json (object keys in sorted order), through serde_stacker, which grows the
 //! stack on demand: a deep DOM exceeds serde_json's default 128 levels. Nesting deeper than
 //! [`MAX_NESTING`] is refused before parsing, and deep values are dropped without recursion.
+//!
+//! # Layout
+//! This module is [`RoomMask`]'s public API (`mask`, `observe`, typed values). Below it, each
+//! using only the ones listed before it: `policy` (policy, class names, bounds, errors), `dom`
+//! (reading nodes as the replayer does), `text` (how strings become stars), `json` (parse and
+//! write), `state` (the struct and its per-page ids and typed-value hashes), `walk` (a
+//! FullSnapshot or an added subtree), `mutation` (Mutations and Input events).
 
 mod dom;
 mod json;
