@@ -3,44 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A participant's role in a room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// The person being assisted; the only role that publishes rrweb events.
-    Customer,
-    /// The person assisting; watches the replay and chats.
-    Agent,
-}
-
-impl Role {
-    /// The wire string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Customer => "customer",
-            Role::Agent => "agent",
-        }
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "customer" => Ok(Role::Customer),
-            "agent" => Ok(Role::Agent),
-            other => Err(format!(
-                "unknown role {other:?} (expected customer or agent)"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::guide::Capability;
+/// A participant's role in a room (defined with the other leaf types in `types`).
+pub use crate::types::Role;
+use crate::types::MAX_ID_LEN;
 
 /// The claims of an HS256 JWT that admits one participant to one room.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,10 +36,10 @@ pub struct Claims {
 
 impl Claims {
     /// Whether this token grants `cap` (see [`Claims::caps`]).
-    pub fn can(&self, cap: crate::Capability) -> bool {
+    pub fn can(&self, cap: Capability) -> bool {
         match (self.role, cap) {
-            (Role::Customer, crate::Capability::Guide) => false,
-            (Role::Customer, crate::Capability::Call) => true,
+            (Role::Customer, Capability::Guide) => false,
+            (Role::Customer, Capability::Call) => true,
             (Role::Agent, _) => self
                 .caps
                 .as_ref()
@@ -82,16 +48,13 @@ impl Claims {
     }
 }
 
-/// Checks a room or participant id: 1 to [`crate::MAX_ID_LEN`] bytes of `A-Z a-z 0-9 . _ : -`,
+/// Checks a room or participant id: 1 to [`MAX_ID_LEN`] bytes of `A-Z a-z 0-9 . _ : -`,
 /// not made only of dots. The alphabet keeps ids safe inside Redis keys (no `{`/`}` hash-tag
 /// breakers), URLs and logs; with the dots rule an id is also a safe single path component
 /// (recordings are stored under `<archive>/<room>/`, and `.` or `..` would leave it).
 pub fn validate_id(what: &str, id: &str) -> Result<(), String> {
-    if id.is_empty() || id.len() > crate::MAX_ID_LEN {
-        return Err(format!(
-            "{what} must be 1 to {} bytes long",
-            crate::MAX_ID_LEN
-        ));
+    if id.is_empty() || id.len() > MAX_ID_LEN {
+        return Err(format!("{what} must be 1 to {} bytes long", MAX_ID_LEN));
     }
     if let Some(c) = id
         .chars()

@@ -10,18 +10,30 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 use crate::chunk::ChunkData;
+use crate::error::ProtoError;
 use crate::event::EventPayload;
-use crate::frame::{Limits, Member, Position};
 use crate::guide::{GuideWire, IceServer, Signal};
 use crate::page::{NativePage, PageRecord};
-use crate::ProtoError;
+use crate::types::{all, Limits, Member, Position};
 
 /// How frames are encoded on one connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumCount,
+)]
 pub enum Codec {
     /// JSON in WebSocket text frames.
+    #[strum(serialize = "json")]
     Json,
     /// MessagePack (maps with field names) in WebSocket binary frames.
+    #[strum(serialize = "msgpack")]
     MsgPack,
 }
 
@@ -31,7 +43,8 @@ impl Codec {
     /// Subprotocol name of the MessagePack codec.
     pub const MSGPACK_PROTOCOL: &'static str = "assist-relay.v1.msgpack";
     /// Both codecs, for tables and metrics.
-    pub const ALL: [Codec; 2] = [Codec::Json, Codec::MsgPack];
+    pub const ALL: [Codec; <Codec as strum::EnumCount>::COUNT] =
+        all(<Codec as strum::VariantArray>::VARIANTS);
 
     /// The codec named by a subprotocol, if any.
     pub fn from_subprotocol(name: &str) -> Option<Codec> {
@@ -65,10 +78,7 @@ impl Codec {
 
     /// A bounded label for metrics.
     pub fn label(self) -> &'static str {
-        match self {
-            Codec::Json => "json",
-            Codec::MsgPack => "msgpack",
-        }
+        self.into()
     }
 
     /// Encodes an envelope.

@@ -2,10 +2,25 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::types::{all, find};
+
 /// The code of an `error` frame. The string form is stable and documented in `docs/protocol.md`;
 /// SDKs switch on it. An error frame never closes the connection by itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumCount,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorCode {
     /// The frame is not valid JSON / MessagePack, or not a map with a string `type`.
     Malformed,
@@ -43,43 +58,17 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and metrics pre-registration.
-    pub const ALL: [ErrorCode; 15] = [
-        ErrorCode::Malformed,
-        ErrorCode::InvalidFrame,
-        ErrorCode::UnknownType,
-        ErrorCode::WrongFrameKind,
-        ErrorCode::NotJoined,
-        ErrorCode::AlreadyJoined,
-        ErrorCode::Forbidden,
-        ErrorCode::InvalidEvent,
-        ErrorCode::TooLarge,
-        ErrorCode::UploadInvalid,
-        ErrorCode::UploadLimit,
-        ErrorCode::RateLimited,
-        ErrorCode::LogFull,
-        ErrorCode::Unavailable,
-        ErrorCode::Internal,
-    ];
+    pub const ALL: [ErrorCode; <ErrorCode as strum::EnumCount>::COUNT] =
+        all(<ErrorCode as strum::VariantArray>::VARIANTS);
 
     /// The stable wire string.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::Malformed => "malformed",
-            ErrorCode::InvalidFrame => "invalid_frame",
-            ErrorCode::UnknownType => "unknown_type",
-            ErrorCode::WrongFrameKind => "wrong_frame_kind",
-            ErrorCode::NotJoined => "not_joined",
-            ErrorCode::AlreadyJoined => "already_joined",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::InvalidEvent => "invalid_event",
-            ErrorCode::TooLarge => "too_large",
-            ErrorCode::UploadInvalid => "upload_invalid",
-            ErrorCode::UploadLimit => "upload_limit",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::LogFull => "log_full",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Internal => "internal",
-        }
+        self.into()
+    }
+
+    /// The code whose wire string is `s`.
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        find(s)
     }
 
     /// Whether resending the same frame later can succeed.
@@ -129,6 +118,14 @@ pub enum ProtoError {
 }
 
 impl ProtoError {
+    /// A frame of type `frame` broke a rule.
+    pub(crate) fn invalid(frame: &'static str, reason: impl Into<String>) -> ProtoError {
+        ProtoError::Invalid {
+            frame,
+            reason: reason.into(),
+        }
+    }
+
     /// The error code sent to the client.
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -146,7 +143,18 @@ impl ProtoError {
 ///
 /// 4000-4499: the client should reconnect (with jittered backoff) and resume.
 /// 4500-4999: the client should not reconnect without fixing something first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumCount,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum CloseCode {
     /// The node is shutting down or draining: reconnect (to any node) and resume.
     Shutdown = 4000,
@@ -167,23 +175,14 @@ pub enum CloseCode {
     /// The room is full.
     RoomFull = 4503,
     /// The participant already has its most connections in the room (over every node).
+    #[strum(serialize = "too_many_connections_for_participant")]
     TooManyConnections = 4504,
 }
 
 impl CloseCode {
     /// Every code, for documentation.
-    pub const ALL: [CloseCode; 10] = [
-        CloseCode::Shutdown,
-        CloseCode::Slow,
-        CloseCode::JoinTimeout,
-        CloseCode::IdleTimeout,
-        CloseCode::Unavailable,
-        CloseCode::TokenExpired,
-        CloseCode::PolicyViolation,
-        CloseCode::RoomClosed,
-        CloseCode::RoomFull,
-        CloseCode::TooManyConnections,
-    ];
+    pub const ALL: [CloseCode; <CloseCode as strum::EnumCount>::COUNT] =
+        all(<CloseCode as strum::VariantArray>::VARIANTS);
 
     /// The numeric code.
     pub fn code(self) -> u16 {
@@ -192,18 +191,7 @@ impl CloseCode {
 
     /// The close reason text (also a stable, documented string).
     pub fn reason(self) -> &'static str {
-        match self {
-            CloseCode::Shutdown => "shutdown",
-            CloseCode::Slow => "slow",
-            CloseCode::JoinTimeout => "join_timeout",
-            CloseCode::IdleTimeout => "idle_timeout",
-            CloseCode::Unavailable => "unavailable",
-            CloseCode::TokenExpired => "token_expired",
-            CloseCode::PolicyViolation => "policy_violation",
-            CloseCode::RoomClosed => "room_closed",
-            CloseCode::RoomFull => "room_full",
-            CloseCode::TooManyConnections => "too_many_connections_for_participant",
-        }
+        self.into()
     }
 
     /// Whether the client should reconnect and resume.

@@ -11,8 +11,10 @@ use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-/// rrweb `EventType` values (rrweb `packages/types`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// rrweb `EventType` values (rrweb `packages/types`). The metric labels ([`EventKind::label`])
+/// come from strum: every kind by [`strum::IntoEnumIterator::iter`] (`Other` once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
 pub enum EventKind {
     /// 0
     DomContentLoaded,
@@ -21,6 +23,7 @@ pub enum EventKind {
     /// 2: the whole DOM; with the preceding Meta, a keyframe.
     FullSnapshot,
     /// 3: a change, with `data.source` telling which.
+    #[strum(serialize = "incremental")]
     IncrementalSnapshot,
     /// 4: page URL and viewport size; precedes every FullSnapshot.
     Meta,
@@ -67,17 +70,7 @@ impl EventKind {
 
     /// A bounded label for metrics.
     pub fn label(self) -> &'static str {
-        match self {
-            EventKind::DomContentLoaded => "dom_content_loaded",
-            EventKind::Load => "load",
-            EventKind::FullSnapshot => "full_snapshot",
-            EventKind::IncrementalSnapshot => "incremental",
-            EventKind::Meta => "meta",
-            EventKind::Custom => "custom",
-            EventKind::Plugin => "plugin",
-            EventKind::Asset => "asset",
-            EventKind::Other(_) => "other",
-        }
+        self.into()
     }
 }
 
@@ -370,24 +363,24 @@ impl EventHead {
     /// plain integer and appears once (the relay decides masking by it: `"source":5.0` is an
     /// Input event to a browser). `data` of other events may be anything, and a `timestamp`
     /// that is not a number is read as absent.
-    pub fn scan(raw: &RawValue) -> Result<EventHead, crate::ProtoError> {
+    pub fn scan(raw: &RawValue) -> Result<EventHead, crate::error::ProtoError> {
         const SHAPE: &str = "expected a JSON object with an integer \"type\" (0-255)";
         // serde's derive would also read a struct from an array; a raw value never starts
         // with whitespace.
         if !raw.get().starts_with('{') {
-            return Err(crate::ProtoError::InvalidEvent(SHAPE.to_owned()));
+            return Err(crate::error::ProtoError::InvalidEvent(SHAPE.to_owned()));
         }
         if json_nesting(raw.get(), MAX_EVENT_NESTING).is_none() {
-            return Err(crate::ProtoError::InvalidEvent(format!(
+            return Err(crate::error::ProtoError::InvalidEvent(format!(
                 "nested deeper than {MAX_EVENT_NESTING} levels"
             )));
         }
         let head: HeadScan = serde_json::from_str(raw.get())
-            .map_err(|e| crate::ProtoError::InvalidEvent(format!("{SHAPE}: {e}")))?;
+            .map_err(|e| crate::error::ProtoError::InvalidEvent(format!("{SHAPE}: {e}")))?;
         let kind = EventKind::from_u8(head.kind);
         let source = match (kind, head.source) {
             (EventKind::IncrementalSnapshot, SourceScan::Ambiguous(why)) => {
-                return Err(crate::ProtoError::InvalidEvent(format!(
+                return Err(crate::error::ProtoError::InvalidEvent(format!(
                     "data.source of an IncrementalSnapshot must be written once, as a plain \
                      integer (found {why})"
                 )));

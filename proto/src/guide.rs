@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::types::{all, find, truncate, MAX_ID_LEN};
+
 /// Longest annotation text, in bytes of UTF-8.
 pub const MAX_ANNOTATION_TEXT: usize = 500;
 /// Largest pointer coordinate (absolute value), in CSS pixels.
@@ -99,7 +101,7 @@ impl Guidance {
             Some("clear") => Ok(Guidance::Clear),
             Some(other) => Err(format!(
                 "unknown guidance kind {:?} (pointer, highlight, annotate, clear)",
-                crate::frame::truncate(other, 32)
+                truncate(other, 32)
             )),
             None => Err("missing field `kind`".to_owned()),
         }
@@ -179,8 +181,8 @@ impl Signal {
     /// Checks the fields each kind needs and every size.
     pub fn validate(&self) -> Result<(), String> {
         let call = self.call.as_deref().ok_or("missing field `call`")?;
-        if call.is_empty() || call.len() > crate::MAX_ID_LEN {
-            return Err(format!("call must be 1 to {} bytes", crate::MAX_ID_LEN));
+        if call.is_empty() || call.len() > MAX_ID_LEN {
+            return Err(format!("call must be 1 to {} bytes", MAX_ID_LEN));
         }
         let short = |v: &Option<String>, name: &str, max: usize| match v {
             Some(s) if s.len() > max => Err(format!("{name} must be at most {max} bytes")),
@@ -202,7 +204,7 @@ impl Signal {
             Some("hangup") => Ok(()),
             Some(other) => Err(format!(
                 "unknown signal kind {:?} (offer, answer, ice, hangup)",
-                crate::frame::truncate(other, 32)
+                truncate(other, 32)
             )),
             None => Err("missing field `kind`".to_owned()),
         }
@@ -263,7 +265,18 @@ where
 }
 
 /// What a token may do beyond its role (the `caps` claim).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumCount,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum Capability {
     /// Send `guide` frames (agents).
     Guide,
@@ -273,24 +286,19 @@ pub enum Capability {
 
 impl Capability {
     /// Every capability.
-    pub const ALL: [Capability; 2] = [Capability::Guide, Capability::Call];
+    pub const ALL: [Capability; <Capability as strum::EnumCount>::COUNT] =
+        all(<Capability as strum::VariantArray>::VARIANTS);
 
     /// The claim string.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Capability::Guide => "guide",
-            Capability::Call => "call",
-        }
+        self.into()
     }
 }
 
 impl std::str::FromStr for Capability {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Capability::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown capability {s:?} (expected guide or call)"))
+        find(s).ok_or_else(|| format!("unknown capability {s:?} (expected guide or call)"))
     }
 }
 

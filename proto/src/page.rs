@@ -30,12 +30,12 @@ pub struct NativePage {
 impl NativePage {
     /// Checks ids and sizes.
     pub fn validate(&self) -> Result<(), String> {
-        crate::validate_id("page_id", &self.page_id)?;
+        crate::auth::validate_id("page_id", &self.page_id)?;
         if self.title.len() > MAX_PAGE_TITLE {
             return Err(format!("title must be at most {MAX_PAGE_TITLE} bytes"));
         }
         if let Some(t) = &self.template {
-            crate::validate_id("template", t)?;
+            crate::auth::validate_id("template", t)?;
         }
         if self.fields.len() > MAX_PAGE_FIELDS {
             return Err(format!("at most {MAX_PAGE_FIELDS} fields"));

@@ -284,59 +284,81 @@ impl Metrics {
             ),
             registry,
         };
-        for bound in ["messages", "bytes"] {
-            m.queue_overflows.with_label_values(&[bound]);
-        }
-        for outcome in ["delayed", "refused", "coalesced"] {
-            m.rate_limited.with_label_values(&[outcome]);
-        }
         m.registry
             .register(Box::new(m.bytes_in.clone()))
             .expect("metric registered once");
         m.registry
             .register(Box::new(m.bytes_out.clone()))
             .expect("metric registered once");
-        for role in ["customer", "agent"] {
-            m.connections.with_label_values(&[role]);
-        }
-        for reason in assist_relay_proto::ResyncReason::ALL {
-            m.resyncs.with_label_values(&[reason.as_str()]);
-        }
-        for close in assist_relay_proto::CloseCode::ALL {
-            m.closes.with_label_values(&[close.reason()]);
-        }
-        for reason in ["peer", "too_large", "protocol_error"] {
-            m.closes.with_label_values(&[reason]);
-        }
-        for kind in [
-            "join",
-            "event",
-            "chat",
-            "ping",
-            "chunk",
-            "native_page",
-            "guide",
-            "signal",
-            "invalid",
-        ] {
-            m.frames_in.with_label_values(&[kind]);
-        }
-        for outcome in ["stored", "invalid", "too_large", "limit"] {
-            m.uploads.with_label_values(&[outcome]);
-        }
-        for reason in assist_relay_proto::SnapshotReason::ALL {
-            m.snapshot_requests.with_label_values(&[reason.as_str()]);
-        }
-        for source in ["frame", "api"] {
-            m.native_pages.with_label_values(&[source]);
-        }
-        for code in assist_relay_proto::ErrorCode::ALL {
-            m.errors.with_label_values(&[code.as_str()]);
-        }
+        m.preregister();
         for r in crate::auth::RejectReason::ALL {
             m.handshake_rejections.with_label_values(&[r.as_str()]);
         }
         m
+    }
+
+    /// Touches every label combination of the labelled metrics whose values are a known, finite
+    /// set, so that each series exists at 0 from the first scrape (a dashboard shows 0, not "No
+    /// data", before the first increment). The sets come from the enums' derived lists; the few
+    /// labels that are not an enum's (`invalid` frames, `peer` closes, upload outcomes) are listed
+    /// here as their call sites spell them.
+    fn preregister(&self) {
+        use assist_relay_proto::{
+            ClientFrameKind, CloseCode, ErrorCode, EventKind, ResyncReason, Role, ServerFrameKind,
+            SnapshotReason,
+        };
+        use strum::{IntoEnumIterator, VariantArray};
+
+        for role in Role::VARIANTS {
+            self.connections.with_label_values(&[role.as_str()]);
+        }
+        for kind in ClientFrameKind::VARIANTS {
+            self.frames_in.with_label_values(&[<&str>::from(kind)]);
+        }
+        self.frames_in.with_label_values(&["invalid"]);
+        for kind in ServerFrameKind::VARIANTS {
+            self.frames_out.with_label_values(&[<&str>::from(kind)]);
+        }
+        // Entry kinds: rrweb event kinds (`EventKind::label`), chat messages, native pages.
+        for kind in EventKind::iter()
+            .map(EventKind::label)
+            .chain(["chat", "native_page"])
+        {
+            self.appends.with_label_values(&[kind]);
+        }
+        for policy in crate::mask::MaskPolicy::ALL {
+            self.masked_events.with_label_values(&[policy.as_str()]);
+        }
+        for reason in ResyncReason::ALL {
+            self.resyncs.with_label_values(&[reason.as_str()]);
+        }
+        // Our close reasons, the standard ones the relay uses, `peer` and `other` (conn.rs).
+        for reason in CloseCode::ALL.map(CloseCode::reason).into_iter().chain([
+            "peer",
+            "too_large",
+            "protocol_error",
+            "other",
+        ]) {
+            self.closes.with_label_values(&[reason]);
+        }
+        for outcome in ["stored", "invalid", "too_large", "limit"] {
+            self.uploads.with_label_values(&[outcome]);
+        }
+        for reason in SnapshotReason::ALL {
+            self.snapshot_requests.with_label_values(&[reason.as_str()]);
+        }
+        for source in ["frame", "api"] {
+            self.native_pages.with_label_values(&[source]);
+        }
+        for code in ErrorCode::ALL {
+            self.errors.with_label_values(&[code.as_str()]);
+        }
+        for bound in ["messages", "bytes"] {
+            self.queue_overflows.with_label_values(&[bound]);
+        }
+        for outcome in ["delayed", "refused", "coalesced"] {
+            self.rate_limited.with_label_values(&[outcome]);
+        }
     }
 
     /// Whether a per-message warning may be logged now (at most 5 a second, bursts of 20).
@@ -357,5 +379,51 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// A fresh node's `/metrics` text already has every known label combination at 0, in
+    /// particular the three counters that used to appear only after their first increment.
+    #[test]
+    fn labelled_series_exist_at_zero_from_the_start() {
+        let text = Metrics::new().render();
+        for series in [
+            r#"relay_appends_total{kind="chat"} 0"#,
+            r#"relay_appends_total{kind="full_snapshot"} 0"#,
+            r#"relay_appends_total{kind="incremental"} 0"#,
+            r#"relay_appends_total{kind="native_page"} 0"#,
+            r#"relay_frames_out_total{type="joined"} 0"#,
+            r#"relay_frames_out_total{type="event"} 0"#,
+            r#"relay_frames_out_total{type="snapshot_request"} 0"#,
+            r#"relay_frames_in_total{type="end"} 0"#,
+            r#"relay_frames_in_total{type="invalid"} 0"#,
+            r#"relay_masked_events_total{policy="passwords"} 0"#,
+            r#"relay_masked_events_total{policy="inputs"} 0"#,
+            r#"relay_masked_events_total{policy="inputs+text"} 0"#,
+            r#"relay_closes_total{reason="too_many_connections_for_participant"} 0"#,
+            r#"relay_closes_total{reason="other"} 0"#,
+            r#"relay_errors_total{code="log_full"} 0"#,
+            r#"relay_resyncs_total{reason="ahead_of_log"} 0"#,
+            r#"relay_connections{role="agent"} 0"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == series),
+                "no {series} in a fresh /metrics"
+            );
+        }
+        let count = |name: &str| {
+            text.lines()
+                .filter(|l| l.starts_with(&format!("{name}{{")))
+                .count()
+        };
+        assert_eq!(count("relay_frames_out_total"), 15);
+        assert_eq!(count("relay_frames_in_total"), 10);
+        assert_eq!(count("relay_appends_total"), 11);
+        assert_eq!(count("relay_masked_events_total"), 4);
     }
 }

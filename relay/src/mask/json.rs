@@ -7,7 +7,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{MaskError, MAX_NESTING};
+use super::policy::{MaskError, MAX_NESTING};
 
 /// Drops a value without recursion (a deep tree would overflow the stack).
 pub(super) fn drop_deep(v: Value) {
