@@ -36,15 +36,19 @@ def duration_s(s):
         total += int(num) * units[unit]
     return total
 
-# -- the relay's variables: `env = "RELAY_..."` in config.rs and main.rs, RELAY_LOG in main.rs -----
-src = read("relay/src/config.rs") + read("relay/src/main.rs")
+# -- the relay's variables: `env = "RELAY_..."` (clap) and `from_env("RELAY_...")` (RELAY_LOG) -----
+# Read from every relay/src/**/*.rs, not named files, so that moving the flags between modules
+# (config.rs -> config/args.rs + config/mod.rs) does not break the check.
+RELAY_SRC = sorted(os.path.join(d, f) for d, _, fs in os.walk("relay/src") for f in fs if f.endswith(".rs"))
+src = "".join(read(p) for p in RELAY_SRC)
 known = set(re.findall(r'env\s*=\s*"(RELAY_[A-Z0-9_]+)"', src))
 known |= set(re.findall(r'from_env\("(RELAY_[A-Z0-9_]+)"\)', src))
 defaults = {}
 for m in re.finditer(r'env\s*=\s*"(RELAY_[A-Z_]+)",\s*default_value\s*=\s*"([^"]*)"', src):
     defaults[m.group(1)] = m.group(2)
-if "RELAY_JWT_SECRET" not in known or "RELAY_DRAIN_TIMEOUT" not in known:
-    out("FAIL", "env:names", "could not read the RELAY_* variables from relay/src/config.rs")
+if "RELAY_JWT_SECRET" not in known or "RELAY_DRAIN_TIMEOUT" not in defaults:
+    out("FAIL", "env:names", "could not read the RELAY_* variables (and RELAY_DRAIN_TIMEOUT's default) "
+        "from relay/src/**/*.rs")
     sys.exit(0)
 
 def env_file(p):
@@ -417,5 +421,5 @@ unknown = [f"{k} ({', '.join(sorted(set(w)))}) is not a relay variable" for k, w
            if k.startswith("RELAY_") and k not in known]
 check("env:names", names_problems + unknown,
       f"{len([k for k in used if k.startswith('RELAY_')])} RELAY_* names used in the manifests, all among the "
-      f"{len(known)} the relay reads (relay/src/config.rs, main.rs)")
+      f"{len(known)} the relay reads (relay/src/**/*.rs)")
 check("env:no-empty", empty_problems, "no RELAY_* variable set to an empty value in " + ", ".join(ENV_FILES))
