@@ -3,9 +3,10 @@
 //! # Layout
 //! - [`server`]: the accept loop. [`server::run`] takes a bound listener, a [`server::Node`] and a
 //!   shutdown future; the HTTP upgrade is decided in [`auth::admit`] (token, room, codec).
-//! - `conn` (private): one task per connection. Frames are decoded there (`Conn::on_frame`), stored
-//!   through the [`store::RoomLog`], and the room's live stream is fanned out to the socket there
-//!   (`Conn::on_room_msg`), with catch-up, resume and resync in `Conn::recover`.
+//! - `session` (private): one task per connection. A client frame is decoded, held to the rates
+//!   and checked against the connection's rights there, then stored through the [`store::RoomLog`]
+//!   or relayed; the room's live stream is fanned out to the socket there, with catch-up, resume
+//!   and resync.
 //! - [`store`]: the `RoomLog` / `Broker` seam. [`store::memory`] is embedded mode;
 //!   [`store::redis`] is cluster mode (streams, one Lua append-and-publish, pub/sub pumps,
 //!   presence, Redis Cluster). [`store::plan`] decides fresh / resume / resync for both.
@@ -14,7 +15,8 @@
 //!   without being stored; per-connection guidance rates; ICE servers and TURN credentials.
 //! - [`rooms`]: the node's local room registry (rooms with members here).
 //! - [`limits`]: admission quotas (handshakes in progress, connections per participant, rooms
-//!   per node) and the admin listener's limits.
+//!   per node) and the admin listener's limits; message and byte rates per connection,
+//!   participant and room.
 //! - [`admin`]: `/livez`, `/readyz`, `/metrics` on their own port.
 //! - [`demo`]: `relay serve --demo` (off by default): the demo pages and demo tokens under
 //!   `/demo/` on the WebSocket listener, hooked into the accept path before the handshake.
@@ -30,7 +32,6 @@ pub mod audit;
 pub mod auth;
 pub mod compactor;
 pub mod config;
-mod conn;
 pub mod demo;
 pub mod export;
 pub mod guide;
@@ -39,9 +40,9 @@ pub mod limits;
 pub mod mask;
 pub mod native;
 pub mod pages;
-pub mod quota;
 pub mod rooms;
 pub mod server;
+mod session;
 pub mod store;
 pub mod telemetry;
 

@@ -51,7 +51,7 @@ pub struct Node {
     /// Admission quotas: handshakes in progress, connections per participant, rooms.
     pub quotas: Arc<crate::limits::Quotas>,
     /// Rates shared by a participant's connections and by a room's participants.
-    pub rates: crate::quota::SharedRates,
+    pub rates: crate::limits::SharedRates,
     draining: AtomicBool,
     shutdown: watch::Sender<bool>,
     next_conn: AtomicU64,
@@ -81,7 +81,7 @@ impl Node {
             mask_key: config.mask_key,
             jobs: std::sync::OnceLock::new(),
             quotas: crate::limits::Quotas::new(config.quotas.clone()),
-            rates: crate::quota::SharedRates::new(&config),
+            rates: crate::limits::SharedRates::new(&config),
             auth: Auth::from_config(&config),
             config,
             log,
@@ -325,7 +325,7 @@ async fn accept(node: Arc<Node>, stream: TcpStream, peer: std::net::SocketAddr) 
         sub = %admission.claims.sub,
     );
     // Boxed: a handshake in progress then holds a small future, not room for a whole session.
-    Box::pin(crate::conn::serve(node, ws, admission, conn_id))
+    Box::pin(crate::session::serve(node, ws, admission, conn_id))
         .instrument(span)
         .await;
 }
