@@ -6,7 +6,7 @@
 //! - `session` (private): one task per connection. A client frame is decoded, held to the rates
 //!   and checked against the connection's rights there, then stored through the [`store::RoomLog`]
 //!   or relayed; the room's live stream is fanned out to the socket there, with catch-up, resume
-//!   and resync.
+//!   and resync. A frame in hand (rate waits, store calls) never holds up the outbound stream.
 //! - [`store`]: the `RoomLog` / `Broker` seam. [`store::memory`] is embedded mode;
 //!   [`store::redis`] is cluster mode (streams, one Lua append-and-publish, pub/sub pumps,
 //!   presence, Redis Cluster). [`store::plan`] decides fresh / resume / resync for both.

@@ -23,8 +23,8 @@ pub(super) enum Work {
     DuePointer,
 }
 
-/// Does `work`, owning the inbound state meanwhile; returns the state (with the replies to write)
-/// and how the work ended.
+/// Does `work`, owning the inbound state meanwhile (its replies are queued as they come); returns
+/// the state and how the work ended.
 pub(super) async fn run(mut inbound: Inbound, work: Work) -> (Inbound, Result<(), Exit>) {
     let result = match &work {
         Work::Frame(msg) => inbound.on_frame(msg).await,

@@ -27,6 +27,13 @@ impl Exit {
             Exit::PeerGone => "peer_gone",
         }
     }
+
+    /// Whether the connection still finishes the client frame it is handling (its store calls
+    /// and replies) before closing: it ends in order (shutdown, token expiry, room closed), not
+    /// because the socket failed or the client stopped reading.
+    pub(super) fn lets_frame_finish(&self) -> bool {
+        matches!(self, Exit::Close(code) if *code != CloseCode::Slow)
+    }
 }
 
 impl From<StoreError> for Exit {

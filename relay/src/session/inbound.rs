@@ -1,7 +1,7 @@
 //! The client's side of a connection: the state that handling its frames needs (rates, masking,
 //! the page it is on, guidance rates), decoding a frame and holding it to the rates, storing an
 //! entry, and the replies (`ack`, `error`, ...) a frame produces. It owns no socket: replies are
-//! queued in [`Inbound::replies`] and the session writes them, in order, once the frame is done.
+//! queued as they are produced ([`Inbound::reply`]) and the session writes them, in order.
 //! What each frame type does is `dispatch.rs`'s (and `publish.rs`, `upload.rs`, `relay.rs`).
 
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use assist_relay_proto::{
     ClientFrame, CloseCode, Codec, ErrorCode, Member, ProtoError, ServerFrame,
 };
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -43,12 +44,17 @@ pub(super) struct Inbound {
     pub(super) compacted_at: Option<Instant>,
     /// Guidance and signaling rates, and a coalesced pointer move.
     pub(super) guide: GuideRates,
-    /// Frames to send the client, in order (written when the frame's handling ends).
-    pub(super) replies: Vec<Out>,
+    /// Frames for the client, in order; the session's outbound side writes them.
+    replies: UnboundedSender<Out>,
 }
 
 impl Inbound {
-    pub(super) fn new(node: Arc<Node>, adm: &Admission, me: Member) -> Inbound {
+    pub(super) fn new(
+        node: Arc<Node>,
+        adm: &Admission,
+        me: Member,
+        replies: UnboundedSender<Out>,
+    ) -> Inbound {
         let mask_policy = adm
             .claims
             .mask
@@ -67,7 +73,7 @@ impl Inbound {
             snapshot_asked: None,
             compacted_at: None,
             guide: GuideRates::default(),
-            replies: Vec::new(),
+            replies,
             node,
         }
     }
@@ -75,7 +81,8 @@ impl Inbound {
     /// Queues a frame for the client.
     pub(super) fn reply(&mut self, frame: &ServerFrame<'_>) {
         let msg = encode_message(self.codec, frame);
-        self.replies.push((msg, Some(frame.type_name())));
+        // The receiver lives as long as the connection; after it, nothing is sent anyway.
+        let _ = self.replies.send((msg, Some(frame.type_name())));
     }
 
     /// Decodes a client frame and holds it to the connection's rates. `None` when the frame was

@@ -34,7 +34,10 @@ mod roles;
 mod socket;
 mod upload;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use assist_relay_proto::{CloseCode, Member, Position};
@@ -61,7 +64,8 @@ pub(crate) async fn serve(node: Arc<Node>, ws: Socket, adm: Admission, conn_id: 
         id: adm.claims.sub.clone(),
         role,
     };
-    let inbound = Inbound::new(node.clone(), &adm, me.clone());
+    let (replies, queued) = tokio::sync::mpsc::unbounded_channel();
+    let inbound = Inbound::new(node.clone(), &adm, me.clone(), replies);
     let mut out = Outbound {
         node: node.clone(),
         wire: Wire::new(node.clone(), ws),
@@ -73,6 +77,7 @@ pub(crate) async fn serve(node: Arc<Node>, ws: Socket, adm: Admission, conn_id: 
         epoch: Arc::from(""),
         last: 0,
         behind_since: None,
+        replies: queued,
     };
     let mut entered = false;
     let exit = session(&mut out, inbound, &mut entered, adm.claims.exp).await;
@@ -119,24 +124,24 @@ async fn await_join(out: &mut Outbound, inbound: &mut Inbound) -> Result<Option<
             continue;
         };
         let joined = inbound.before_join(&msg).await;
-        out.wire.send_all(&mut inbound.replies).await?;
+        out.send_replies(None).await?;
         if let Some(resume) = joined? {
             return Ok(resume);
         }
     }
 }
 
-/// Runs one piece of inbound work to its end and writes its replies.
-async fn inline(out: &mut Outbound, inbound: &mut Option<Inbound>, work: Work) -> Result<(), Exit> {
-    let Some(state) = inbound.take() else {
-        return Ok(());
-    };
-    let (mut state, result) = dispatch::run(state, work).await;
-    let written = out.wire.send_all(&mut state.replies).await;
-    *inbound = Some(state);
-    written.and(result)
-}
-
+/// The live loop: the client's frames, the room's live stream and the timers, until the
+/// connection ends.
+///
+/// A client frame is not handled inside a `select!` arm: reading it starts a job
+/// ([`dispatch::run`]) that owns the [`Inbound`] state and is polled as one more arm, beside the
+/// room's stream, until it ends (its rate waits, masking and store calls run meanwhile). While a
+/// job is in flight no further client frame is read (so TCP backpressure still slows a sender
+/// over its rate) and the held pointer move waits; live entries, presence and relayed messages
+/// go on being written. The job's replies (`ack`, `error`, ...) reach the same writer through a
+/// queue, in the order it produced them, each run of them one batch between live batches; when
+/// the job ends, what it queued is written before anything else.
 async fn live(out: &mut Outbound, inbound: Inbound, mut sub: Subscription, exp: u64) -> Exit {
     let cfg = out.node.config.clone();
     let mut ping = tokio::time::interval_at(Instant::now() + cfg.ping_interval, cfg.ping_interval);
@@ -147,24 +152,41 @@ async fn live(out: &mut Outbound, inbound: Inbound, mut sub: Subscription, exp: 
     tokio::pin!(shutdown);
     let expiry = token_expiry(exp);
     tokio::pin!(expiry);
-    let mut inbound = Some(inbound);
-    loop {
-        let pointer_due = inbound.as_ref().and_then(Inbound::pointer_due);
+    // The inbound state between jobs (`None` while a job owns it), and the job in flight.
+    let mut idle = Some(inbound);
+    let mut job = std::pin::pin!(None::<(Inbound, Work)>.map(|(s, w)| dispatch::run(s, w)));
+    let exit = loop {
+        let pointer_due = idle.as_ref().and_then(Inbound::pointer_due);
         let step: Result<(), Exit> = tokio::select! {
             biased;
             () = &mut shutdown => Err(Exit::Close(CloseCode::Shutdown)),
             () = &mut expiry => Err(Exit::Close(CloseCode::TokenExpired)),
-            msg = out.wire.next_inbound() => match msg {
-                Ok(Some(msg)) => inline(out, &mut inbound, Work::Frame(msg)).await,
+            (state, result) = in_flight(job.as_mut()), if job.is_some() => {
+                job.set(None);
+                idle = Some(state);
+                out.send_replies(None).await.and(result)
+            }
+            Some(first) = out.replies.recv() => out.send_replies(Some(first)).await,
+            msg = out.wire.next_inbound(), if idle.is_some() => match msg {
+                Ok(Some(msg)) => {
+                    if let Some(state) = idle.take() {
+                        job.set(Some(dispatch::run(state, Work::Frame(msg))));
+                    }
+                    Ok(())
+                }
                 Ok(None) => Ok(()),
                 Err(exit) => Err(exit),
             },
             msg = sub.rx.recv() => out.on_room_msg(msg, &mut sub).await,
             () = sleep_until_due(pointer_due), if pointer_due.is_some() => {
-                inline(out, &mut inbound, Work::DuePointer).await
+                if let Some(state) = idle.take() {
+                    job.set(Some(dispatch::run(state, Work::DuePointer)));
+                }
+                Ok(())
             }
             _ = ping.tick() => {
-                if out.wire.last_inbound.elapsed() > cfg.idle_timeout {
+                // A client whose frame is still being handled is not idle.
+                if idle.is_some() && out.wire.last_inbound.elapsed() > cfg.idle_timeout {
                     Err(Exit::Close(CloseCode::IdleTimeout))
                 } else {
                     out.wire.send(Message::Ping(Default::default()), None).await
@@ -172,9 +194,30 @@ async fn live(out: &mut Outbound, inbound: Inbound, mut sub: Subscription, exp: 
             }
         };
         if let Err(exit) = step {
-            return exit;
+            break exit;
+        }
+    };
+    // Ending in order (shutdown, token expiry, room closed), the frame in hand is finished first,
+    // as it would have been before reading the next one; a failed or stalled socket drops it
+    // (the client resends it, by id, after reconnecting).
+    if exit.lets_frame_finish() {
+        if let Some(running) = job.as_mut().as_pin_mut() {
+            let (_, result) = running.await;
+            let _ = out.send_replies(None).await;
+            if let Err(first) = result {
+                return first;
+            }
         }
     }
+    exit
+}
+
+/// Resolves when the job in `slot` ends (never while there is none).
+fn in_flight<F: Future>(mut slot: Pin<&mut Option<F>>) -> impl Future<Output = F::Output> + '_ {
+    std::future::poll_fn(move |cx| match slot.as_mut().as_pin_mut() {
+        Some(job) => job.poll(cx),
+        None => Poll::Pending,
+    })
 }
 
 /// Resolves once the node starts draining.

@@ -6,11 +6,12 @@
 use std::sync::Arc;
 
 use assist_relay_proto::{Codec, Member, ServerFrame};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
 use super::exit::Exit;
 use super::roles::Rights;
-use super::socket::Wire;
+use super::socket::{Out, Wire};
 use crate::store::{encode_message, Entry};
 use crate::Node;
 
@@ -29,9 +30,24 @@ pub(super) struct Outbound {
     pub(super) last: u64,
     /// Since when this viewer has been behind the room (overflowed and not drained since).
     pub(super) behind_since: Option<Instant>,
+    /// Replies the inbound side queued (`ack`, `error`, `pong`, ...), in the order produced.
+    pub(super) replies: UnboundedReceiver<Out>,
 }
 
 impl Outbound {
+    /// Writes `first` (if any) and every other queued reply, in order, with one flush.
+    pub(super) async fn send_replies(&mut self, first: Option<Out>) -> Result<(), Exit> {
+        let mut next = first.or_else(|| self.replies.try_recv().ok());
+        if next.is_none() {
+            return Ok(());
+        }
+        while let Some((msg, kind)) = next {
+            self.wire.feed_counted(msg, kind).await?;
+            next = self.replies.try_recv().ok();
+        }
+        self.wire.flush().await
+    }
+
     /// Writes a server frame without flushing.
     pub(super) async fn feed_frame(&mut self, frame: &ServerFrame<'_>) -> Result<(), Exit> {
         let msg = encode_message(self.codec, frame);

@@ -22,7 +22,7 @@ use crate::Node;
 /// through that).
 pub(crate) type Socket = WebSocketStream<TcpStream>;
 
-/// A frame to write and its type for `relay_frames_out_total` (`None`: not counted, e.g. pings).
+/// A frame to write and its type for `relay_frames_out_total` (`None`: not counted).
 pub(super) type Out = (Message, Option<&'static str>);
 
 /// One connection's socket and what its writes owe the metrics.
@@ -94,31 +94,25 @@ impl Wire {
         }
     }
 
-    /// Writes `frames` in order and flushes once (nothing when there are none).
-    pub(super) async fn send_all(&mut self, frames: &mut Vec<Out>) -> Result<(), Exit> {
-        if frames.is_empty() {
-            return Ok(());
-        }
-        for (msg, kind) in frames.drain(..) {
-            self.feed_inner(msg, kind).await?;
-        }
-        self.flush().await
-    }
-
     pub(super) async fn send(
         &mut self,
         msg: Message,
         kind: Option<&'static str>,
     ) -> Result<(), Exit> {
-        self.feed_inner(msg, kind).await?;
+        self.feed_counted(msg, kind).await?;
         self.flush().await
     }
 
     pub(super) async fn feed(&mut self, msg: Message, kind: &'static str) -> Result<(), Exit> {
-        self.feed_inner(msg, Some(kind)).await
+        self.feed_counted(msg, Some(kind)).await
     }
 
-    async fn feed_inner(&mut self, msg: Message, kind: Option<&'static str>) -> Result<(), Exit> {
+    /// Writes a frame without flushing; `kind` `None`: not counted in `relay_frames_out_total`.
+    pub(super) async fn feed_counted(
+        &mut self,
+        msg: Message,
+        kind: Option<&'static str>,
+    ) -> Result<(), Exit> {
         let len = msg.len() as u64;
         match within(self.node.config.write_timeout, self.ws.feed(msg)).await {
             Some(Ok(())) => {
