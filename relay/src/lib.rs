@@ -7,9 +7,10 @@
 //!   shutdown future and serves `/ws` upgrades (decided in [`auth::admit`]: token, room, codec)
 //!   and, in demo mode, the demo pages ([`http::demo`]); [`http::serve`] adds the admin
 //!   listener.
-//! - `conn` (private): one task per connection. Frames are decoded there (`Conn::on_frame`), stored
-//!   through the [`store::RoomLog`], and the room's live stream is fanned out to the socket there
-//!   (`Conn::on_room_msg`), with catch-up, resume and resync in `Conn::recover`.
+//! - `session` (private): one task per connection. A client frame is decoded, held to the rates
+//!   and checked against the connection's rights there, then stored through the [`store::RoomLog`]
+//!   or relayed; the room's live stream is fanned out to the socket there, with catch-up, resume
+//!   and resync. A frame in hand (rate waits, store calls) never holds up the outbound stream.
 //! - [`store`]: the `RoomLog` / `Broker` seam. [`store::memory`] is embedded mode;
 //!   [`store::redis`] is cluster mode (streams, one Lua append-and-publish, pub/sub pumps,
 //!   presence, Redis Cluster). [`store::plan`] decides fresh / resume / resync for both.
@@ -18,7 +19,8 @@
 //!   without being stored; per-connection guidance rates; ICE servers and TURN credentials.
 //! - [`rooms`]: the node's local room registry (rooms with members here).
 //! - [`limits`]: admission quotas (handshakes in progress, connections per participant, rooms
-//!   per node) and the admin listener's limits.
+//!   per node) and the admin listener's limits; message and byte rates per connection,
+//!   participant and room.
 //! - [`http::admin`] and [`http::api`]: `/livez`, `/readyz`, `/metrics` and the `/v1` API on
 //!   their own port.
 //! - [`http::demo`]: `relay serve --demo` (off by default): the demo pages and demo tokens under
@@ -34,7 +36,6 @@ pub mod audit;
 pub mod auth;
 pub mod compactor;
 pub mod config;
-mod conn;
 pub mod export;
 pub mod guide;
 pub mod http;
@@ -44,8 +45,8 @@ pub mod mask;
 pub mod native;
 pub mod node;
 pub mod pages;
-pub mod quota;
 pub mod rooms;
+mod session;
 pub mod store;
 pub mod telemetry;
 

@@ -3,7 +3,7 @@
 //! cluster) and by the tests' harness alike: the store, the metrics, token verification, quotas,
 //! native-page templates and the compaction job queue are wired here once.
 //!
-//! Not here: listening and HTTP (`crate::http`), one connection's session (`crate::conn`), and
+//! Not here: listening and HTTP (`crate::http`), one connection's session (`crate::session`), and
 //! the stores themselves (`crate::store`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -43,7 +43,7 @@ pub struct Node {
     /// Admission quotas: handshakes in progress, connections per participant, rooms.
     pub quotas: Arc<crate::limits::Quotas>,
     /// Rates shared by a participant's connections and by a room's participants.
-    pub rates: crate::quota::SharedRates,
+    pub rates: crate::limits::SharedRates,
     draining: AtomicBool,
     shutdown: watch::Sender<bool>,
     next_conn: AtomicU64,
@@ -74,7 +74,7 @@ impl Node {
             mask_key: config.mask_key,
             jobs: std::sync::OnceLock::new(),
             quotas: crate::limits::Quotas::new(config.quotas.clone()),
-            rates: crate::quota::SharedRates::new(&config),
+            rates: crate::limits::SharedRates::new(&config),
             auth: auth_from_config(&config),
             config,
             log,

@@ -8,7 +8,7 @@
 //!   headers, `--admin-request-timeout` to be answered.
 //!
 //! [`serve`] runs both for `relay serve` and the tests. Not here: admission decisions
-//! (`crate::auth`, `crate::limits`), the session (`crate::conn`), the node (`crate::node`).
+//! (`crate::auth`, `crate::limits`), the session (`crate::session`), the node (`crate::node`).
 
 pub mod admin;
 pub mod api;

@@ -3,7 +3,7 @@
 //! request served by hyper within `--handshake-timeout` and while the pending-handshake slot is
 //! not evicted: `/demo/...` to the demo router (demo mode only), anything else to the WebSocket
 //! upgrade, admitted as before ([`crate::auth::admit`], quotas). An admitted upgrade becomes a
-//! session (`crate::conn::serve`).
+//! session (`crate::session::serve`).
 //!
 //! Not here: the accept loop and draining (`super::run`), the demo pages (`super::demo`), the
 //! upgrade's HTTP details (`super::ws`).
@@ -174,7 +174,7 @@ pub(crate) async fn accept(public: Public, stream: TcpStream, peer: std::net::So
         sub = %admission.claims.sub,
     );
     // Boxed: a handshake in progress then holds a small future, not room for a whole session.
-    Box::pin(crate::conn::serve(node, ws, admission, conn_id))
+    Box::pin(crate::session::serve(node, ws, admission, conn_id))
         .instrument(span)
         .await;
 }

@@ -4,7 +4,7 @@
 //! connection back into a plain [`WsStream`] over the TCP socket.
 //!
 //! Who may connect is decided in [`crate::auth::admit`] and by the node's quotas; the session
-//! that follows is `crate::conn`'s.
+//! that follows is `crate::session`'s.
 
 use axum::body::Body;
 use axum::response::Response;

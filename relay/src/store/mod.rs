@@ -256,9 +256,9 @@ pub struct NewEntry {
     /// (sender, client id): a second append with the same key returns the first offset.
     pub dedup: Option<(String, String)>,
     /// The participant that sent it and the rates that apply: cluster mode holds the
-    /// participant's and the room's stored entries to them across nodes ([`crate::quota`]).
+    /// participant's and the room's stored entries to them across nodes ([`crate::limits`]).
     /// None: not rate-limited by the store.
-    pub sender: Option<crate::quota::Rated>,
+    pub sender: Option<crate::limits::Rated>,
     /// With a FullSnapshot: the page it starts, for the room's page timeline. An `offset` of 0
     /// is filled in by the store (the pending Meta's offset, else the snapshot's own). A
     /// [`assist_relay_proto::PageKind::Native`] page marks the keyframe as a placeholder.

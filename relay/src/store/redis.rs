@@ -952,7 +952,7 @@ impl RoomLog for RedisStore {
         for g in new
             .sender
             .as_ref()
-            .map_or([crate::quota::Gcra::default(); 4], |r| r.rates.0)
+            .map_or([crate::limits::Gcra::default(); 4], |r| r.rates.0)
         {
             script.arg(g.interval_us).arg(g.tolerance_us);
         }

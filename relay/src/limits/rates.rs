@@ -1,11 +1,12 @@
 //! Rates shared by every connection of a participant, and of a room, on this node.
 //!
-//! A connection's own limiter (in `conn`) only bounds that connection; these keyed limiters bound
-//! one participant (room + `sub`) across all its connections, and one room across all its
+//! A connection's own limiter (`limits::conn`) only bounds that connection; these keyed limiters
+//! bound one participant (room + `sub`) across all its connections, and one room across all its
 //! participants, with the same hold-back-then-refuse handling. They live in the [`crate::Node`],
 //! so a reconnect (after 4501 or otherwise) starts from the state the participant left. Idle keys
 //! are evicted (a key whose bucket has refilled carries no state), which keeps the maps bounded by
-//! the participants and rooms active within the last burst period.
+//! the participants and rooms active within the last burst period. Nothing here waits: a check
+//! answers how long to wait, and the connection decides.
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,7 +71,8 @@ pub fn participant_key(room: &str, sub: &str) -> Arc<str> {
     format!("{room}\u{1f}{sub}").into()
 }
 
-fn nonzero(v: u64) -> NonZeroU32 {
+/// `v` as a limiter quantity, at least 1 and at most `u32::MAX`.
+pub(crate) fn nonzero(v: u64) -> NonZeroU32 {
     NonZeroU32::new(v.clamp(1, u64::from(u32::MAX)) as u32).unwrap_or(NonZeroU32::MIN)
 }
 
