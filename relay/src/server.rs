@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use crate::auth::{admit, Admission, Auth, RejectReason};
 use crate::config::NodeConfig;
-use crate::store::{Broker, RoomLog};
+use crate::store::{Broker, Store};
 use crate::telemetry::Metrics;
 
 /// Initial WebSocket read buffer per connection. tungstenite allocates and zero-fills it on the
@@ -33,7 +33,7 @@ pub struct Node {
     /// Token verification.
     pub auth: Auth,
     /// Room logs.
-    pub log: Arc<dyn RoomLog>,
+    pub log: Arc<dyn Store>,
     /// Live fan-out and presence.
     pub broker: Arc<dyn Broker>,
     /// Metrics.
@@ -60,14 +60,14 @@ pub struct Node {
 
 impl Node {
     /// A node over a store.
-    pub fn new(config: NodeConfig, log: Arc<dyn RoomLog>, broker: Arc<dyn Broker>) -> Arc<Node> {
+    pub fn new(config: NodeConfig, log: Arc<dyn Store>, broker: Arc<dyn Broker>) -> Arc<Node> {
         Node::with_metrics(config, log, broker, Metrics::new())
     }
 
     /// A node over a store whose backend already reports into `metrics`.
     pub fn with_metrics(
         config: NodeConfig,
-        log: Arc<dyn RoomLog>,
+        log: Arc<dyn Store>,
         broker: Arc<dyn Broker>,
         metrics: Metrics,
     ) -> Arc<Node> {

@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::store::{EntryBody, RoomLog, StoreError};
+use crate::store::{Archival, EntryBody, RoomLog, Store, StoreError};
 
 /// Version of the recording format.
 pub const FORMAT_VERSION: u32 = 1;
@@ -327,7 +327,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Runs one job against a room store and an archive.
 pub async fn run_job(
-    log: &dyn RoomLog,
+    log: &(impl RoomLog + Archival + ?Sized),
     archive: &Arc<dyn Archive>,
     job: &Job,
 ) -> Result<Outcome, CompactError> {
@@ -386,7 +386,7 @@ pub async fn run_job(
 
 /// Writes the entries in `(after, upto]` as one part file.
 async fn archive_range(
-    log: &dyn RoomLog,
+    log: &(impl RoomLog + Archival + ?Sized),
     archive: &Arc<dyn Archive>,
     room: &str,
     dir: &str,
@@ -623,7 +623,7 @@ impl JobQueue for EmbeddedQueue {
 /// Closes the rooms whose customer has been gone for `idle` (at most 100 per call); returns
 /// them. Each gets a final job.
 pub async fn close_idle_rooms(
-    log: &dyn RoomLog,
+    log: &(impl RoomLog + Archival + ?Sized),
     queue: &dyn JobQueue,
     idle: std::time::Duration,
 ) -> Result<Vec<String>, StoreError> {
@@ -654,7 +654,7 @@ pub fn idle_sweep_period(idle: std::time::Duration) -> std::time::Duration {
 /// Starts the in-process compactor of embedded mode; returns its queue. With `idle_close`,
 /// rooms whose customer has been gone that long are closed and recorded.
 pub fn spawn_embedded(
-    log: Arc<dyn RoomLog>,
+    log: Arc<dyn Store>,
     archive: Arc<dyn Archive>,
     metrics: worker::CompactorMetrics,
     idle_close: Option<std::time::Duration>,

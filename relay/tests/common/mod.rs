@@ -11,7 +11,7 @@ use assist_relay::auth::Auth;
 use assist_relay::config::NodeConfig;
 use assist_relay::store::memory::MemoryStore;
 use assist_relay::store::redis::{RedisConfig, RedisStore};
-use assist_relay::store::{Broker, RoomLog};
+use assist_relay::store::{Broker, Store};
 use assist_relay::telemetry::Metrics;
 use assist_relay::Node;
 use assist_relay_proto::{
@@ -162,7 +162,7 @@ pub fn free_port() -> u16 {
 
 async fn start_node(
     config: NodeConfig,
-    log: Arc<dyn RoomLog>,
+    log: Arc<dyn Store>,
     broker: Arc<dyn Broker>,
     metrics: Metrics,
 ) -> TestNode {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use redis::streams::StreamRangeReply;
 use redis::AsyncCommands;
 
@@ -12,7 +13,7 @@ use super::body::parse_entries;
 use super::commands::unavailable;
 use super::keys::Keys;
 use super::shared::RedisStore;
-use crate::store::{now_us, Entry, LogState, StoreError};
+use crate::store::{now_us, Archival, Entry, LogState, StoreError};
 
 impl RedisStore {
     /// Deletes every key of a room, as if its log had been lost (tests and operators).
@@ -25,9 +26,12 @@ impl RedisStore {
             .map_err(unavailable)?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl Archival for RedisStore {
     #[allow(clippy::type_complexity)]
-    pub(super) async fn state_of(&self, room: &str) -> Result<LogState, StoreError> {
+    async fn log_state(&self, room: &str) -> Result<LogState, StoreError> {
         let k = Keys::of(room);
         let mut conn = self.inner.conn.clone();
         let (epoch, head, floor, archived, sealed): (
@@ -52,7 +56,7 @@ impl RedisStore {
         })
     }
 
-    pub(super) async fn range(
+    async fn read_log(
         &self,
         room: &str,
         after: u64,
@@ -82,7 +86,7 @@ impl RedisStore {
             .collect())
     }
 
-    pub(super) async fn archived_upto(&self, room: &str, upto: u64) -> Result<(), StoreError> {
+    async fn mark_archived(&self, room: &str, upto: u64) -> Result<(), StoreError> {
         let k = Keys::of(room);
         let mut conn = self.inner.conn.clone();
         // KEYS and ARGV in the order `scripts/archived.lua` names them.
@@ -99,7 +103,7 @@ impl RedisStore {
         Ok(())
     }
 
-    pub(super) async fn remove(&self, room: &str) -> Result<(), StoreError> {
+    async fn remove_room(&self, room: &str) -> Result<(), StoreError> {
         let k = Keys::of(room);
         let mut conn = self.inner.conn.clone();
         let _: () = conn
@@ -109,7 +113,7 @@ impl RedisStore {
         Ok(())
     }
 
-    pub(super) async fn idle(
+    async fn idle_rooms(
         &self,
         gone_for: Duration,
         limit: usize,

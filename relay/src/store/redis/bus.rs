@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use assist_relay_proto::Member;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::Value;
@@ -19,7 +18,7 @@ use super::keys::Keys;
 use super::live::{pump, request_recover, Inbound, Live, RoomSub, Step};
 use super::shared::{Inner, RedisStore, SubCmd};
 use crate::store::window::Window;
-use crate::store::{Broker, Entered, StoreError, Subscription};
+use crate::store::{Bus, StoreError, Subscription};
 
 /// Pub/sub messages a room's inbox holds at least before the room recovers from the log. Unlike
 /// the broadcast ring, an mpsc channel allocates as it fills, so a large bound costs an idle room
@@ -86,7 +85,7 @@ impl Drop for SubGuard {
 }
 
 #[async_trait]
-impl Broker for RedisStore {
+impl Bus for RedisStore {
     async fn subscribe(&self, room: &str) -> Result<Subscription, StoreError> {
         let inner = &self.inner;
         let (rx, head_bytes, mut ready, ack) = {
@@ -155,22 +154,6 @@ impl Broker for RedisStore {
                 "pub/sub subscription timed out".into(),
             )),
         }
-    }
-
-    async fn enter(
-        &self,
-        room: &str,
-        member: &Member,
-        conn: u64,
-        max_members: usize,
-        max_conns: usize,
-    ) -> Result<Entered, StoreError> {
-        self.enter_room(room, member, conn, max_members, max_conns)
-            .await
-    }
-
-    async fn exit(&self, room: &str, member: &Member, conn: u64) -> Result<(), StoreError> {
-        self.exit_room(room, member, conn).await
     }
 
     async fn relay(&self, room: &str, msg: crate::guide::Relayed) -> Result<(), StoreError> {

@@ -4,7 +4,6 @@
 //! in `uploads` and `archive`; live delivery is in `bus` and `live`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::streams::StreamRangeReply;
@@ -16,8 +15,8 @@ use super::keys::Keys;
 use super::shared::RedisStore;
 use crate::store::plan::{plan, Bounds};
 use crate::store::{
-    now_us, Appended, CatchUp, CatchUpRequest, ChunkIn, Entry, EntryBody, LogState, NewEntry,
-    RoomInfo, RoomLog, Staged, StoreError, UploadLimits, MAX_PAGES, MAX_TYPED_HASHES,
+    now_us, Appended, CatchUp, CatchUpRequest, Entry, EntryBody, NewEntry, RoomInfo, RoomLog,
+    StoreError, TypedValues, MAX_PAGES, MAX_TYPED_HASHES,
 };
 
 #[async_trait]
@@ -215,28 +214,6 @@ impl RoomLog for RedisStore {
         })
     }
 
-    async fn stage_chunk(
-        &self,
-        room: &str,
-        c: ChunkIn<'_>,
-        limits: UploadLimits,
-    ) -> Result<Staged, StoreError> {
-        self.stage(room, c, limits).await
-    }
-
-    async fn drop_upload(&self, room: &str, sender: &str, upload: &str) -> Result<(), StoreError> {
-        self.drop_staged(room, sender, upload).await
-    }
-
-    async fn release_uploads(
-        &self,
-        room: &str,
-        sender: &str,
-        grace: Duration,
-    ) -> Result<(), StoreError> {
-        self.release(room, sender, grace).await
-    }
-
     async fn stored_offset(
         &self,
         room: &str,
@@ -248,6 +225,27 @@ impl RoomLog for RedisStore {
         conn.get(k.dedup(sender, id)).await.map_err(unavailable)
     }
 
+    async fn seal(&self, room: &str) -> Result<bool, StoreError> {
+        let inner = &self.inner;
+        let k = Keys::of(room);
+        let mut conn = inner.conn.clone();
+        // KEYS and ARGV in the order `scripts/seal.lua` names them.
+        let closed: i64 = inner
+            .scripts
+            .seal
+            .key(&k.meta)
+            .arg(format!("{:016x}", rand::random::<u64>()))
+            .arg(&k.channel)
+            .arg(inner.sharded())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(closed == 1)
+    }
+}
+
+#[async_trait]
+impl TypedValues for RedisStore {
     async fn typed_hashes(&self, room: &str) -> Result<Vec<u64>, StoreError> {
         let k = Keys::of(room);
         let mut conn = self.inner.conn.clone();
@@ -276,53 +274,5 @@ impl RoomLog for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(())
-    }
-
-    async fn seal(&self, room: &str) -> Result<bool, StoreError> {
-        let inner = &self.inner;
-        let k = Keys::of(room);
-        let mut conn = inner.conn.clone();
-        // KEYS and ARGV in the order `scripts/seal.lua` names them.
-        let closed: i64 = inner
-            .scripts
-            .seal
-            .key(&k.meta)
-            .arg(format!("{:016x}", rand::random::<u64>()))
-            .arg(&k.channel)
-            .arg(inner.sharded())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(closed == 1)
-    }
-
-    async fn log_state(&self, room: &str) -> Result<LogState, StoreError> {
-        self.state_of(room).await
-    }
-
-    async fn read_log(
-        &self,
-        room: &str,
-        after: u64,
-        upto: u64,
-        limit: usize,
-    ) -> Result<Vec<Arc<Entry>>, StoreError> {
-        self.range(room, after, upto, limit).await
-    }
-
-    async fn mark_archived(&self, room: &str, upto: u64) -> Result<(), StoreError> {
-        self.archived_upto(room, upto).await
-    }
-
-    async fn remove_room(&self, room: &str) -> Result<(), StoreError> {
-        self.remove(room).await
-    }
-
-    async fn idle_rooms(
-        &self,
-        gone_for: Duration,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        self.idle(gone_for, limit).await
     }
 }

@@ -7,15 +7,17 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use assist_relay_proto::Member;
+use async_trait::async_trait;
 
 use super::body::parse_member;
 use super::commands::{lock, unavailable};
 use super::keys::Keys;
 use super::shared::{Inner, RedisStore};
-use crate::store::{now_us, Entered, StoreError};
+use crate::store::{now_us, Entered, Presence, StoreError};
 
-impl RedisStore {
-    pub(super) async fn enter_room(
+#[async_trait]
+impl Presence for RedisStore {
+    async fn enter(
         &self,
         room: &str,
         member: &Member,
@@ -72,12 +74,7 @@ impl RedisStore {
         Ok(Entered::Members(members))
     }
 
-    pub(super) async fn exit_room(
-        &self,
-        room: &str,
-        member: &Member,
-        conn: u64,
-    ) -> Result<(), StoreError> {
+    async fn exit(&self, room: &str, member: &Member, conn: u64) -> Result<(), StoreError> {
         let inner = &self.inner;
         let Some(key) = lock(&inner.local).remove(&(room.to_owned(), conn)) else {
             return Ok(());

@@ -4,13 +4,16 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
+
 use super::commands::unavailable;
 use super::keys::Keys;
 use super::shared::RedisStore;
-use crate::store::{now_us, ChunkIn, Staged, StoreError, UploadLimits};
+use crate::store::{now_us, ChunkIn, Staged, StoreError, UploadLimits, Uploads};
 
-impl RedisStore {
-    pub(super) async fn stage(
+#[async_trait]
+impl Uploads for RedisStore {
+    async fn stage_chunk(
         &self,
         room: &str,
         c: ChunkIn<'_>,
@@ -84,12 +87,7 @@ impl RedisStore {
         }
     }
 
-    pub(super) async fn drop_staged(
-        &self,
-        room: &str,
-        sender: &str,
-        upload: &str,
-    ) -> Result<(), StoreError> {
+    async fn drop_upload(&self, room: &str, sender: &str, upload: &str) -> Result<(), StoreError> {
         let k = Keys::of(room);
         let mut conn = self.inner.conn.clone();
         let (stg, stx) = k.staging();
@@ -110,7 +108,7 @@ impl RedisStore {
         Ok(())
     }
 
-    pub(super) async fn release(
+    async fn release_uploads(
         &self,
         room: &str,
         sender: &str,
