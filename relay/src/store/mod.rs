@@ -419,9 +419,9 @@ pub enum RoomMsg {
 /// Why a store operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The backing store cannot be reached; retry later.
-    #[error("room store unavailable: {0}")]
-    Unavailable(String),
+    /// The backing store cannot be reached or did not answer ([`Unavailable`]); retry later.
+    #[error("room store unavailable: {1}")]
+    Unavailable(Unavailable, String),
     /// The store holds data this node cannot read.
     #[error("room store data corrupt: {0}")]
     Corrupt(String),
@@ -435,6 +435,19 @@ pub enum StoreError {
     /// fair share of a node over `--max-memory-bytes`); nothing was stored. See [`cap`].
     #[error("{0}")]
     LogFull(&'static str),
+}
+
+/// What kind of [`StoreError::Unavailable`] happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// The connection to the store failed, dropped, was refused, or is down.
+    Connection,
+    /// The store did not answer in time.
+    Timeout,
+    /// The store answered with an error (its code is in the message).
+    Server,
+    /// This node could not finish the call (a part stopped, an unusable reply, a moving log).
+    Local,
 }
 
 /// Where a room's log stands, for the compactor.

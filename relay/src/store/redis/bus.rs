@@ -18,7 +18,7 @@ use super::keys::Keys;
 use super::live::{pump, request_recover, Inbound, Live, RoomSub, Step};
 use super::shared::{Inner, RedisStore, SubCmd};
 use crate::store::window::Window;
-use crate::store::{Bus, StoreError, Subscription};
+use crate::store::{Bus, StoreError, Subscription, Unavailable};
 
 /// Pub/sub messages a room's inbox holds at least before the room recovers from the log. Unlike
 /// the broadcast ring, an mpsc channel allocates as it fills, so a large bound costs an idle room
@@ -27,10 +27,10 @@ const MIN_INBOX: usize = 1024;
 
 impl Inner {
     /// SUBSCRIBE (through the node's pub/sub task) or, on a cluster, SSUBSCRIBE.
-    async fn subscribe_channel(&self, channel: String) -> Result<(), String> {
+    async fn subscribe_channel(&self, channel: String) -> Result<(), StoreError> {
         if let Commands::Cluster(c) = &self.conn {
             let mut c = c.clone();
-            return c.ssubscribe(channel).await.map_err(|e| e.to_string());
+            return c.ssubscribe(channel).await.map_err(StoreError::from);
         }
         let (tx, rx) = oneshot::channel();
         if self
@@ -39,11 +39,17 @@ impl Inner {
             .await
             .is_err()
         {
-            return Err("pub/sub task gone".to_owned());
+            return Err(StoreError::Unavailable(
+                Unavailable::Local,
+                "pub/sub task gone".to_owned(),
+            ));
         }
         match tokio::time::timeout(Duration::from_secs(5), rx).await {
             Ok(Ok(r)) => r,
-            _ => Err("pub/sub subscription timed out".to_owned()),
+            _ => Err(StoreError::Unavailable(
+                Unavailable::Timeout,
+                "pub/sub subscription timed out".to_owned(),
+            )),
         }
     }
 
@@ -149,8 +155,9 @@ impl Bus for RedisStore {
                 head_bytes,
                 guard: Box::new(guard),
             }),
-            Some(Err(e)) => Err(StoreError::Unavailable(e)),
+            Some(Err(e)) => Err(e),
             None => Err(StoreError::Unavailable(
+                Unavailable::Timeout,
                 "pub/sub subscription timed out".into(),
             )),
         }
@@ -200,7 +207,10 @@ pub(super) async fn pubsub_loop(
                     tokio::select! {
                         () = &mut wait => break,
                         cmd = cmds.recv() => match cmd {
-                            Some(SubCmd::Subscribe(_, ack)) => { let _ = ack.send(Err("redis pub/sub is down".into())); }
+                            Some(SubCmd::Subscribe(_, ack)) => {
+                                let down = StoreError::Unavailable(Unavailable::Connection, "redis pub/sub is down".into());
+                                let _ = ack.send(Err(down));
+                            }
                             Some(SubCmd::Unsubscribe(_)) => {}
                             None => return,
                         }
@@ -244,7 +254,7 @@ pub(super) async fn pubsub_loop(
                     Some(SubCmd::Subscribe(ch, ack)) => {
                         let mut sink = sink.clone();
                         tokio::spawn(async move {
-                            let _ = ack.send(sink.subscribe(ch).await.map_err(|e| e.to_string()));
+                            let _ = ack.send(sink.subscribe(ch).await.map_err(StoreError::from));
                         });
                     }
                     Some(SubCmd::Unsubscribe(ch)) => {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use redis::Value;
 
-use crate::store::StoreError;
+use crate::store::{StoreError, Unavailable};
 
 /// The command connection: one server (reconnecting manager) or a Redis Cluster (slot routing;
 /// every key of a room shares its slot, so scripts and MULTI pipelines stay on one node).
@@ -46,7 +46,28 @@ impl redis::aio::ConnectionLike for Commands {
 }
 
 pub(super) fn unavailable(e: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    StoreError::from(e)
+}
+
+/// A Redis error as a store error of the matching [`Unavailable`] kind; the message is
+/// redis-rs's, as before.
+impl From<redis::RedisError> for StoreError {
+    fn from(e: redis::RedisError) -> StoreError {
+        let kind = if e.is_timeout() {
+            Unavailable::Timeout
+        } else if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.kind() == redis::ErrorKind::ClusterConnectionNotFound
+        {
+            Unavailable::Connection
+        } else if e.code().is_some() {
+            Unavailable::Server
+        } else {
+            Unavailable::Local
+        };
+        StoreError::Unavailable(kind, e.to_string())
+    }
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -29,7 +29,7 @@ pub(super) struct RoomSub {
     pub(super) live: Arc<Live>,
     pub(super) subscribers: usize,
     /// Becomes `Some(result)` once the SUBSCRIBE is confirmed (or failed).
-    pub(super) ready: watch::Receiver<Option<Result<(), String>>>,
+    pub(super) ready: watch::Receiver<Option<Result<(), StoreError>>>,
     pub(super) recover_pending: Arc<AtomicBool>,
     pub(super) pump: tokio::task::JoinHandle<()>,
 }

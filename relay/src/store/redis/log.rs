@@ -16,7 +16,7 @@ use super::shared::RedisStore;
 use crate::store::plan::{plan, Bounds};
 use crate::store::{
     now_us, Appended, CatchUp, CatchUpRequest, Entry, EntryBody, NewEntry, RoomInfo, RoomLog,
-    StoreError, TypedValues, MAX_PAGES, MAX_TYPED_HASHES,
+    StoreError, TypedValues, Unavailable, MAX_PAGES, MAX_TYPED_HASHES,
 };
 
 #[async_trait]
@@ -193,6 +193,7 @@ impl RoomLog for RedisStore {
             });
         }
         Err(StoreError::Unavailable(
+            Unavailable::Local,
             "the room log kept moving during catch-up".into(),
         ))
     }

@@ -2,12 +2,12 @@
 //!
 //! This module connects ([`RedisStore::connect`]) and starts the store's background tasks; each
 //! part of the storage seam lives in its own module, and none of them uses this one:
-//! - [`keys`]: the key and channel layout of a room;
-//! - [`body`]: entry bodies and published messages as bytes;
-//! - `scripts/*.lua` ([`scripts`]): the Lua scripts, each with its KEYS and ARGV named;
-//! - [`log`]: append, catch-up, seal (the hot path); [`uploads`]; [`archive`] (the compactor's);
-//! - [`bus`]: subscriptions and the pub/sub connection; [`live`]: a room's ordering and pump;
-//! - [`presence`]: enter, exit and the refresh loop.
+//! - `keys`: the key and channel layout of a room;
+//! - `body`: entry bodies and published messages as bytes;
+//! - `scripts/*.lua` (`scripts`): the Lua scripts, each with its KEYS and ARGV named;
+//! - `log`: append, catch-up, seal (the hot path); `uploads`; `archive` (the compactor's);
+//! - `bus`: subscriptions and the pub/sub connection; `live`: a room's ordering and pump;
+//! - `presence`: enter, exit and the refresh loop.
 //!
 //! # Flow
 //! `append` runs one Lua script that assigns the offset, appends, trims below a new keyframe,

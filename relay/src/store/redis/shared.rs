@@ -32,7 +32,7 @@ pub struct RedisMetrics {
 
 /// A request to the single-server pub/sub task.
 pub(super) enum SubCmd {
-    Subscribe(String, oneshot::Sender<Result<(), String>>),
+    Subscribe(String, oneshot::Sender<Result<(), StoreError>>),
     Unsubscribe(String),
 }
 
@@ -73,7 +73,13 @@ impl RedisStore {
         &self,
         cmd: &redis::Cmd,
     ) -> Result<T, StoreError> {
+        self.query(cmd).await.map_err(unavailable)
+    }
+
+    /// Like [`RedisStore::command`], with redis-rs's own error, for callers that match its kind
+    /// or code (the compactor's `BUSYGROUP`).
+    pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
         let mut conn = self.inner.conn.clone();
-        cmd.query_async(&mut conn).await.map_err(unavailable)
+        cmd.query_async(&mut conn).await
     }
 }
