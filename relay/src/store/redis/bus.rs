@@ -1,22 +1,22 @@
-//! Live fan-out over Redis pub/sub: subscribing a room's channel (SUBSCRIBE on one server,
-//! SSUBSCRIBE on a Cluster), the node's pub/sub connection and its reconnection, routing each
-//! message to its room's [`Live`] without waiting, and telling every local member to recover
-//! after the connection comes back or a room's inbox overflows. Relayed (unstored) messages are
-//! published here too. Ordering and the pump are in `live`; presence in `presence`.
+//! Live fan-out over Redis pub/sub, one engine for one server and a Redis Cluster: subscribing a
+//! room's channel (SUBSCRIBE or SSUBSCRIBE as a command on the RESP3 command connection, which
+//! redis-rs resubscribes after it reconnects), routing each pushed message to its room's [`Live`]
+//! without waiting, and telling every local member to recover when a live room's subscription is
+//! confirmed again or its inbox overflows. Relayed (unstored) messages are published here too.
+//! Ordering and the pump are in `live`; presence in `presence`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use redis::Value;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
-use super::commands::{lock, unavailable, Backoff, Commands};
+use super::commands::{lock, unavailable, Commands};
 use super::keys::Keys;
 use super::live::{pump, request_recover, Inbound, Live, RoomSub, Step};
-use super::shared::{Inner, RedisStore, SubCmd};
+use super::shared::{Inner, RedisStore};
 use crate::store::window::Window;
 use crate::store::{Bus, StoreError, Subscription, Unavailable};
 
@@ -26,42 +26,29 @@ use crate::store::{Bus, StoreError, Subscription, Unavailable};
 const MIN_INBOX: usize = 1024;
 
 impl Inner {
-    /// SUBSCRIBE (through the node's pub/sub task) or, on a cluster, SSUBSCRIBE.
+    /// SUBSCRIBE on one server, SSUBSCRIBE on a Cluster: a command on the shared RESP3
+    /// connection, whose messages come back as pushes (see [`route_push`]).
     async fn subscribe_channel(&self, channel: String) -> Result<(), StoreError> {
-        if let Commands::Cluster(c) = &self.conn {
-            let mut c = c.clone();
-            return c.ssubscribe(channel).await.map_err(StoreError::from);
-        }
-        let (tx, rx) = oneshot::channel();
-        if self
-            .subs
-            .send(SubCmd::Subscribe(channel, tx))
-            .await
-            .is_err()
-        {
-            return Err(StoreError::Unavailable(
-                Unavailable::Local,
-                "pub/sub task gone".to_owned(),
-            ));
-        }
-        match tokio::time::timeout(Duration::from_secs(5), rx).await {
-            Ok(Ok(r)) => r,
-            _ => Err(StoreError::Unavailable(
-                Unavailable::Timeout,
-                "pub/sub subscription timed out".to_owned(),
-            )),
-        }
+        let subscribed = match &self.conn {
+            Commands::Single(c) => c.clone().subscribe(channel).await,
+            Commands::Cluster(c) => c.clone().ssubscribe(channel).await,
+        };
+        subscribed.map_err(StoreError::from)
     }
 
-    fn unsubscribe_channel(&self, channel: String) {
-        if let Commands::Cluster(c) = &self.conn {
-            let mut c = c.clone();
-            tokio::spawn(async move {
-                let _ = c.sunsubscribe(channel).await;
-            });
-            return;
-        }
-        let _ = self.subs.try_send(SubCmd::Unsubscribe(channel));
+    fn unsubscribe_channel(self: &Arc<Self>, room: String) {
+        let inner = self.clone();
+        tokio::spawn(async move {
+            // Someone may have subscribed again in the meantime.
+            if lock(&inner.rooms).contains_key(&room) {
+                return;
+            }
+            let channel = Keys::of(&room).channel;
+            let _ = match &inner.conn {
+                Commands::Single(c) => c.clone().unsubscribe(channel).await,
+                Commands::Cluster(c) => c.clone().sunsubscribe(channel).await,
+            };
+        });
     }
 }
 
@@ -85,7 +72,7 @@ impl Drop for SubGuard {
             if let Some(r) = rooms.remove(&self.room) {
                 r.pump.abort();
             }
-            self.inner.unsubscribe_channel(Keys::of(&self.room).channel);
+            self.inner.unsubscribe_channel(self.room.clone());
         }
     }
 }
@@ -130,6 +117,7 @@ impl Bus for RedisStore {
                         subscribers: 1,
                         ready: ready_rx.clone(),
                         recover_pending: Arc::new(AtomicBool::new(false)),
+                        confirmed: AtomicBool::new(false),
                         pump,
                     },
                 );
@@ -182,111 +170,16 @@ impl Bus for RedisStore {
     }
 
     async fn healthy(&self) -> bool {
-        self.inner.pubsub_up.load(Ordering::SeqCst) && self.inner.ping_ok.load(Ordering::SeqCst)
+        self.inner.ping_ok.load(Ordering::SeqCst)
     }
 }
 
-/// The node's pub/sub connection: (re)connects with backoff, resubscribes, routes messages.
-pub(super) async fn pubsub_loop(
-    inner: Arc<Inner>,
-    client: redis::Client,
-    mut cmds: mpsc::Receiver<SubCmd>,
-) {
-    let mut backoff = Backoff::new();
-    let mut connected_before = false;
-    loop {
-        let pubsub = match client.get_async_pubsub().await {
-            Ok(p) => p,
-            Err(e) => {
-                inner.pubsub_up.store(false, Ordering::SeqCst);
-                tracing::warn!(error = %e, "redis pub/sub unreachable; retrying");
-                let wait = tokio::time::sleep(backoff.next());
-                tokio::pin!(wait);
-                // Refuse subscriptions while down instead of letting them hang.
-                loop {
-                    tokio::select! {
-                        () = &mut wait => break,
-                        cmd = cmds.recv() => match cmd {
-                            Some(SubCmd::Subscribe(_, ack)) => {
-                                let down = StoreError::Unavailable(Unavailable::Connection, "redis pub/sub is down".into());
-                                let _ = ack.send(Err(down));
-                            }
-                            Some(SubCmd::Unsubscribe(_)) => {}
-                            None => return,
-                        }
-                    }
-                }
-                continue;
-            }
-        };
-        let (mut sink, mut stream) = pubsub.split();
-        let channels: Vec<String> = lock(&inner.rooms)
-            .keys()
-            .map(|r| Keys::of(r).channel)
-            .collect();
-        let mut ok = true;
-        for ch in &channels {
-            if sink.subscribe(ch).await.is_err() {
-                ok = false;
-                break;
-            }
-        }
-        if !ok {
-            tokio::time::sleep(backoff.next()).await;
-            continue;
-        }
-        inner.pubsub_up.store(true, Ordering::SeqCst);
-        backoff.reset();
-        if connected_before {
-            inner.metrics.reconnects.inc();
-            tracing::info!(
-                rooms = channels.len(),
-                "redis pub/sub reconnected; local members recover from the log"
-            );
-            for r in lock(&inner.rooms).values() {
-                request_recover(r);
-            }
-        }
-        connected_before = true;
-        loop {
-            tokio::select! {
-                cmd = cmds.recv() => match cmd {
-                    Some(SubCmd::Subscribe(ch, ack)) => {
-                        let mut sink = sink.clone();
-                        tokio::spawn(async move {
-                            let _ = ack.send(sink.subscribe(ch).await.map_err(StoreError::from));
-                        });
-                    }
-                    Some(SubCmd::Unsubscribe(ch)) => {
-                        // Someone may have subscribed again in the meantime.
-                        let room = Keys::room_of_channel(&ch).map(str::to_owned);
-                        if room.is_some_and(|r| !lock(&inner.rooms).contains_key(&r)) {
-                            let mut sink = sink.clone();
-                            tokio::spawn(async move { let _ = sink.unsubscribe(ch).await; });
-                        }
-                    }
-                    None => return,
-                },
-                msg = stream.next() => match msg {
-                    Some(msg) => route(&inner, &msg),
-                    None => break,
-                },
-            }
-        }
-        inner.pubsub_up.store(false, Ordering::SeqCst);
-        tracing::warn!("redis pub/sub connection lost; reconnecting");
-    }
-}
-
-/// Routes one pub/sub message to its room's pump without waiting (the reader must never stall:
-/// Redis disconnects subscribers that fall behind).
-fn route(inner: &Inner, msg: &redis::Msg) {
-    route_payload(inner, msg.get_channel_name(), msg.get_payload_bytes());
-}
-
-/// Cluster mode: sharded messages go to their room; a (re)subscription confirmation for a room
-/// that was already live means the connection to its shard was re-established, so its members
-/// recover from the log.
+/// Routes one push of the connection without waiting (the reader must never stall: Redis
+/// disconnects subscribers that fall behind). Messages go to their room; a subscription
+/// confirmation for a room already confirmed once means the connection (to its shard) was
+/// re-established and the channel resubscribed, so its members recover from the log (they may
+/// have missed messages meanwhile). A dropped connection makes the node unready until a PING
+/// answers again.
 pub(super) fn route_push(inner: &Inner, push: redis::PushInfo) {
     let channel = |v: Option<&Value>| match v {
         Some(Value::BulkString(b)) => String::from_utf8(b.clone()).ok(),
@@ -294,14 +187,14 @@ pub(super) fn route_push(inner: &Inner, push: redis::PushInfo) {
         _ => None,
     };
     match push.kind {
-        redis::PushKind::SMessage => {
+        redis::PushKind::Message | redis::PushKind::SMessage => {
             if let (Some(ch), Some(Value::BulkString(payload))) =
                 (channel(push.data.first()), push.data.get(1))
             {
                 route_payload(inner, &ch, payload);
             }
         }
-        redis::PushKind::SSubscribe => {
+        redis::PushKind::Subscribe | redis::PushKind::SSubscribe => {
             let Some(ch) = channel(push.data.first()) else {
                 return;
             };
@@ -310,12 +203,19 @@ pub(super) fn route_push(inner: &Inner, push: redis::PushInfo) {
             };
             let rooms = lock(&inner.rooms);
             if let Some(r) = rooms.get(room) {
-                let resubscribed = matches!(&*r.ready.borrow(), Some(Ok(())));
-                if resubscribed {
+                if r.confirmed.swap(true, Ordering::SeqCst) {
                     inner.metrics.reconnects.inc();
+                    tracing::info!(
+                        room,
+                        "redis subscription restored; local members recover from the log"
+                    );
                     request_recover(r);
                 }
             }
+        }
+        redis::PushKind::Disconnection => {
+            inner.ping_ok.store(false, Ordering::SeqCst);
+            tracing::warn!("redis connection lost; reconnecting");
         }
         _ => {}
     }

@@ -1,6 +1,6 @@
 //! The command connection of the Redis store (one server or a Redis Cluster) and the small
-//! helpers every part uses with it: error mapping, lock recovery, reconnection backoff. It does
-//! not own the pub/sub connection (see `bus`).
+//! helpers every part uses with it: error mapping, lock recovery, connection backoff. The same
+//! connection carries subscriptions as RESP3 pushes (see `bus`).
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -85,8 +85,5 @@ impl Backoff {
         let d = self.0;
         self.0 = (self.0 * 2).min(Duration::from_secs(5));
         d / 2 + d.mul_f64(rand::random::<f64>() / 2.0)
-    }
-    pub(super) fn reset(&mut self) {
-        self.0 = Duration::from_millis(100);
     }
 }

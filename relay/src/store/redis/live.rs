@@ -31,6 +31,9 @@ pub(super) struct RoomSub {
     /// Becomes `Some(result)` once the SUBSCRIBE is confirmed (or failed).
     pub(super) ready: watch::Receiver<Option<Result<(), StoreError>>>,
     pub(super) recover_pending: Arc<AtomicBool>,
+    /// The channel's first subscription confirmation was seen: any later one is a
+    /// resubscription after the connection came back.
+    pub(super) confirmed: AtomicBool,
     pub(super) pump: tokio::task::JoinHandle<()>,
 }
 

@@ -13,10 +13,12 @@
 //! `append` runs one Lua script that assigns the offset, appends, trims below a new keyframe,
 //! records the idempotency key and publishes, so log, offsets and live fan-out never disagree.
 //! Payloads over `--redis-inline-max-bytes` are published by reference and read from the stream.
-//! Each node keeps one pub/sub connection. Its reader only routes messages to a bounded per-room
-//! inbox; a per-room pump puts entries in offset order, fetches referenced payloads, fills gaps
-//! from the stream, and broadcasts to the node's local members. After the pub/sub connection comes
-//! back (jittered exponential backoff), every local member is told to recover from the log.
+//! Subscriptions ride the command connection as RESP3 pushes, on one server (SUBSCRIBE) and on a
+//! Redis Cluster (SSUBSCRIBE) alike; redis-rs resubscribes after it reconnects. The push reader
+//! only routes messages to a bounded per-room inbox; a per-room pump puts entries in offset
+//! order, fetches referenced payloads, fills gaps from the stream, and broadcasts to the node's
+//! local members. When a live room's subscription is confirmed again (the connection came back),
+//! every local member of it is told to recover from the log.
 
 mod archive;
 mod body;
@@ -36,8 +38,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
 pub use self::config::{redacted_url, RedisConfig, RedisTls};
 pub use self::shared::{RedisMetrics, RedisStore};
 
@@ -56,9 +56,10 @@ impl RedisStore {
     ) -> Result<RedisStore, StoreError> {
         let deadline = tokio::time::Instant::now() + patience;
         let mut backoff = Backoff::new();
-        // Cluster pushes (SMESSAGE, SSUBSCRIBE) may arrive before `Inner` exists; they find it here.
+        // Pushes (messages, subscription confirmations) may arrive before `Inner` exists; they find
+        // it here.
         let router: Arc<std::sync::OnceLock<std::sync::Weak<Inner>>> = Default::default();
-        let (conn, client) = if cfg.cluster {
+        let conn = if cfg.cluster {
             let seeds: Vec<String> = cfg
                 .url
                 .split(',')
@@ -100,18 +101,36 @@ impl RedisStore {
                     }
                 }
             };
-            (Commands::Cluster(conn), None)
+            Commands::Cluster(conn)
         } else {
+            // RESP3, so that subscriptions share the command connection and arrive as pushes.
+            let info = redis::IntoConnectionInfo::into_connection_info(cfg.url.as_str())
+                .map_err(unavailable)?;
+            let resp3 = info
+                .redis_settings()
+                .clone()
+                .set_protocol(redis::ProtocolVersion::RESP3);
+            let info = info.set_redis_settings(resp3);
             let client = match &cfg.tls {
-                Some(tls) => redis::Client::build_with_tls(cfg.url.as_str(), tls.certificates()),
-                None => redis::Client::open(cfg.url.as_str()),
+                Some(tls) => redis::Client::build_with_tls(info, tls.certificates()),
+                None => redis::Client::open(info),
             }
             .map_err(unavailable)?;
+            let push_router = router.clone();
+            // The manager resubscribes every channel after it reconnects; the confirmations tell
+            // `route_push` which rooms must recover.
             let manager_cfg = redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(Duration::from_secs(2)))
                 .set_response_timeout(Some(Duration::from_secs(5)))
                 .set_number_of_retries(2)
-                .set_max_delay(Duration::from_secs(2));
+                .set_max_delay(Duration::from_secs(2))
+                .set_push_sender(move |push: redis::PushInfo| {
+                    if let Some(inner) = push_router.get().and_then(std::sync::Weak::upgrade) {
+                        bus::route_push(&inner, push);
+                    }
+                    Ok::<(), redis::aio::SendError>(())
+                })
+                .set_automatic_resubscription();
             let conn = loop {
                 match client
                     .get_connection_manager_with_config(manager_cfg.clone())
@@ -127,9 +146,8 @@ impl RedisStore {
                     }
                 }
             };
-            (Commands::Single(conn), Some(client))
+            Commands::Single(conn)
         };
-        let (subs_tx, subs_rx) = mpsc::channel(1024);
         let inner = Arc::new(Inner {
             conn,
             log_cfg,
@@ -138,28 +156,12 @@ impl RedisStore {
             scripts: scripts::Scripts::new(),
             rooms: Mutex::new(HashMap::new()),
             local: Mutex::new(HashMap::new()),
-            subs: subs_tx,
-            pubsub_up: AtomicBool::new(false),
             ping_ok: AtomicBool::new(true),
             node_id: format!("{:08x}", rand::random::<u32>()),
         });
         let _ = router.set(Arc::downgrade(&inner));
-        match client {
-            Some(client) => {
-                tokio::spawn(bus::pubsub_loop(inner.clone(), client, subs_rx));
-            }
-            // The cluster connection subscribes itself and resubscribes after failovers.
-            None => inner.pubsub_up.store(true, Ordering::SeqCst),
-        }
         tokio::spawn(presence::presence_loop(Arc::downgrade(&inner)));
         tokio::spawn(health_loop(Arc::downgrade(&inner)));
-        // Wait briefly for the pub/sub connection so that the node starts ready.
-        for _ in 0..50 {
-            if inner.pubsub_up.load(Ordering::SeqCst) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         Ok(RedisStore { inner })
     }
 }

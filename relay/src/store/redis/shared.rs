@@ -8,7 +8,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use prometheus::{IntCounter, IntGauge};
-use tokio::sync::{mpsc, oneshot};
 
 use super::commands::{unavailable, Commands};
 use super::config::RedisConfig;
@@ -30,12 +29,6 @@ pub struct RedisMetrics {
     pub live_bytes: IntGauge,
 }
 
-/// A request to the single-server pub/sub task.
-pub(super) enum SubCmd {
-    Subscribe(String, oneshot::Sender<Result<(), StoreError>>),
-    Unsubscribe(String),
-}
-
 pub(super) struct Inner {
     pub(super) conn: Commands,
     pub(super) log_cfg: LogConfig,
@@ -45,8 +38,7 @@ pub(super) struct Inner {
     pub(super) rooms: Mutex<HashMap<String, RoomSub>>,
     /// (room, conn) -> presence member, for refreshing.
     pub(super) local: Mutex<HashMap<(String, u64), String>>,
-    pub(super) subs: mpsc::Sender<SubCmd>,
-    pub(super) pubsub_up: AtomicBool,
+    /// The last PING answered (cleared at once when the connection drops).
     pub(super) ping_ok: AtomicBool,
     pub(super) node_id: String,
 }
