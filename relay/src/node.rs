@@ -15,7 +15,7 @@ use crate::auth::{Auth, TokenPolicy};
 use crate::config::NodeConfig;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
-use crate::store::{Broker, RoomLog, StoreError};
+use crate::store::{Broker, Store, StoreError};
 use crate::telemetry::Metrics;
 
 /// State shared by the accept loop, every connection and the admin listener.
@@ -25,7 +25,7 @@ pub struct Node {
     /// Token verification.
     pub auth: Auth,
     /// Room logs.
-    pub log: Arc<dyn RoomLog>,
+    pub log: Arc<dyn Store>,
     /// Live fan-out and presence.
     pub broker: Arc<dyn Broker>,
     /// Metrics.
@@ -52,7 +52,7 @@ pub struct Node {
 
 impl Node {
     /// A node over a store.
-    pub fn new(config: NodeConfig, log: Arc<dyn RoomLog>, broker: Arc<dyn Broker>) -> Arc<Node> {
+    pub fn new(config: NodeConfig, log: Arc<dyn Store>, broker: Arc<dyn Broker>) -> Arc<Node> {
         Node::with_metrics(config, log, broker, Metrics::new())
     }
 
@@ -60,7 +60,7 @@ impl Node {
     /// [`NodeBuilder`] wires that).
     pub fn with_metrics(
         config: NodeConfig,
-        log: Arc<dyn RoomLog>,
+        log: Arc<dyn Store>,
         broker: Arc<dyn Broker>,
         metrics: Metrics,
     ) -> Arc<Node> {

@@ -135,7 +135,7 @@ pub enum NativePageError {
 /// FullSnapshot with a native timeline record). With `id`, both appends are idempotent per
 /// (`sender`, `id`). Returns the FullSnapshot's append.
 pub async fn store_native_page(
-    log: &dyn RoomLog,
+    log: &(impl RoomLog + ?Sized),
     templates: &Templates,
     room: &str,
     page: &NativePage,

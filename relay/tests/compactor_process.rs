@@ -13,7 +13,7 @@ use std::time::Duration;
 use assist_relay::compactor::worker::{RedisJobQueue, DEAD, GROUP, JOBS};
 use assist_relay::compactor::{read_recording, FsArchive, Job, JobKind, JobQueue};
 use assist_relay::store::redis::{RedisConfig, RedisStore};
-use assist_relay::store::{EntryBody, LogConfig, NewEntry, RoomLog};
+use assist_relay::store::{Archival, EntryBody, LogConfig, NewEntry, RoomLog};
 use assist_relay::telemetry::Metrics;
 use assist_relay_proto::EventKind;
 use common::*;

@@ -347,7 +347,7 @@ impl Drop for Nodes {
 /// from Redis (`SET NX` by the first), as `relay serve` does without `--mask-key`.
 async fn start_nodes(mut configs: Vec<NodeConfig>) -> Nodes {
     let mut stores: Vec<(
-        Arc<dyn assist_relay::store::RoomLog>,
+        Arc<dyn assist_relay::store::Store>,
         Arc<dyn assist_relay::store::Broker>,
     )> = Vec::new();
     let mut redis = None;

@@ -20,314 +20,30 @@
 //! Every file is written to a temporary name, fsynced and renamed, so a crash leaves either the
 //! old state or the new one. Re-running a finished job finds the manifest and only cleans up.
 
+mod job;
+mod metrics;
+mod recording;
 pub mod worker;
 
-use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use assist_relay_proto::{Member, PageRecord};
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::store::{EntryBody, RoomLog, StoreError};
+pub use self::job::{CompactError, Job, JobKind, JobQueue, Outcome};
+use self::recording::{put_part, room_dir, write_part_line, write_recording};
+pub use self::recording::{
+    read_parts, read_recording, Archive, ArchivedEntry, ChatLine, FileInfo, FsArchive, Manifest,
+    FORMAT_VERSION,
+};
 
-/// Version of the recording format.
-pub const FORMAT_VERSION: u32 = 1;
+use crate::store::{Archival, RoomLog, Store, StoreError, Unavailable};
+
 /// Entries read from the store per request.
 const PAGE: usize = 1000;
-/// zstd level of recordings (a good ratio at hundreds of MB/s).
-const ZSTD_LEVEL: i32 = 6;
-
-/// Which pass a job asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobKind {
-    /// Archive the entries below the current keyframe, then trim them from the store.
-    Live,
-    /// Seal the room, archive the rest, write the recording, delete the room from the store.
-    Final,
-}
-
-impl JobKind {
-    /// Wire string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Live => "live",
-            JobKind::Final => "final",
-        }
-    }
-    /// From the wire string.
-    pub fn parse(s: &str) -> Option<JobKind> {
-        match s {
-            "live" => Some(JobKind::Live),
-            "final" => Some(JobKind::Final),
-            _ => None,
-        }
-    }
-}
-
-/// One unit of compaction work.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Job {
-    /// Room id.
-    pub room: String,
-    /// Live or final.
-    pub kind: JobKind,
-}
-
-/// Where nodes put jobs.
-#[async_trait]
-pub trait JobQueue: Send + Sync + 'static {
-    /// Queues a job (at least once).
-    async fn enqueue(&self, job: Job) -> Result<(), StoreError>;
-}
-
-/// Why a job failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CompactError {
-    /// Worth retrying (the store or the disk failed).
-    #[error("{0}")]
-    Transient(String),
-    /// Retrying cannot help (corrupt data); the job is dead-lettered at once.
-    #[error("{0}")]
-    Permanent(String),
-}
-
-impl From<StoreError> for CompactError {
-    fn from(e: StoreError) -> CompactError {
-        match e {
-            StoreError::Corrupt(why) => CompactError::Permanent(format!("corrupt room log: {why}")),
-            other => CompactError::Transient(other.to_string()),
-        }
-    }
-}
-
-impl From<std::io::Error> for CompactError {
-    fn from(e: std::io::Error) -> CompactError {
-        if e.kind() == std::io::ErrorKind::InvalidInput {
-            // A key outside the archive (see `FsArchive`): retrying cannot help.
-            CompactError::Permanent(format!("archive: {e}"))
-        } else {
-            CompactError::Transient(format!("archive: {e}"))
-        }
-    }
-}
-
-/// What a job did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Outcome {
-    /// Entries archived by this run.
-    pub entries: u64,
-    /// Payload bytes read from the store.
-    pub bytes_in: u64,
-    /// Bytes written to the archive.
-    pub bytes_out: u64,
-    /// The final recording was written (or found complete).
-    pub recorded: bool,
-}
-
-/// Durable storage for recordings: a directory today; an object store fits the same calls.
-pub trait Archive: Send + Sync + 'static {
-    /// Writes `bytes` under `key` atomically (all or nothing).
-    fn put(&self, key: &str, bytes: &[u8]) -> std::io::Result<()>;
-    /// Reads `key`, if present.
-    fn get(&self, key: &str) -> std::io::Result<Option<Vec<u8>>>;
-    /// Keys under `prefix` (one level: names of the files in that directory), sorted.
-    fn list(&self, prefix: &str) -> std::io::Result<Vec<String>>;
-    /// Deletes `key` if present.
-    fn delete(&self, key: &str) -> std::io::Result<()>;
-}
-
-/// An [`Archive`] in a local directory: temporary file, fsync, rename, fsync of the directory.
-#[derive(Debug, Clone)]
-pub struct FsArchive {
-    root: PathBuf,
-}
-
-impl FsArchive {
-    /// An archive rooted at `root` (created when needed).
-    pub fn new(root: impl Into<PathBuf>) -> FsArchive {
-        FsArchive { root: root.into() }
-    }
-
-    /// The root directory.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// The file of `key` under the root. A key that could leave the root (`..`, an absolute
-    /// path) is refused whatever produced it: room ids are checked when they enter, and this is
-    /// the second line.
-    fn path(&self, key: &str) -> std::io::Result<PathBuf> {
-        let rel = Path::new(key);
-        if rel
-            .components()
-            .all(|c| matches!(c, std::path::Component::Normal(_)))
-        {
-            Ok(self.root.join(rel))
-        } else {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("archive key {key:?} is not a relative path inside the archive"),
-            ))
-        }
-    }
-}
-
-impl Archive for FsArchive {
-    fn put(&self, key: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let path = self.path(key)?;
-        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        std::fs::create_dir_all(&dir)?;
-        let tmp = dir.join(format!(
-            ".{}.{:016x}.tmp",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-            rand::random::<u64>()
-        ));
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(&dir)?.sync_all()
-    }
-
-    fn get(&self, key: &str) -> std::io::Result<Option<Vec<u8>>> {
-        match std::fs::read(self.path(key)?) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn list(&self, prefix: &str) -> std::io::Result<Vec<String>> {
-        let mut out = Vec::new();
-        match std::fs::read_dir(self.path(prefix)?) {
-            Ok(dir) => {
-                for e in dir {
-                    let name = e?.file_name().to_string_lossy().into_owned();
-                    if !name.starts_with('.') {
-                        out.push(name);
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        out.sort();
-        Ok(out)
-    }
-
-    fn delete(&self, key: &str) -> std::io::Result<()> {
-        match std::fs::remove_file(self.path(key)?) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// One archived line.
-#[derive(Debug, Serialize, Deserialize)]
-struct Line {
-    /// Offset.
-    o: u64,
-    /// Acceptance time, ms.
-    t: u64,
-    /// rrweb event.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    e: Option<Box<serde_json::value::RawValue>>,
-    /// Chat message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    c: Option<ChatLine>,
-}
-
-/// A chat message in the archive and the transcript.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ChatLine {
-    /// Room offset.
-    #[serde(default)]
-    pub offset: u64,
-    /// Sender's message id.
-    pub id: String,
-    /// Sender.
-    pub from: Member,
-    /// Text.
-    pub text: String,
-    /// Acceptance time, ms since the Unix epoch.
-    pub ts: u64,
-}
-
-/// A file of the recording, as the manifest lists it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct FileInfo {
-    /// File name in the recording directory.
-    pub name: String,
-    /// Uncompressed bytes.
-    pub bytes: u64,
-    /// Bytes on disk (zstd).
-    pub compressed_bytes: u64,
-    /// `sha256:<hex>` of the uncompressed content.
-    pub sha256: String,
-}
-
-/// The recording's manifest (`manifest.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
-    /// [`FORMAT_VERSION`].
-    pub format_version: u32,
-    /// Room id.
-    pub room: String,
-    /// Room epoch.
-    pub epoch: String,
-    /// First and last offset archived.
-    pub first_offset: u64,
-    /// Last offset archived.
-    pub last_offset: u64,
-    /// First entry's acceptance time, ms since the Unix epoch.
-    pub started_ms: u64,
-    /// Last entry's acceptance time.
-    pub ended_ms: u64,
-    /// `ended_ms - started_ms`.
-    pub duration_ms: u64,
-    /// rrweb events.
-    pub event_count: u64,
-    /// rrweb events by type (`"2"`: FullSnapshot, ...).
-    pub events_by_type: BTreeMap<String, u64>,
-    /// Chat messages.
-    pub chat_count: u64,
-    /// Participants seen in the log (chat senders; customers publish events).
-    pub participants: Vec<Member>,
-    /// Page timeline (web pages and native screens) with offsets and times.
-    pub pages: Vec<PageRecord>,
-    /// The recording's files.
-    pub files: Vec<FileInfo>,
-    /// When the recording was written, ms since the Unix epoch.
-    pub compacted_ms: u64,
-}
-
-fn room_dir(room: &str, epoch: &str) -> String {
-    format!("{room}/{epoch}")
-}
-
-fn compress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-    zstd::bulk::compress(bytes, ZSTD_LEVEL)
-}
-
-fn decompress_all(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-    zstd::stream::decode_all(bytes)
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
 
 /// Runs one job against a room store and an archive.
 pub async fn run_job(
-    log: &dyn RoomLog,
+    log: &(impl RoomLog + Archival + ?Sized),
     archive: &Arc<dyn Archive>,
     job: &Job,
 ) -> Result<Outcome, CompactError> {
@@ -386,7 +102,7 @@ pub async fn run_job(
 
 /// Writes the entries in `(after, upto]` as one part file.
 async fn archive_range(
-    log: &dyn RoomLog,
+    log: &(impl RoomLog + Archival + ?Sized),
     archive: &Arc<dyn Archive>,
     room: &str,
     dir: &str,
@@ -407,29 +123,7 @@ async fn archive_range(
             last = e.offset;
             out.entries += 1;
             out.bytes_in += e.body.size() as u64;
-            let line = match &e.body {
-                EntryBody::Event { event, .. } => Line {
-                    o: e.offset,
-                    t: e.accepted_us / 1000,
-                    e: Some(event.clone()),
-                    c: None,
-                },
-                EntryBody::Chat { id, from, text, ts } => Line {
-                    o: e.offset,
-                    t: e.accepted_us / 1000,
-                    e: None,
-                    c: Some(ChatLine {
-                        offset: e.offset,
-                        id: id.clone(),
-                        from: from.clone(),
-                        text: text.clone(),
-                        ts: *ts,
-                    }),
-                },
-            };
-            serde_json::to_writer(&mut text, &line)
-                .map_err(|e| CompactError::Permanent(e.to_string()))?;
-            text.push(b'\n');
+            write_part_line(&mut text, e)?;
         }
         if cursor >= upto {
             break;
@@ -438,171 +132,8 @@ async fn archive_range(
     let Some(first) = first else {
         return Ok(()); // nothing stored in that range (trimmed without recordings)
     };
-    let packed = compress(&text)?;
-    out.bytes_out += packed.len() as u64;
-    let key = format!("{dir}/parts/{first:020}-{last:020}.jsonl.zst");
-    let archive = archive.clone();
-    tokio::task::spawn_blocking(move || archive.put(&key, &packed))
-        .await
-        .map_err(|e| CompactError::Transient(e.to_string()))??;
+    out.bytes_out += put_part(archive, dir, first, last, &text).await?;
     Ok(())
-}
-
-/// An archived entry: offset, acceptance time (ms), and the event (`Ok`) or chat (`Err`).
-pub type ArchivedEntry = (u64, u64, Result<Box<serde_json::value::RawValue>, ChatLine>);
-
-/// Reads every part of a room epoch back, in offset order, without duplicates.
-pub fn read_parts(
-    archive: &dyn Archive,
-    room: &str,
-    epoch: &str,
-) -> Result<Vec<ArchivedEntry>, CompactError> {
-    let dir = room_dir(room, epoch);
-    let mut seen = std::collections::BTreeMap::new();
-    for name in archive.list(&format!("{dir}/parts"))? {
-        let Some(bytes) = archive.get(&format!("{dir}/parts/{name}"))? else {
-            continue;
-        };
-        let text = decompress_all(&bytes)?;
-        for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let l: Line = serde_json::from_slice(line)
-                .map_err(|e| CompactError::Permanent(format!("archived part {name}: {e}")))?;
-            let item = match (l.e, l.c) {
-                (Some(e), _) => Ok(e),
-                (None, Some(c)) => Err(c),
-                (None, None) => continue,
-            };
-            seen.entry(l.o).or_insert((l.t, item));
-        }
-    }
-    Ok(seen
-        .into_iter()
-        .map(|(o, (t, item))| (o, t, item))
-        .collect())
-}
-
-/// Writes `events.json.zst`, `chat.json.zst` and, last, `manifest.json` from the parts, then
-/// deletes the parts.
-fn write_recording(
-    archive: &Arc<dyn Archive>,
-    room: &str,
-    epoch: &str,
-    pages: Vec<PageRecord>,
-    out: &mut Outcome,
-) -> Result<(), CompactError> {
-    let dir = room_dir(room, epoch);
-    let items = read_parts(archive.as_ref(), room, epoch)?;
-    let mut events = Vec::from(&b"["[..]);
-    let mut chats = Vec::new();
-    let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
-    let mut participants: Vec<Member> = Vec::new();
-    let mut event_count = 0u64;
-    for (_, _, item) in &items {
-        match item {
-            Ok(e) => {
-                if event_count > 0 {
-                    events.push(b',');
-                }
-                events.extend_from_slice(e.get().as_bytes());
-                event_count += 1;
-                let kind = assist_relay_proto::EventHead::scan(e)
-                    .map(|h| h.kind.as_u8().to_string())
-                    .unwrap_or_else(|_| "?".into());
-                *by_type.entry(kind).or_default() += 1;
-            }
-            Err(c) => {
-                if !participants.contains(&c.from) {
-                    participants.push(c.from.clone());
-                }
-                chats.push(c.clone());
-            }
-        }
-    }
-    events.push(b']');
-    let chat_json =
-        serde_json::to_vec(&chats).map_err(|e| CompactError::Permanent(e.to_string()))?;
-    let mut files = Vec::new();
-    for (name, content) in [("events.json.zst", &events), ("chat.json.zst", &chat_json)] {
-        let packed = compress(content)?;
-        archive.put(&format!("{dir}/{name}"), &packed)?;
-        out.bytes_out += packed.len() as u64;
-        files.push(FileInfo {
-            name: name.to_owned(),
-            bytes: content.len() as u64,
-            compressed_bytes: packed.len() as u64,
-            sha256: sha256_hex(content),
-        });
-    }
-    let started = items.first().map_or(0, |i| i.1);
-    let ended = items.last().map_or(0, |i| i.1);
-    let manifest = Manifest {
-        format_version: FORMAT_VERSION,
-        room: room.to_owned(),
-        epoch: epoch.to_owned(),
-        first_offset: items.first().map_or(0, |i| i.0),
-        last_offset: items.last().map_or(0, |i| i.0),
-        started_ms: started,
-        ended_ms: ended,
-        duration_ms: ended.saturating_sub(started),
-        event_count,
-        events_by_type: by_type,
-        chat_count: chats.len() as u64,
-        participants,
-        pages,
-        files,
-        compacted_ms: crate::store::now_us() / 1000,
-    };
-    let json =
-        serde_json::to_vec_pretty(&manifest).map_err(|e| CompactError::Permanent(e.to_string()))?;
-    archive.put(&format!("{dir}/manifest.json"), &json)?;
-    for name in archive.list(&format!("{dir}/parts"))? {
-        archive.delete(&format!("{dir}/parts/{name}"))?;
-    }
-    Ok(())
-}
-
-/// Reads a finished recording: manifest, events (JSON array text) and chat.
-pub fn read_recording(
-    archive: &dyn Archive,
-    room: &str,
-    epoch: Option<&str>,
-) -> Result<(Manifest, Vec<u8>, Vec<ChatLine>), CompactError> {
-    let epoch = match epoch {
-        Some(e) => e.to_owned(),
-        // The most recently compacted epoch.
-        None => {
-            let mut best: Option<(u64, String)> = None;
-            for e in archive.list(room)? {
-                let Some(bytes) = archive.get(&format!("{room}/{e}/manifest.json"))? else {
-                    continue;
-                };
-                if let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) {
-                    if best.as_ref().is_none_or(|(t, _)| m.compacted_ms >= *t) {
-                        best = Some((m.compacted_ms, e));
-                    }
-                }
-            }
-            best.map(|(_, e)| e)
-                .ok_or_else(|| CompactError::Permanent(format!("no recording of room {room}")))?
-        }
-    };
-    let dir = room_dir(room, &epoch);
-    let manifest: Manifest = serde_json::from_slice(
-        &archive
-            .get(&format!("{dir}/manifest.json"))?
-            .ok_or_else(|| CompactError::Permanent(format!("no recording at {dir}")))?,
-    )
-    .map_err(|e| CompactError::Permanent(e.to_string()))?;
-    let read = |name: &str| -> Result<Vec<u8>, CompactError> {
-        let packed = archive
-            .get(&format!("{dir}/{name}"))?
-            .ok_or_else(|| CompactError::Permanent(format!("{dir}/{name} is missing")))?;
-        Ok(decompress_all(&packed)?)
-    };
-    let events = read("events.json.zst")?;
-    let chat: Vec<ChatLine> = serde_json::from_slice(&read("chat.json.zst")?)
-        .map_err(|e| CompactError::Permanent(e.to_string()))?;
-    Ok((manifest, events, chat))
 }
 
 /// The in-process queue of embedded mode.
@@ -613,17 +144,16 @@ pub struct EmbeddedQueue {
 #[async_trait]
 impl JobQueue for EmbeddedQueue {
     async fn enqueue(&self, job: Job) -> Result<(), StoreError> {
-        self.tx
-            .send(job)
-            .await
-            .map_err(|_| StoreError::Unavailable("the compactor stopped".into()))
+        self.tx.send(job).await.map_err(|_| {
+            StoreError::Unavailable(Unavailable::Local, "the compactor stopped".into())
+        })
     }
 }
 
 /// Closes the rooms whose customer has been gone for `idle` (at most 100 per call); returns
 /// them. Each gets a final job.
 pub async fn close_idle_rooms(
-    log: &dyn RoomLog,
+    log: &(impl RoomLog + Archival + ?Sized),
     queue: &dyn JobQueue,
     idle: std::time::Duration,
 ) -> Result<Vec<String>, StoreError> {
@@ -654,9 +184,9 @@ pub fn idle_sweep_period(idle: std::time::Duration) -> std::time::Duration {
 /// Starts the in-process compactor of embedded mode; returns its queue. With `idle_close`,
 /// rooms whose customer has been gone that long are closed and recorded.
 pub fn spawn_embedded(
-    log: Arc<dyn RoomLog>,
+    log: Arc<dyn Store>,
     archive: Arc<dyn Archive>,
-    metrics: worker::CompactorMetrics,
+    metrics: metrics::CompactorMetrics,
     idle_close: Option<std::time::Duration>,
 ) -> Arc<EmbeddedQueue> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Job>(10_000);
@@ -702,44 +232,4 @@ pub fn spawn_embedded(
         }
     });
     Arc::new(EmbeddedQueue { tx })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fs_archive_never_leaves_its_root() {
-        let base = std::env::temp_dir().join(format!("relay-archive-unit-{}", std::process::id()));
-        let root = base.join("archive");
-        std::fs::create_dir_all(&root).expect("temp dir");
-        let archive = FsArchive::new(&root);
-        archive
-            .put("room-1/e/manifest.json", b"{}")
-            .expect("inside");
-        assert!(archive
-            .get("room-1/e/manifest.json")
-            .expect("read")
-            .is_some());
-        for key in [
-            "../escape/e/manifest.json",
-            "./../escape/e/manifest.json",
-            "room/../../escape/e/manifest.json",
-            "/tmp/escape/e/manifest.json",
-            "../e/manifest.json",
-        ] {
-            let err = archive.put(key, b"{}").expect_err(key);
-            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{key}");
-            assert!(archive.get(key).is_err(), "{key}");
-            assert!(archive.list(key).is_err(), "{key}");
-            assert!(archive.delete(key).is_err(), "{key}");
-            assert!(matches!(
-                CompactError::from(err),
-                CompactError::Permanent(_)
-            ));
-        }
-        assert!(!base.join("escape").exists());
-        assert!(!base.join("e").exists());
-        let _ = std::fs::remove_dir_all(&base);
-    }
 }

@@ -14,11 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+use redis::streams::{
+    StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamPendingReply, StreamReadReply,
 };
 
-use super::{run_job, Archive, CompactError, Job, JobKind, JobQueue, Outcome};
+pub use super::metrics::CompactorMetrics;
+use super::{run_job, Archive, CompactError, Job, JobKind, JobQueue};
 use crate::store::redis::RedisStore;
 use crate::store::StoreError;
 
@@ -59,113 +60,6 @@ impl JobQueue for RedisJobQueue {
     }
 }
 
-/// The compactor's metrics (on its own admin port; embedded nodes register them too).
-#[derive(Clone)]
-pub struct CompactorMetrics {
-    registry: Registry,
-    /// Jobs finished.
-    pub done: IntCounter,
-    /// Attempts that failed (and will be retried).
-    pub failed: IntCounter,
-    /// Jobs taken over from a worker that stopped answering.
-    pub reclaimed: IntCounter,
-    /// Jobs moved to the dead-letter stream.
-    pub dead: IntCounter,
-    /// Jobs delivered but not yet acknowledged.
-    pub pending: IntGauge,
-    /// Age of the oldest pending job, seconds.
-    pub oldest_pending: IntGauge,
-    /// Payload bytes read from room logs.
-    pub bytes_in: IntCounter,
-    /// Bytes written to the archive.
-    pub bytes_out: IntCounter,
-    /// Job durations.
-    pub duration: Histogram,
-}
-
-impl CompactorMetrics {
-    /// Registers the metrics in a new registry.
-    pub fn new() -> CompactorMetrics {
-        let registry = Registry::new();
-        let counter = |name: &str, help: &str| {
-            let c = IntCounter::new(name, help).expect("static metric");
-            registry.register(Box::new(c.clone())).expect("once");
-            c
-        };
-        let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).expect("static metric");
-            registry.register(Box::new(g.clone())).expect("once");
-            g
-        };
-        let jobs = IntCounterVec::new(
-            Opts::new(
-                "relay_compactor_jobs_total",
-                "Compaction jobs by outcome: done, failed (an attempt that will be retried), \
-                 reclaimed (taken over from a stopped worker), dead (dead-lettered).",
-            ),
-            &["outcome"],
-        )
-        .expect("static metric");
-        registry.register(Box::new(jobs.clone())).expect("once");
-        let duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "relay_compactor_job_duration_seconds",
-                "Duration of compaction jobs.",
-            )
-            .buckets(vec![
-                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-            ]),
-        )
-        .expect("static metric");
-        registry.register(Box::new(duration.clone())).expect("once");
-        CompactorMetrics {
-            done: jobs.with_label_values(&["done"]),
-            failed: jobs.with_label_values(&["failed"]),
-            reclaimed: jobs.with_label_values(&["reclaimed"]),
-            dead: jobs.with_label_values(&["dead"]),
-            pending: gauge(
-                "relay_compactor_jobs_pending",
-                "Jobs delivered to a worker but not acknowledged.",
-            ),
-            oldest_pending: gauge(
-                "relay_compactor_oldest_pending_seconds",
-                "Age of the oldest pending job.",
-            ),
-            bytes_in: counter(
-                "relay_compactor_bytes_in_total",
-                "Payload bytes read from room logs.",
-            ),
-            bytes_out: counter(
-                "relay_compactor_bytes_out_total",
-                "Bytes written to the archive.",
-            ),
-            duration,
-            registry,
-        }
-    }
-
-    /// Counts a finished job.
-    pub fn record_done(&self, out: &Outcome, took: Duration) {
-        self.done.inc();
-        self.bytes_in.inc_by(out.bytes_in);
-        self.bytes_out.inc_by(out.bytes_out);
-        self.duration.observe(took.as_secs_f64());
-    }
-
-    /// Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
-    }
-}
-
-impl Default for CompactorMetrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// Settings of a worker.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -188,43 +82,21 @@ struct Delivery {
     reclaimed: bool,
 }
 
-fn parse_entries(v: &redis::Value) -> Vec<(String, Option<Job>)> {
-    // [[id, [k, v, ...]], ...]
-    let mut out = Vec::new();
-    let redis::Value::Array(items) = v else {
-        return out;
-    };
-    for item in items {
-        let redis::Value::Array(pair) = item else {
-            continue;
-        };
-        let (Some(id), Some(redis::Value::Array(fields))) = (pair.first(), pair.get(1)) else {
-            continue;
-        };
-        let Ok(id) = redis::from_redis_value::<String>(id.clone()) else {
-            continue;
-        };
-        let mut room = None;
-        let mut kind = None;
-        for kv in fields.chunks(2) {
-            let k: String = redis::from_redis_value(kv[0].clone()).unwrap_or_default();
-            let v: String = kv
-                .get(1)
-                .and_then(|v| redis::from_redis_value(v.clone()).ok())
-                .unwrap_or_default();
-            match k.as_str() {
-                "room" => room = Some(v),
-                "kind" => kind = JobKind::parse(&v),
-                _ => {}
-            }
-        }
+impl Delivery {
+    /// A job entry of the stream (fields `room`, `kind`); `job` is None when unreadable.
+    fn of(entry: &StreamId, reclaimed: bool) -> Delivery {
+        let room: Option<String> = entry.get("room");
+        let kind = entry.get::<String>("kind").and_then(|k| JobKind::parse(&k));
         let job = match (room, kind) {
             (Some(room), Some(kind)) => Some(Job { room, kind }),
             _ => None,
         };
-        out.push((id, job));
+        Delivery {
+            id: entry.id.clone(),
+            job,
+            reclaimed,
+        }
     }
-    out
 }
 
 /// Creates the consumer group (and the stream) if missing.
@@ -235,10 +107,11 @@ pub async fn ensure_group(store: &RedisStore) -> Result<(), StoreError> {
         .arg(GROUP)
         .arg("0")
         .arg("MKSTREAM");
-    match store.command::<String>(&cmd).await {
-        Ok(_) => Ok(()),
-        Err(StoreError::Unavailable(e)) if e.contains("BUSYGROUP") => Ok(()),
-        Err(e) => Err(e),
+    match store.query::<()>(&cmd).await {
+        Ok(()) => Ok(()),
+        // The group exists already (another worker, or an earlier run).
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -255,17 +128,9 @@ async fn next_delivery(
         .arg("0-0")
         .arg("COUNT")
         .arg(1);
-    let reply: redis::Value = store.command(&claim).await?;
-    if let redis::Value::Array(parts) = &reply {
-        if let Some(entries) = parts.get(1) {
-            if let Some((id, job)) = parse_entries(entries).into_iter().next() {
-                return Ok(Some(Delivery {
-                    id,
-                    job,
-                    reclaimed: true,
-                }));
-            }
-        }
+    let reply: StreamAutoClaimReply = store.command(&claim).await?;
+    if let Some(entry) = reply.claimed.first() {
+        return Ok(Some(Delivery::of(entry, true)));
     }
     let mut read = redis::cmd("XREADGROUP");
     read.arg("GROUP")
@@ -278,37 +143,22 @@ async fn next_delivery(
         .arg("STREAMS")
         .arg(JOBS)
         .arg(">");
-    let reply: redis::Value = store.command(&read).await?;
-    // [[stream, [[id, fields]]]]
-    if let redis::Value::Array(streams) = &reply {
-        if let Some(redis::Value::Array(s)) = streams.first() {
-            if let Some(entries) = s.get(1) {
-                if let Some((id, job)) = parse_entries(entries).into_iter().next() {
-                    return Ok(Some(Delivery {
-                        id,
-                        job,
-                        reclaimed: false,
-                    }));
-                }
-            }
-        }
-    }
-    Ok(None)
+    // Nil when nothing arrived within the block.
+    let reply: Option<StreamReadReply> = store.command(&read).await?;
+    let entry = reply
+        .iter()
+        .flat_map(|r| &r.keys)
+        .flat_map(|k| &k.ids)
+        .next();
+    Ok(entry.map(|e| Delivery::of(e, false)))
 }
 
 /// How many times a pending job has been delivered.
 async fn deliveries(store: &RedisStore, id: &str) -> Result<u64, StoreError> {
     let mut cmd = redis::cmd("XPENDING");
     cmd.arg(JOBS).arg(GROUP).arg(id).arg(id).arg(1);
-    let reply: redis::Value = store.command(&cmd).await?;
-    if let redis::Value::Array(items) = reply {
-        if let Some(redis::Value::Array(e)) = items.first() {
-            if let Some(v) = e.get(3) {
-                return Ok(redis::from_redis_value(v.clone()).unwrap_or(1));
-            }
-        }
-    }
-    Ok(1)
+    let reply: StreamPendingCountReply = store.command(&cmd).await?;
+    Ok(reply.ids.first().map_or(1, |p| p.times_delivered as u64))
 }
 
 async fn ack(store: &RedisStore, id: &str) -> Result<(), StoreError> {
@@ -346,22 +196,22 @@ async fn dead_letter(
 async fn refresh_pending(store: &RedisStore, metrics: &CompactorMetrics) {
     let mut cmd = redis::cmd("XPENDING");
     cmd.arg(JOBS).arg(GROUP);
-    if let Ok(redis::Value::Array(summary)) = store.command::<redis::Value>(&cmd).await {
-        let count: i64 = summary
-            .first()
-            .and_then(|v| redis::from_redis_value(v.clone()).ok())
-            .unwrap_or(0);
-        metrics.pending.set(count);
-        let oldest: Option<String> = summary
-            .get(1)
-            .and_then(|v| redis::from_redis_value(v.clone()).ok());
-        let age = oldest
-            .and_then(|id| id.split('-').next()?.parse::<u64>().ok())
+    let Ok(summary) = store.command::<StreamPendingReply>(&cmd).await else {
+        return;
+    };
+    metrics.pending.set(summary.count() as i64);
+    let age = match &summary {
+        StreamPendingReply::Data(d) => d
+            .start_id
+            .split('-')
+            .next()
+            .and_then(|ms| ms.parse::<u64>().ok())
             .map_or(0, |ms| {
                 (crate::store::now_us() / 1000).saturating_sub(ms) / 1000
-            });
-        metrics.oldest_pending.set(age as i64);
-    }
+            }),
+        _ => 0,
+    };
+    metrics.oldest_pending.set(age as i64);
 }
 
 /// Processes jobs until `shutdown` resolves.
@@ -456,7 +306,7 @@ pub async fn run(
                         .arg(0)
                         .arg(&id)
                         .arg("JUSTID");
-                    let _: Result<redis::Value, _> = store.command(&claim).await;
+                    let _: Result<(), _> = store.command(&claim).await;
                 }
             })
         };

@@ -1,8 +1,9 @@
 //! The byte cap of a room log and the staging shares, one rule for both backends.
 //!
-//! The embedded store applies [`check`] in Rust; the cluster store's append script (the
-//! `APPEND` Lua in [`super::redis`]) applies the same rule to counters kept in the room's meta
-//! hash. Keep the two in step (the shared test `relay/tests/quota.rs` runs against both).
+//! The embedded store applies [`check`] in Rust; the cluster store's append script
+//! (`relay/src/store/redis/scripts/append.lua`, see [`super::redis`]) applies the same rule to
+//! counters kept in the room's meta hash. Keep the two in step (the shared test
+//! `relay/tests/quota.rs` runs against both).
 //!
 //! A room log counts payload bytes three ways:
 //! - `log`: every entry still stored, including entries below the keyframe kept until the

@@ -1,9 +1,12 @@
 //! The seam between a node and where rooms live.
 //!
-//! [`RoomLog`] stores a room's entries (rrweb events and chat) under per-room offsets and answers
-//! catch-up and resume reads; [`Broker`] fans a room's live traffic and presence out to the nodes
-//! that have members in it. [`memory::MemoryStore`] implements both in-process (embedded mode); the
-//! Redis implementation fills the same traits for cluster mode.
+//! The seam is a few narrow traits, by who uses them: [`RoomLog`] stores a room's entries (rrweb
+//! events and chat) under per-room offsets and answers catch-up and resume reads (the hot path);
+//! [`Uploads`] stages large events slice by slice; [`TypedValues`] keeps the masking hashes;
+//! [`Archival`] is what the compactor reads and trims; [`Bus`] fans a room's live traffic out to
+//! the nodes that have members in it and [`Presence`] tracks who is there ([`Broker`] is both).
+//! A backend implements all of them, which makes it a [`Store`]: [`memory::MemoryStore`]
+//! in-process (embedded mode), [`redis::RedisStore`] for cluster mode.
 //!
 //! Contract every implementation keeps (the connection logic in `conn.rs` relies on it):
 //! - `append` assigns the next offset of the room and publishes the entry to subscribers as one
@@ -348,7 +351,7 @@ pub enum Staged {
         first: bool,
     },
     /// Every slice is there: the whole event, stitched. The staging stays until
-    /// [`RoomLog::drop_upload`], so that a crash before the event is stored loses nothing.
+    /// [`Uploads::drop_upload`], so that a crash before the event is stored loses nothing.
     Complete(Vec<u8>),
     /// The sender already has `max_uploads` uploads in progress.
     TooMany,
@@ -416,9 +419,9 @@ pub enum RoomMsg {
 /// Why a store operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The backing store cannot be reached; retry later.
-    #[error("room store unavailable: {0}")]
-    Unavailable(String),
+    /// The backing store cannot be reached or did not answer ([`Unavailable`]); retry later.
+    #[error("room store unavailable: {1}")]
+    Unavailable(Unavailable, String),
     /// The store holds data this node cannot read.
     #[error("room store data corrupt: {0}")]
     Corrupt(String),
@@ -432,6 +435,19 @@ pub enum StoreError {
     /// fair share of a node over `--max-memory-bytes`); nothing was stored. See [`cap`].
     #[error("{0}")]
     LogFull(&'static str),
+}
+
+/// What kind of [`StoreError::Unavailable`] happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// The connection to the store failed, dropped, was refused, or is down.
+    Connection,
+    /// The store did not answer in time.
+    Timeout,
+    /// The store answered with an error (its code is in the message).
+    Server,
+    /// This node could not finish the call (a part stopped, an unusable reply, a moving log).
+    Local,
 }
 
 /// Where a room's log stands, for the compactor.
@@ -463,7 +479,8 @@ pub struct Subscription {
     pub guard: Box<dyn Send + Sync>,
 }
 
-/// Per-room ordered storage.
+/// The hot path of a room's log: what a connection does on every join, resume and send, and
+/// closing the room.
 #[async_trait]
 pub trait RoomLog: Send + Sync + 'static {
     /// Stores an entry under the next offset and publishes it, atomically.
@@ -475,6 +492,22 @@ pub trait RoomLog: Send + Sync + 'static {
     /// The room at a glance.
     async fn info(&self, room: &str) -> Result<RoomInfo, StoreError>;
 
+    /// The offset stored under an idempotency key (sender, client id), if any.
+    async fn stored_offset(
+        &self,
+        room: &str,
+        sender: &str,
+        id: &str,
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// Closes the room: later appends fail with [`StoreError::Closed`], joins are refused, and
+    /// every member gets [`RoomMsg::Closed`]. Returns whether this call closed it.
+    async fn seal(&self, room: &str) -> Result<bool, StoreError>;
+}
+
+/// Uploads staged slice by slice until the whole event can be appended.
+#[async_trait]
+pub trait Uploads: Send + Sync + 'static {
     /// Stages one slice of an upload (idempotent per slice).
     async fn stage_chunk(
         &self,
@@ -495,25 +528,22 @@ pub trait RoomLog: Send + Sync + 'static {
         sender: &str,
         grace: std::time::Duration,
     ) -> Result<(), StoreError>;
+}
 
-    /// The offset stored under an idempotency key (sender, client id), if any.
-    async fn stored_offset(
-        &self,
-        room: &str,
-        sender: &str,
-        id: &str,
-    ) -> Result<Option<u64>, StoreError>;
-
-    /// Hashes of values typed in the room, for masking their echoes (see `mask`).
+/// Hashes of values typed in a room, kept for masking their echoes (see `mask`).
+#[async_trait]
+pub trait TypedValues: Send + Sync + 'static {
+    /// Hashes of values typed in the room.
     async fn typed_hashes(&self, room: &str) -> Result<Vec<u64>, StoreError>;
 
-    /// Remembers more typed-value hashes.
+    /// Remembers more typed-value hashes (at most [`MAX_TYPED_HASHES`] per room).
     async fn add_typed_hashes(&self, room: &str, hashes: &[u64]) -> Result<(), StoreError>;
+}
 
-    /// Closes the room: later appends fail with [`StoreError::Closed`], joins are refused, and
-    /// every member gets [`RoomMsg::Closed`]. Returns whether this call closed it.
-    async fn seal(&self, room: &str) -> Result<bool, StoreError>;
-
+/// What the compactor reads and trims (and a connection reads to build its mask): where a
+/// room's log stands, ranges of it, the archive mark, removal, and idle rooms.
+#[async_trait]
+pub trait Archival: Send + Sync + 'static {
     /// Where the room's log stands.
     async fn log_state(&self, room: &str) -> Result<LogState, StoreError>;
 
@@ -543,7 +573,7 @@ pub trait RoomLog: Send + Sync + 'static {
 /// Most typed-value hashes kept per room.
 pub const MAX_TYPED_HASHES: usize = 4096;
 
-/// The answer to [`Broker::enter`].
+/// The answer to [`Presence::enter`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entered {
     /// Admitted; everyone present, including the new member.
@@ -554,12 +584,23 @@ pub enum Entered {
     TooManyConnections,
 }
 
-/// Per-room live fan-out and presence.
+/// Per-room live fan-out: a room's stream of entries, presence changes and relayed messages.
 #[async_trait]
-pub trait Broker: Send + Sync + 'static {
+pub trait Bus: Send + Sync + 'static {
     /// Subscribes to a room's live traffic. Returns once the subscription is in effect.
     async fn subscribe(&self, room: &str) -> Result<Subscription, StoreError>;
 
+    /// Publishes `msg` on the room's live stream as [`RoomMsg::Relay`], stamped with the room's
+    /// epoch and head (the offset of the last entry published before it), without storing it.
+    async fn relay(&self, room: &str, msg: crate::guide::Relayed) -> Result<(), StoreError>;
+
+    /// Whether the backing store is reachable (feeds `/readyz`).
+    async fn healthy(&self) -> bool;
+}
+
+/// Who is in a room, over every node.
+#[async_trait]
+pub trait Presence: Send + Sync + 'static {
     /// Registers one connection of `member`, unless the room already has `max_members` other
     /// participants or the member already has `max_conns` connections in it (counted over every
     /// node); returns everyone present afterwards. Publishes [`RoomMsg::Joined`] if this is
@@ -575,20 +616,23 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Removes one connection of `member`. Publishes [`RoomMsg::Left`] if it was the last.
     async fn exit(&self, room: &str, member: &Member, conn: u64) -> Result<(), StoreError>;
-
-    /// Publishes `msg` on the room's live stream as [`RoomMsg::Relay`], stamped with the room's
-    /// epoch and head (the offset of the last entry published before it), without storing it.
-    async fn relay(&self, room: &str, msg: crate::guide::Relayed) -> Result<(), StoreError>;
-
-    /// Whether the backing store is reachable (feeds `/readyz`).
-    async fn healthy(&self) -> bool;
 }
+
+/// Live fan-out and presence: what a connection needs besides the log.
+pub trait Broker: Bus + Presence {}
+
+impl<T: Bus + Presence> Broker for T {}
+
+/// Everything a backend implements; a node holds its store as one `Arc<dyn Store>`.
+pub trait Store: RoomLog + Uploads + TypedValues + Archival + Broker {}
+
+impl<T: RoomLog + Uploads + TypedValues + Archival + Broker> Store for T {}
 
 /// Calls `f` with every stored entry in `(after, upto]`, in order, read in pages of about
 /// `page_bytes` of payload: in cluster mode every entry read is a copy, and a room's log may hold
 /// `--max-log-bytes`, so a large log is never in memory at once.
 pub async fn for_each_entry(
-    log: &dyn RoomLog,
+    log: &(impl Archival + ?Sized),
     room: &str,
     mut after: u64,
     upto: u64,

@@ -14,90 +14,25 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use tokio::sync::broadcast;
 
+mod staging;
+
+use self::staging::Staging;
 use super::cap;
 use super::plan::{plan, Bounds};
 use super::{
-    Appended, Broker, CatchUp, CatchUpRequest, ChunkIn, Entered, Entry, EntryBody, LogConfig,
-    LogState, NewEntry, RoomInfo, RoomLog, RoomMsg, Staged, StoreError, Subscription, UploadLimits,
-    MAX_PAGES, MAX_TYPED_HASHES,
+    Appended, Archival, Bus, CatchUp, CatchUpRequest, ChunkIn, Entered, Entry, EntryBody,
+    LogConfig, LogState, NewEntry, Presence, RoomInfo, RoomLog, RoomMsg, Staged, StoreError,
+    Subscription, TypedValues, UploadLimits, Uploads, MAX_PAGES, MAX_TYPED_HASHES,
 };
 
 /// In-process room store (embedded mode).
 pub struct MemoryStore {
     rooms: DashMap<String, Arc<Mutex<RoomState>>>,
     /// Staged uploads by (room, sender, upload id).
-    uploads: Mutex<Uploads>,
+    uploads: Mutex<Staging>,
     config: LogConfig,
     /// Payload bytes of every room log plus every staged upload (the node's memory budget).
     used: Arc<AtomicU64>,
-}
-
-type UploadKey = (String, String, String);
-
-/// Every staged upload, and their bytes: in all, per room and per (room, sender).
-#[derive(Default)]
-struct Uploads {
-    by_key: HashMap<UploadKey, Upload>,
-    bytes: u64,
-    by_room: HashMap<String, u64>,
-    by_sender: HashMap<(String, String), u64>,
-    used: Arc<AtomicU64>,
-}
-
-impl Uploads {
-    /// Counts `len` more (or, with `add` false, fewer) staged bytes of `key`.
-    fn tally(&mut self, key: &UploadKey, len: u64, add: bool) {
-        let room = self.by_room.entry(key.0.clone()).or_default();
-        let sender = self
-            .by_sender
-            .entry((key.0.clone(), key.1.clone()))
-            .or_default();
-        if add {
-            *room += len;
-            *sender += len;
-            self.bytes += len;
-            self.used.fetch_add(len, Ordering::Relaxed);
-        } else {
-            *room -= len;
-            *sender -= len;
-            self.bytes -= len;
-            self.used.fetch_sub(len, Ordering::Relaxed);
-        }
-        if *sender == 0 {
-            self.by_sender.remove(&(key.0.clone(), key.1.clone()));
-        }
-        if self.by_room.get(&key.0) == Some(&0) {
-            self.by_room.remove(&key.0);
-        }
-    }
-
-    fn remove(&mut self, key: &UploadKey) {
-        if let Some(u) = self.by_key.remove(key) {
-            self.tally(key, u.bytes, false);
-        }
-    }
-
-    fn expire(&mut self, now: Instant) {
-        let dead: Vec<UploadKey> = self
-            .by_key
-            .iter()
-            .filter(|(_, u)| u.expires <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in dead {
-            self.remove(&k);
-        }
-    }
-}
-
-/// An upload being staged.
-struct Upload {
-    count: u32,
-    size: u64,
-    digest: String,
-    chunks: HashMap<u32, Vec<u8>>,
-    bytes: u64,
-    expires: Instant,
 }
 
 struct RoomState {
@@ -242,10 +177,7 @@ impl MemoryStore {
         let used = Arc::new(AtomicU64::new(0));
         Arc::new(MemoryStore {
             rooms: DashMap::new(),
-            uploads: Mutex::new(Uploads {
-                used: used.clone(),
-                ..Uploads::default()
-            }),
+            uploads: Mutex::new(Staging::new(used.clone())),
             config,
             used,
         })
@@ -483,6 +415,33 @@ impl RoomLog for MemoryStore {
         Ok(true)
     }
 
+    async fn info(&self, room_id: &str) -> Result<RoomInfo, StoreError> {
+        let room = self.room(room_id);
+        let st = lock(&room);
+        Ok(RoomInfo {
+            room: room_id.to_owned(),
+            epoch: st.epoch.to_string(),
+            head: st.head,
+            pages: st.pages.iter().cloned().collect(),
+        })
+    }
+
+    async fn stored_offset(
+        &self,
+        room: &str,
+        sender: &str,
+        id: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let Some(room) = self.rooms.get(room).map(|r| r.clone()) else {
+            return Ok(None);
+        };
+        let st = lock(&room);
+        Ok(st.dedup.get(&(sender.to_owned(), id.to_owned())).copied())
+    }
+}
+
+#[async_trait]
+impl Archival for MemoryStore {
     async fn log_state(&self, room: &str) -> Result<LogState, StoreError> {
         let Some(room) = self.rooms.get(room).map(|r| r.clone()) else {
             return Ok(LogState::default());
@@ -552,106 +511,44 @@ impl RoomLog for MemoryStore {
         }
         Ok(out)
     }
+}
 
-    async fn info(&self, room_id: &str) -> Result<RoomInfo, StoreError> {
-        let room = self.room(room_id);
+#[async_trait]
+impl TypedValues for MemoryStore {
+    async fn typed_hashes(&self, room: &str) -> Result<Vec<u64>, StoreError> {
+        let room = self.room(room);
         let st = lock(&room);
-        Ok(RoomInfo {
-            room: room_id.to_owned(),
-            epoch: st.epoch.to_string(),
-            head: st.head,
-            pages: st.pages.iter().cloned().collect(),
-        })
+        Ok(st.typed.iter().copied().collect())
     }
 
+    async fn add_typed_hashes(&self, room: &str, hashes: &[u64]) -> Result<(), StoreError> {
+        let room = self.room(room);
+        let mut st = lock(&room);
+        for h in hashes {
+            if st.typed.len() >= MAX_TYPED_HASHES {
+                break;
+            }
+            st.typed.insert(*h);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Uploads for MemoryStore {
     async fn stage_chunk(
         &self,
         room: &str,
         c: ChunkIn<'_>,
         limits: UploadLimits,
     ) -> Result<Staged, StoreError> {
-        let mut uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        uploads.expire(now);
-        let key = (room.to_owned(), c.sender.to_owned(), c.upload.to_owned());
-        let first = !uploads.by_key.contains_key(&key);
-        if first {
-            let mine = uploads
-                .by_key
-                .keys()
-                .filter(|(r, s, _)| r == room && s == c.sender)
-                .count();
-            if mine >= limits.max_uploads {
-                return Ok(Staged::TooMany);
-            }
-            uploads.by_key.insert(
-                key.clone(),
-                Upload {
-                    count: c.count,
-                    size: c.size,
-                    digest: c.digest.to_owned(),
-                    chunks: HashMap::new(),
-                    bytes: 0,
-                    expires: now + limits.ttl,
-                },
-            );
-        }
-        let staged_total = uploads.bytes;
-        let room_staged = uploads.by_room.get(room).copied().unwrap_or(0);
-        let mine_staged = uploads
-            .by_sender
-            .get(&(key.0.clone(), key.1.clone()))
-            .copied()
-            .unwrap_or(0);
-        let Some(up) = uploads.by_key.get_mut(&key) else {
-            return Ok(Staged::Partial { first });
-        };
-        if up.count != c.count || up.size != c.size || up.digest != c.digest {
-            uploads.remove(&key);
-            return Ok(Staged::Mismatch(
-                "count, size or digest differs from the upload's first slice",
-            ));
-        }
-        up.expires = now + limits.ttl;
-        if !up.chunks.contains_key(&c.index) {
-            let len = c.data.len() as u64;
-            if up.bytes + len > up.size {
-                uploads.remove(&key);
-                return Ok(Staged::Mismatch("the slices add up to more than size"));
-            }
-            if staged_total + len > self.config.max_staged_bytes
-                || room_staged + len > limits.room_share
-                || mine_staged + len > limits.participant_share
-                || self.over_budget(len, mine_staged + len)
-            {
-                // The node's staging, the room's or the sender's share is full: refuse the slice
-                // (retryable) and keep the rest.
-                if up.chunks.is_empty() {
-                    uploads.remove(&key);
-                }
-                return Ok(Staged::TooMany);
-            }
-            up.bytes += len;
-            up.chunks.insert(c.index, c.data.to_vec());
-            uploads.tally(&key, len, true);
-        }
-        let Some(up) = uploads.by_key.get(&key) else {
-            return Ok(Staged::Partial { first });
-        };
-        if up.chunks.len() < up.count as usize {
-            return Ok(Staged::Partial { first });
-        }
-        if up.bytes != up.size {
-            uploads.remove(&key);
-            return Ok(Staged::Mismatch("the slices do not add up to size"));
-        }
-        let mut whole = Vec::with_capacity(up.size as usize);
-        for i in 0..up.count {
-            if let Some(part) = up.chunks.get(&i) {
-                whole.extend_from_slice(part);
-            }
-        }
-        Ok(Staged::Complete(whole))
+        let max_staged = self.config.max_staged_bytes;
+        let mut staging = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(
+            staging.stage(room, c, limits, max_staged, |len, room_after| {
+                self.over_budget(len, room_after)
+            }),
+        )
     }
 
     async fn drop_upload(&self, room: &str, sender: &str, upload: &str) -> Result<(), StoreError> {
@@ -673,51 +570,16 @@ impl RoomLog for MemoryStore {
                 return Ok(()); // another connection of the sender is still here
             }
         }
-        let mut uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        for ((r, s, _), u) in uploads.by_key.iter_mut() {
-            if r == room && s == sender {
-                u.expires = u.expires.min(now + grace);
-            }
-        }
-        uploads.expire(now);
-        Ok(())
-    }
-
-    async fn stored_offset(
-        &self,
-        room: &str,
-        sender: &str,
-        id: &str,
-    ) -> Result<Option<u64>, StoreError> {
-        let Some(room) = self.rooms.get(room).map(|r| r.clone()) else {
-            return Ok(None);
-        };
-        let st = lock(&room);
-        Ok(st.dedup.get(&(sender.to_owned(), id.to_owned())).copied())
-    }
-
-    async fn typed_hashes(&self, room: &str) -> Result<Vec<u64>, StoreError> {
-        let room = self.room(room);
-        let st = lock(&room);
-        Ok(st.typed.iter().copied().collect())
-    }
-
-    async fn add_typed_hashes(&self, room: &str, hashes: &[u64]) -> Result<(), StoreError> {
-        let room = self.room(room);
-        let mut st = lock(&room);
-        for h in hashes {
-            if st.typed.len() >= MAX_TYPED_HASHES {
-                break;
-            }
-            st.typed.insert(*h);
-        }
+        self.uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .release(room, sender, grace);
         Ok(())
     }
 }
 
 #[async_trait]
-impl Broker for MemoryStore {
+impl Bus for MemoryStore {
     async fn subscribe(&self, room: &str) -> Result<Subscription, StoreError> {
         let room = self.room(room);
         let st = lock(&room);
@@ -728,6 +590,24 @@ impl Broker for MemoryStore {
         })
     }
 
+    async fn relay(&self, room: &str, msg: crate::guide::Relayed) -> Result<(), StoreError> {
+        let Some(room) = self.rooms.get(room).map(|r| r.clone()) else {
+            return Ok(()); // nobody is subscribed
+        };
+        let st = lock(&room);
+        // Under the room lock, so no append slips between the head read and the send.
+        let msg = msg.stamped(&st.epoch, st.head);
+        let _ = st.tx.send(RoomMsg::Relay(Arc::new(msg)));
+        Ok(())
+    }
+
+    async fn healthy(&self) -> bool {
+        true
+    }
+}
+
+#[async_trait]
+impl Presence for MemoryStore {
     async fn enter(
         &self,
         room: &str,
@@ -790,90 +670,7 @@ impl Broker for MemoryStore {
         }
         Ok(())
     }
-
-    async fn relay(&self, room: &str, msg: crate::guide::Relayed) -> Result<(), StoreError> {
-        let Some(room) = self.rooms.get(room).map(|r| r.clone()) else {
-            return Ok(()); // nobody is subscribed
-        };
-        let st = lock(&room);
-        // Under the room lock, so no append slips between the head read and the send.
-        let msg = msg.stamped(&st.epoch, st.head);
-        let _ = st.tx.send(RoomMsg::Relay(Arc::new(msg)));
-        Ok(())
-    }
-
-    async fn healthy(&self) -> bool {
-        true
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn chunk<'a>(upload: &'a str, index: u32, data: &'a [u8]) -> ChunkIn<'a> {
-        ChunkIn {
-            sender: "cust",
-            upload,
-            index,
-            count: 2,
-            size: 200,
-            digest: "sha256:00",
-            data,
-        }
-    }
-
-    #[test]
-    fn a_room_message_is_a_tag_and_a_pointer() {
-        // Every room allocates `--room-buffer` slots of it up front (docs/capacity.md).
-        assert_eq!(std::mem::size_of::<RoomMsg>(), 16);
-    }
-
-    #[tokio::test]
-    async fn staging_is_bounded_per_node_and_freed_by_drop_and_expiry() {
-        let store = MemoryStore::new(LogConfig {
-            max_staged_bytes: 250,
-            ..LogConfig::default()
-        });
-        let limits = UploadLimits {
-            max_uploads: 10,
-            ttl: Duration::from_millis(100),
-            participant_share: u64::MAX,
-            room_share: u64::MAX,
-        };
-        let data = [b'x'; 100];
-        let stage = |up: &'static str, i: u32| {
-            let store = store.clone();
-            async move { store.stage_chunk("r", chunk(up, i, &data), limits).await }
-        };
-        assert_eq!(
-            stage("a", 0).await.ok(),
-            Some(Staged::Partial { first: true })
-        );
-        assert_eq!(
-            stage("b", 0).await.ok(),
-            Some(Staged::Partial { first: true })
-        );
-        // 300 bytes would be over the node's 250.
-        assert_eq!(stage("c", 0).await.ok(), Some(Staged::TooMany));
-        let whole = stage("a", 1).await.ok();
-        assert!(matches!(whole, Some(Staged::TooMany)), "{whole:?}");
-        store.drop_upload("r", "cust", "b").await.ok();
-        assert!(matches!(stage("a", 1).await.ok(), Some(Staged::Complete(w)) if w.len() == 200));
-        store.drop_upload("r", "cust", "a").await.ok();
-        assert_eq!(
-            stage("c", 0).await.ok(),
-            Some(Staged::Partial { first: true })
-        );
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        // "c" expired: its bytes are free again.
-        assert_eq!(
-            stage("d", 0).await.ok(),
-            Some(Staged::Partial { first: true })
-        );
-        assert_eq!(
-            stage("e", 0).await.ok(),
-            Some(Staged::Partial { first: true })
-        );
-    }
-}
+mod tests;

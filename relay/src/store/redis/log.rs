@@ -1,0 +1,279 @@
+//! The room log in Redis Streams: append (one Lua script that assigns the offset, applies the
+//! cap and the rates, and publishes), catch-up and resume reads, the room at a glance,
+//! idempotency look-ups, typed-value hashes, and sealing. Uploads and the compactor's reads are
+//! in `uploads` and `archive`; live delivery is in `bus` and `live`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redis::streams::StreamRangeReply;
+use redis::{AsyncCommands, Value};
+
+use super::body::{encode_body, parse_entries, parse_pages};
+use super::commands::unavailable;
+use super::keys::Keys;
+use super::shared::RedisStore;
+use crate::store::plan::{plan, Bounds};
+use crate::store::{
+    now_us, Appended, CatchUp, CatchUpRequest, Entry, EntryBody, NewEntry, RoomInfo, RoomLog,
+    StoreError, TypedValues, Unavailable, MAX_PAGES, MAX_TYPED_HASHES,
+};
+
+#[async_trait]
+impl RoomLog for RedisStore {
+    async fn append(&self, room: &str, new: NewEntry) -> Result<Appended, StoreError> {
+        let inner = &self.inner;
+        let k = Keys::of(room);
+        let blob = encode_body(&new.body);
+        let etype: i64 = match &new.body {
+            EntryBody::Event { kind, .. } => i64::from(kind.as_u8()),
+            EntryBody::Chat { .. } => -1,
+        };
+        let inline = blob.len() <= inner.cfg.inline_max;
+        let dedup_key = match &new.dedup {
+            Some((sender, id)) => k.dedup(sender, id),
+            None => k.no_dedup(),
+        };
+        let page = match &new.page {
+            Some(p) => serde_json::to_string(p).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            None => String::new(),
+        };
+        let native = new
+            .page
+            .as_ref()
+            .is_some_and(|p| p.kind == assist_relay_proto::PageKind::Native);
+        let mut conn = inner.conn.clone();
+        // KEYS and ARGV in the order `scripts/append.lua` names them.
+        let mut script = inner.scripts.append.prepare_invoke();
+        script
+            .key(&k.meta)
+            .key(&k.log)
+            .key(&k.chat)
+            .key(&dedup_key)
+            .key(&k.pages)
+            .key(&k.rate);
+        script
+            .arg(format!("{:016x}", rand::random::<u64>()))
+            .arg(blob)
+            .arg(etype)
+            .arg(now_us())
+            .arg(if inline { 1 } else { 0 })
+            .arg(inner.log_cfg.chat_retain.max(1))
+            .arg(inner.cfg.dedup_ttl.as_secs().max(1))
+            .arg(&k.channel)
+            .arg(inner.sharded())
+            .arg(if new.dedup.is_some() { 1 } else { 0 })
+            .arg(page)
+            .arg(if native { 1 } else { 0 })
+            .arg(MAX_PAGES)
+            .arg(if inner.log_cfg.keep_until_archived {
+                1
+            } else {
+                0
+            })
+            .arg(new.body.size())
+            .arg(inner.log_cfg.max_log_bytes)
+            .arg(new.sender.as_ref().map_or("", |r| r.sender.as_str()));
+        for g in new
+            .sender
+            .as_ref()
+            .map_or([crate::limits::Gcra::default(); 4], |r| r.rates.0)
+        {
+            script.arg(g.interval_us).arg(g.tolerance_us);
+        }
+        let (_epoch, offset, dup, tail, kfn): (String, u64, i64, u64, i64) =
+            script.invoke_async(&mut conn).await.map_err(unavailable)?;
+        if dup == 2 {
+            return Err(StoreError::Closed);
+        }
+        if dup == 3 {
+            return Err(StoreError::LogFull(crate::store::cap::LOG_FULL));
+        }
+        if dup == 4 {
+            return Err(StoreError::RateLimited);
+        }
+        Ok(Appended {
+            offset,
+            duplicate: dup == 1,
+            tail_bytes: tail,
+            native_keyframe: kfn == 1,
+        })
+    }
+
+    async fn catch_up(&self, room: &str, req: CatchUpRequest) -> Result<CatchUp, StoreError> {
+        let k = Keys::of(room);
+        let mut conn = self.inner.conn.clone();
+        for _attempt in 0..5 {
+            // 1. The log's bounds (creating the room's epoch if it has none yet).
+            let (_, (epoch, head, floor, chat_floor, sealed), pages): (
+                i64,
+                (
+                    Option<String>,
+                    Option<u64>,
+                    Option<u64>,
+                    Option<u64>,
+                    Option<u8>,
+                ),
+                Vec<Vec<u8>>,
+            ) = redis::pipe()
+                .atomic()
+                .hset_nx(&k.meta, "epoch", format!("{:016x}", rand::random::<u64>()))
+                .hmget(&k.meta, &["epoch", "head", "floor", "chat_floor", "sealed"])
+                .lrange(&k.pages, 0, -1)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            let bounds = Bounds {
+                epoch: epoch.unwrap_or_default(),
+                head: head.unwrap_or(0),
+                floor: floor.unwrap_or(1),
+                chat_floor: chat_floor.unwrap_or(1),
+            };
+            let p = plan(&bounds, &req);
+            // 2. What the plan needs, with the bounds again to detect a trim in between.
+            let mut pipe = redis::pipe();
+            pipe.atomic().hmget(&k.meta, &["epoch", "head", "floor"]);
+            if let Some(after) = p.log_after {
+                pipe.xrange(&k.log, format!("{}-0", after + 1), "+");
+            }
+            if let Some(r) = p.chats {
+                let hi = if r.before == u64::MAX {
+                    "+".to_owned()
+                } else {
+                    format!("{}-0", r.before.saturating_sub(1))
+                };
+                let lo = format!("{}-0", r.after + 1);
+                if r.limit == usize::MAX {
+                    pipe.xrevrange(&k.chat, hi, lo);
+                } else {
+                    pipe.xrevrange_count(&k.chat, hi, lo, r.limit);
+                }
+            }
+            let mut values: Vec<Value> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+            values.reverse();
+            let (epoch2, head2, floor2): (Option<String>, Option<u64>, Option<u64>) =
+                redis::from_redis_value(values.pop().unwrap_or(Value::Nil))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if epoch2.as_deref() != Some(bounds.epoch.as_str())
+                || floor2.unwrap_or(1) != bounds.floor
+            {
+                continue; // the log moved under us: decide again
+            }
+            let mut log = Vec::new();
+            if p.log_after.is_some() {
+                let reply: StreamRangeReply =
+                    redis::from_redis_value(values.pop().unwrap_or(Value::Nil))
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                log = parse_entries(reply)?;
+            }
+            let mut chats = Vec::new();
+            if p.chats.is_some() {
+                let reply: StreamRangeReply =
+                    redis::from_redis_value(values.pop().unwrap_or(Value::Nil))
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                chats = parse_entries(reply)?;
+                chats.reverse();
+            }
+            let epoch: Arc<str> = Arc::from(bounds.epoch.as_str());
+            let entries = chats
+                .into_iter()
+                .chain(log)
+                .map(|(offset, accepted, body)| {
+                    Arc::new(Entry::new(offset, epoch.clone(), body).accepted_at(accepted))
+                })
+                .collect();
+            return Ok(CatchUp {
+                epoch,
+                head: head2.unwrap_or(0),
+                mode: p.mode,
+                reason: p.reason,
+                entries,
+                pages: parse_pages(&pages),
+                sealed: sealed == Some(1),
+            });
+        }
+        Err(StoreError::Unavailable(
+            Unavailable::Local,
+            "the room log kept moving during catch-up".into(),
+        ))
+    }
+
+    async fn info(&self, room: &str) -> Result<RoomInfo, StoreError> {
+        let k = Keys::of(room);
+        let mut conn = self.inner.conn.clone();
+        let ((epoch, head), pages): ((Option<String>, Option<u64>), Vec<Vec<u8>>) = redis::pipe()
+            .hmget(&k.meta, &["epoch", "head"])
+            .lrange(&k.pages, 0, -1)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(RoomInfo {
+            room: room.to_owned(),
+            epoch: epoch.unwrap_or_default(),
+            head: head.unwrap_or(0),
+            pages: parse_pages(&pages),
+        })
+    }
+
+    async fn stored_offset(
+        &self,
+        room: &str,
+        sender: &str,
+        id: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let k = Keys::of(room);
+        let mut conn = self.inner.conn.clone();
+        conn.get(k.dedup(sender, id)).await.map_err(unavailable)
+    }
+
+    async fn seal(&self, room: &str) -> Result<bool, StoreError> {
+        let inner = &self.inner;
+        let k = Keys::of(room);
+        let mut conn = inner.conn.clone();
+        // KEYS and ARGV in the order `scripts/seal.lua` names them.
+        let closed: i64 = inner
+            .scripts
+            .seal
+            .key(&k.meta)
+            .arg(format!("{:016x}", rand::random::<u64>()))
+            .arg(&k.channel)
+            .arg(inner.sharded())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(closed == 1)
+    }
+}
+
+#[async_trait]
+impl TypedValues for RedisStore {
+    async fn typed_hashes(&self, room: &str) -> Result<Vec<u64>, StoreError> {
+        let k = Keys::of(room);
+        let mut conn = self.inner.conn.clone();
+        let members: Vec<u64> = conn.smembers(&k.typed).await.map_err(unavailable)?;
+        Ok(members)
+    }
+
+    async fn add_typed_hashes(&self, room: &str, hashes: &[u64]) -> Result<(), StoreError> {
+        if hashes.is_empty() {
+            return Ok(());
+        }
+        let k = Keys::of(room);
+        let mut conn = self.inner.conn.clone();
+        let n: usize = conn.scard(&k.typed).await.map_err(unavailable)?;
+        let room_for = MAX_TYPED_HASHES.saturating_sub(n);
+        if room_for == 0 {
+            return Ok(());
+        }
+        let take = &hashes[..hashes.len().min(room_for)];
+        let _: () = redis::pipe()
+            .sadd(&k.typed, take)
+            .ignore()
+            .pexpire(&k.typed, self.inner.cfg.room_ttl.as_millis() as i64)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,166 @@
+//! Presence in Redis: one sorted-set member per connection, scored by its expiry, entered and
+//! left through `scripts/enter.lua` and `exit.lua` (after the `reap.lua` prelude, which drops
+//! expired members and announces who left), and the loop that refreshes this node's members
+//! and reaps those of dead nodes. Delivery of `J`/`L` messages is in `bus` and `live`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use assist_relay_proto::Member;
+use async_trait::async_trait;
+
+use super::body::parse_member;
+use super::commands::{lock, unavailable};
+use super::keys::Keys;
+use super::shared::{Inner, RedisStore};
+use crate::store::{now_us, Entered, Presence, StoreError};
+
+#[async_trait]
+impl Presence for RedisStore {
+    async fn enter(
+        &self,
+        room: &str,
+        member: &Member,
+        conn: u64,
+        max_members: usize,
+        max_conns: usize,
+    ) -> Result<Entered, StoreError> {
+        let inner = &self.inner;
+        let k = Keys::of(room);
+        let key = format!(
+            "{}\x1f{}\x1f{}:{conn}",
+            member.id,
+            member.role.as_str(),
+            inner.node_id
+        );
+        let now = now_us() / 1000;
+        let expiry = now + inner.cfg.presence_ttl.as_millis() as u64;
+        let mut c = inner.conn.clone();
+        // KEYS and ARGV in the order `scripts/reap.lua` and `scripts/enter.lua` name them.
+        let reply: Vec<String> = inner
+            .scripts
+            .enter
+            .key(&k.presence)
+            .key(&k.meta)
+            .key(&k.log)
+            .key(&k.chat)
+            .key(&k.pages)
+            .key(&k.typed)
+            .arg(now)
+            .arg(&k.channel)
+            .arg(inner.sharded())
+            .arg(&key)
+            .arg(&member.id)
+            .arg(member.role.as_str())
+            .arg(max_members)
+            .arg(expiry)
+            .arg(inner.cfg.room_ttl.as_millis() as u64)
+            .arg(max_conns)
+            .invoke_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        match reply.first().map(String::as_str) {
+            Some("full") => return Ok(Entered::Full),
+            Some("conns") => return Ok(Entered::TooManyConnections),
+            _ => {}
+        }
+        lock(&inner.local).insert((room.to_owned(), conn), key);
+        let mut members: Vec<Member> = reply
+            .iter()
+            .skip(1)
+            .filter_map(|s| parse_member(s))
+            .collect();
+        members.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(Entered::Members(members))
+    }
+
+    async fn exit(&self, room: &str, member: &Member, conn: u64) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let Some(key) = lock(&inner.local).remove(&(room.to_owned(), conn)) else {
+            return Ok(());
+        };
+        let k = Keys::of(room);
+        let mut c = inner.conn.clone();
+        // KEYS and ARGV in the order `scripts/reap.lua` and `scripts/exit.lua` name them.
+        let _: i64 = inner
+            .scripts
+            .exit
+            .key(&k.presence)
+            .arg(now_us() / 1000)
+            .arg(&k.channel)
+            .arg(inner.sharded())
+            .arg(&key)
+            .arg(&member.id)
+            .arg(member.role.as_str())
+            .invoke_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+/// Refreshes this node's presence entries and reaps expired ones (members of dead nodes).
+pub(super) async fn presence_loop(weak: std::sync::Weak<Inner>) {
+    let period = match weak.upgrade() {
+        Some(i) => (i.cfg.presence_ttl / 3).max(Duration::from_millis(100)),
+        None => return,
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = weak.upgrade() else { return };
+        let local: Vec<((String, u64), String)> = lock(&inner.local)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let now = now_us() / 1000;
+        let expiry = now + inner.cfg.presence_ttl.as_millis() as u64;
+        let mut by_room: HashMap<&str, Vec<&String>> = HashMap::new();
+        for ((room, _), member) in &local {
+            by_room.entry(room.as_str()).or_default().push(member);
+        }
+        let ttl = inner.cfg.room_ttl.as_millis() as i64;
+        let mut conn = inner.conn.clone();
+        let rooms: Vec<&str> = by_room.keys().copied().collect();
+        // One pipeline per room: a room's keys share a slot; different rooms may not.
+        for (room, members) in &by_room {
+            let k = Keys::of(room);
+            let mut pipe = redis::pipe();
+            for m in members {
+                pipe.cmd("ZADD")
+                    .arg(&k.presence)
+                    .arg("XX")
+                    .arg(expiry)
+                    .arg(*m)
+                    .ignore();
+            }
+            // A customer is here: the room is not idle (see `idle_rooms`).
+            if members.iter().any(|m| m.contains("\x1fcustomer\x1f")) {
+                pipe.hset(&k.meta, "cseen", now).ignore();
+            }
+            for key in [&k.meta, &k.log, &k.chat, &k.presence, &k.pages, &k.typed] {
+                pipe.pexpire(key, ttl).ignore();
+            }
+            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                tracing::debug!(error = %e, "presence refresh failed");
+            }
+        }
+        for room in rooms {
+            let k = Keys::of(room);
+            // KEYS and ARGV in the order `scripts/reap.lua` names them.
+            let r: Result<i64, _> = inner
+                .scripts
+                .reap
+                .key(&k.presence)
+                .arg(now)
+                .arg(&k.channel)
+                .arg(inner.sharded())
+                .invoke_async(&mut conn)
+                .await;
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "presence reap failed");
+            }
+        }
+    }
+}
