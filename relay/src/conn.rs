@@ -38,12 +38,13 @@ use tokio_tungstenite::WebSocketStream;
 use crate::auth::Admission;
 use crate::config::NodeConfig;
 use crate::guide::{GuideRates, Relayed, RelayedBody};
+use crate::hub::{chunk_data_bytes, encode_message, now_us};
 use crate::mask::{may_need_masking, MaskPolicy, RoomMask};
 use crate::pages::{read_meta, MetaInfo};
 use crate::server::Node;
 use crate::store::{
-    chunk_data_bytes, encode_message, now_us, Appended, CatchUp, CatchUpRequest, ChunkIn, Entered,
-    Entry, EntryBody, NewEntry, RoomMsg, Staged, StoreError, Subscription, UploadLimits,
+    Appended, CatchUp, CatchUpRequest, ChunkIn, Entered, Entry, EntryBody, NewEntry, RoomMsg,
+    Staged, StoreError, Subscription, UploadLimits,
 };
 
 /// Events larger than this are masked on the blocking pool.
@@ -281,7 +282,6 @@ pub(crate) async fn serve(
     let exit = conn.session(&mut entered).await;
     if entered {
         crate::audit::leave(conn.room(), &conn.me.id, role, conn_id, exit.audit_name());
-        node.local_rooms.leave(conn.room(), &node.metrics);
         if let Err(e) = node.broker.exit(conn.room(), &conn.me, conn_id).await {
             tracing::warn!(error = %e, "presence exit failed");
         }
@@ -374,7 +374,6 @@ impl Conn {
             Entered::TooManyConnections => return Err(Exit::Close(CloseCode::TooManyConnections)),
         };
         *entered = true;
-        node.local_rooms.enter(&room, &node.metrics);
         let request = CatchUpRequest {
             resume,
             events: self.receives_events(),

@@ -550,7 +550,7 @@ fn write_recording(
         participants,
         pages,
         files,
-        compacted_ms: crate::store::now_us() / 1000,
+        compacted_ms: crate::hub::now_us() / 1000,
     };
     let json =
         serde_json::to_vec_pretty(&manifest).map_err(|e| CompactError::Permanent(e.to_string()))?;

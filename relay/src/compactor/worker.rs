@@ -358,7 +358,7 @@ async fn refresh_pending(store: &RedisStore, metrics: &CompactorMetrics) {
         let age = oldest
             .and_then(|id| id.split('-').next()?.parse::<u64>().ok())
             .map_or(0, |ms| {
-                (crate::store::now_us() / 1000).saturating_sub(ms) / 1000
+                (crate::hub::now_us() / 1000).saturating_sub(ms) / 1000
             });
         metrics.oldest_pending.set(age as i64);
     }

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use assist_relay_proto::{EventKind, Member, PageKind, PageRecord};
 use async_trait::async_trait;
 use dashmap::DashMap;
-use tokio::sync::broadcast;
 
 use super::cap;
 use super::plan::{plan, Bounds};
@@ -21,6 +20,7 @@ use super::{
     LogState, NewEntry, RoomInfo, RoomLog, RoomMsg, Staged, StoreError, Subscription, UploadLimits,
     MAX_PAGES, MAX_TYPED_HASHES,
 };
+use crate::hub::{Hub, HubConfig};
 
 /// In-process room store (embedded mode).
 pub struct MemoryStore {
@@ -30,6 +30,8 @@ pub struct MemoryStore {
     config: LogConfig,
     /// Payload bytes of every room log plus every staged upload (the node's memory budget).
     used: Arc<AtomicU64>,
+    /// The node's fan-out: appends are delivered to it under the room lock.
+    hub: Arc<Hub>,
 }
 
 type UploadKey = (String, String, String);
@@ -114,9 +116,6 @@ struct RoomState {
     chat_floor: u64,
     dedup: HashMap<(String, String), u64>,
     dedup_order: VecDeque<(String, String)>,
-    tx: broadcast::Sender<RoomMsg>,
-    /// Payload bytes broadcast so far (see `Subscription::head_bytes`).
-    sent_bytes: Arc<AtomicU64>,
     presence: HashMap<String, (Member, HashSet<u64>)>,
     last_activity: Instant,
     /// Page timeline, oldest first, at most `MAX_PAGES`.
@@ -159,7 +158,7 @@ impl Drop for RoomState {
 }
 
 impl RoomState {
-    fn new(buffer: usize, used: Arc<AtomicU64>) -> RoomState {
+    fn new(used: Arc<AtomicU64>) -> RoomState {
         RoomState {
             epoch: new_epoch(),
             head: 0,
@@ -171,8 +170,6 @@ impl RoomState {
             chat_floor: 1,
             dedup: HashMap::new(),
             dedup_order: VecDeque::new(),
-            tx: broadcast::channel(buffer.max(1)).0,
-            sent_bytes: Arc::new(AtomicU64::new(0)),
             presence: HashMap::new(),
             last_activity: Instant::now(),
             pages: VecDeque::new(),
@@ -246,6 +243,10 @@ impl MemoryStore {
                 used: used.clone(),
                 ..Uploads::default()
             }),
+            hub: Hub::new(HubConfig {
+                buffer: config.room_buffer,
+                held: None,
+            }),
             config,
             used,
         })
@@ -268,10 +269,10 @@ impl MemoryStore {
                     .unwrap_or_else(|p| p.into_inner())
                     .expire(now);
                 let ttl = store.config.empty_room_ttl;
-                store.rooms.retain(|_, room| {
+                store.rooms.retain(|name, room| {
                     let st = lock(room);
                     !(st.presence.is_empty()
-                        && st.tx.receiver_count() == 0
+                        && store.hub.subscribers(name) == 0
                         && st.last_activity.elapsed() >= ttl)
                 });
             }
@@ -284,12 +285,7 @@ impl MemoryStore {
         }
         self.rooms
             .entry(room.to_owned())
-            .or_insert_with(|| {
-                Arc::new(Mutex::new(RoomState::new(
-                    self.config.room_buffer,
-                    self.used.clone(),
-                )))
-            })
+            .or_insert_with(|| Arc::new(Mutex::new(RoomState::new(self.used.clone()))))
             .clone()
     }
 
@@ -318,13 +314,15 @@ impl MemoryStore {
     /// Tests use it to exercise resync after an epoch change.
     pub fn drop_room(&self, room: &str) {
         self.rooms.remove(room);
+        // Its subscribers here recover from the log, which now starts a new epoch.
+        self.hub.send(room, RoomMsg::Recover);
     }
 }
 
 #[async_trait]
 impl RoomLog for MemoryStore {
-    async fn append(&self, room: &str, new: NewEntry) -> Result<Appended, StoreError> {
-        let room = self.room(room);
+    async fn append(&self, room_id: &str, new: NewEntry) -> Result<Appended, StoreError> {
+        let room = self.room(room_id);
         let mut st = lock(&room);
         st.last_activity = Instant::now();
         if st.sealed {
@@ -365,8 +363,11 @@ impl RoomLog for MemoryStore {
         }
         st.head += 1;
         let offset = st.head;
-        let cum = st.sent_bytes.fetch_add(size, Ordering::Relaxed) + size;
-        let entry = Arc::new(Entry::new(offset, st.epoch.clone(), new.body).with_cum_bytes(cum));
+        // On the ring of this node's subscribers, if any, under the room lock: they see entries
+        // in offset order, and only after a catch-up read (which takes the lock) could see them.
+        let entry = self
+            .hub
+            .deliver(room_id, Entry::new(offset, st.epoch.clone(), new.body));
         match &entry.body {
             EntryBody::Event {
                 kind: EventKind::Meta,
@@ -433,8 +434,6 @@ impl RoomLog for MemoryStore {
                 }
             }
         }
-        // No receivers is fine: nobody is watching this room on this node.
-        let _ = st.tx.send(RoomMsg::Entry(entry));
         Ok(Appended {
             offset,
             duplicate: false,
@@ -471,15 +470,15 @@ impl RoomLog for MemoryStore {
         })
     }
 
-    async fn seal(&self, room: &str) -> Result<bool, StoreError> {
-        let room = self.room(room);
+    async fn seal(&self, room_id: &str) -> Result<bool, StoreError> {
+        let room = self.room(room_id);
         let mut st = lock(&room);
         st.last_activity = Instant::now();
         if st.sealed {
             return Ok(false);
         }
         st.sealed = true;
-        let _ = st.tx.send(RoomMsg::Closed);
+        self.hub.send(room_id, RoomMsg::Closed);
         Ok(true)
     }
 
@@ -719,24 +718,19 @@ impl RoomLog for MemoryStore {
 #[async_trait]
 impl Broker for MemoryStore {
     async fn subscribe(&self, room: &str) -> Result<Subscription, StoreError> {
-        let room = self.room(room);
-        let st = lock(&room);
-        Ok(Subscription {
-            rx: st.tx.subscribe(),
-            head_bytes: st.sent_bytes.clone(),
-            guard: Box::new(()),
-        })
+        let _ = self.room(room);
+        Ok(self.hub.subscribe(room).0)
     }
 
     async fn enter(
         &self,
-        room: &str,
+        room_id: &str,
         member: &Member,
         conn: u64,
         max_members: usize,
         max_conns: usize,
     ) -> Result<Entered, StoreError> {
-        let room = self.room(room);
+        let room = self.room(room_id);
         let mut st = lock(&room);
         st.last_activity = Instant::now();
         let first = !st.presence.contains_key(&member.id);
@@ -756,7 +750,8 @@ impl Broker for MemoryStore {
             .1
             .insert(conn);
         if first {
-            let _ = st.tx.send(RoomMsg::Joined(Arc::new(member.clone())));
+            self.hub
+                .send(room_id, RoomMsg::Joined(Arc::new(member.clone())));
         }
         if member.role == assist_relay_proto::Role::Customer {
             st.customer_left = None;
@@ -764,8 +759,8 @@ impl Broker for MemoryStore {
         Ok(Entered::Members(st.members()))
     }
 
-    async fn exit(&self, room: &str, member: &Member, conn: u64) -> Result<(), StoreError> {
-        let Some(room) = self.rooms.get(room).map(|r| r.clone()) else {
+    async fn exit(&self, room_id: &str, member: &Member, conn: u64) -> Result<(), StoreError> {
+        let Some(room) = self.rooms.get(room_id).map(|r| r.clone()) else {
             return Ok(());
         };
         let mut st = lock(&room);
@@ -779,7 +774,8 @@ impl Broker for MemoryStore {
         };
         if last {
             st.presence.remove(&member.id);
-            let _ = st.tx.send(RoomMsg::Left(Arc::new(member.clone())));
+            self.hub
+                .send(room_id, RoomMsg::Left(Arc::new(member.clone())));
             let customer_present = st
                 .presence
                 .values()
@@ -791,19 +787,23 @@ impl Broker for MemoryStore {
         Ok(())
     }
 
-    async fn relay(&self, room: &str, msg: crate::guide::Relayed) -> Result<(), StoreError> {
-        let Some(room) = self.rooms.get(room).map(|r| r.clone()) else {
+    async fn relay(&self, room_id: &str, msg: crate::hub::Relayed) -> Result<(), StoreError> {
+        let Some(room) = self.rooms.get(room_id).map(|r| r.clone()) else {
             return Ok(()); // nobody is subscribed
         };
         let st = lock(&room);
         // Under the room lock, so no append slips between the head read and the send.
         let msg = msg.stamped(&st.epoch, st.head);
-        let _ = st.tx.send(RoomMsg::Relay(Arc::new(msg)));
+        self.hub.send(room_id, RoomMsg::Relay(Arc::new(msg)));
         Ok(())
     }
 
     async fn healthy(&self) -> bool {
         true
+    }
+
+    fn hub(&self) -> &Arc<Hub> {
+        &self.hub
     }
 }
 

@@ -24,7 +24,7 @@
 //! back (jittered exponential backoff), every local member is told to recover from the log.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -36,15 +36,16 @@ use redis::aio::ConnectionManager;
 use redis::streams::StreamRangeReply;
 use redis::{AsyncCommands, Script, Value};
 use serde_json::value::RawValue;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::plan::{plan, Bounds};
-use super::window::Window;
 use super::{
-    now_us, Appended, Broker, CatchUp, CatchUpRequest, ChunkIn, Entered, Entry, EntryBody,
-    LogConfig, LogState, NewEntry, RoomInfo, RoomLog, RoomMsg, Staged, StoreError, Subscription,
-    UploadLimits, MAX_PAGES, MAX_TYPED_HASHES,
+    Appended, Broker, CatchUp, CatchUpRequest, ChunkIn, Entered, Entry, EntryBody, LogConfig,
+    LogState, NewEntry, RoomInfo, RoomLog, RoomMsg, Staged, StoreError, Subscription, UploadLimits,
+    MAX_PAGES, MAX_TYPED_HASHES,
 };
+use crate::hub::now_us;
+use crate::hub::{Hub, HubConfig, Room};
 
 /// Settings of the Redis backend.
 #[derive(Clone)]
@@ -625,15 +626,55 @@ enum SubCmd {
 /// nothing; it is not tied to a small `--room-buffer`.
 const MIN_INBOX: usize = 1024;
 
-/// A room this node is subscribed to.
-struct RoomSub {
+/// What this backend keeps for a room with live subscribers here, as the hub room's feed
+/// ([`crate::hub::Room::feed`]): it lives exactly as long as the room has subscribers on this
+/// node, and dropping it stops the pump and unsubscribes the channel.
+struct Feed {
+    room: String,
+    inner: std::sync::Weak<Inner>,
     inbox: mpsc::Sender<Inbound>,
     live: Arc<Live>,
-    subscribers: usize,
     /// Becomes `Some(result)` once the SUBSCRIBE is confirmed (or failed).
     ready: watch::Receiver<Option<Result<(), String>>>,
+    ready_tx: watch::Sender<Option<Result<(), String>>>,
     recover_pending: Arc<AtomicBool>,
     pump: tokio::task::JoinHandle<()>,
+}
+
+impl Feed {
+    fn start(inner: &Arc<Inner>, room: &str, hub_room: std::sync::Weak<Room>) -> Feed {
+        let (inbox_tx, inbox_rx) = mpsc::channel(inner.log_cfg.room_buffer.max(MIN_INBOX));
+        let (ready_tx, ready_rx) = watch::channel(None);
+        let live = Arc::new(Live::new(hub_room));
+        let pump = tokio::spawn(pump(inner.clone(), room.to_owned(), inbox_rx, live.clone()));
+        Feed {
+            room: room.to_owned(),
+            inner: Arc::downgrade(inner),
+            inbox: inbox_tx,
+            live,
+            ready: ready_rx,
+            ready_tx,
+            recover_pending: Arc::new(AtomicBool::new(false)),
+            pump,
+        }
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.pump.abort();
+        if let Some(inner) = self.inner.upgrade() {
+            inner.unsubscribe_channel(Keys::of(&self.room).channel);
+        }
+    }
+}
+
+/// The feed of `room`, if it has live subscribers here.
+fn feed_of(inner: &Inner, room: &str) -> Option<Arc<Room>> {
+    inner
+        .hub
+        .get(room)
+        .filter(|r| r.feed_if::<Feed>().is_some())
 }
 
 struct Inner {
@@ -650,7 +691,8 @@ struct Inner {
     enter: Script,
     exit: Script,
     reap: Script,
-    rooms: Mutex<HashMap<String, RoomSub>>,
+    /// The node's fan-out and its one room registry; a subscribed room's [`Feed`] is kept there.
+    hub: Arc<Hub>,
     /// (room, conn) -> presence member, for refreshing.
     local: Mutex<HashMap<(String, u64), String>>,
     subs: mpsc::Sender<SubCmd>,
@@ -771,6 +813,10 @@ impl RedisStore {
             (Commands::Single(conn), Some(client))
         };
         let (subs_tx, subs_rx) = mpsc::channel(1024);
+        let hub = Hub::new(HubConfig {
+            buffer: log_cfg.room_buffer,
+            held: Some((log_cfg.room_buffer_bytes, metrics.live_bytes.clone())),
+        });
         let inner = Arc::new(Inner {
             conn,
             log_cfg,
@@ -785,7 +831,7 @@ impl RedisStore {
             enter: Script::new(&format!("{REAP}{ENTER}")),
             exit: Script::new(&format!("{REAP}{EXIT}")),
             reap: Script::new(&format!("{REAP}return 1")),
-            rooms: Mutex::new(HashMap::new()),
+            hub,
             local: Mutex::new(HashMap::new()),
             subs: subs_tx,
             pubsub_up: AtomicBool::new(false),
@@ -1448,79 +1494,23 @@ fn parse_pages(raw: &[Vec<u8>]) -> Vec<PageRecord> {
         .collect()
 }
 
-/// Unsubscribes when the last local subscriber of a room goes away.
-struct SubGuard {
-    inner: Arc<Inner>,
-    room: String,
-}
-
-impl Drop for SubGuard {
-    fn drop(&mut self) {
-        let mut rooms = lock(&self.inner.rooms);
-        let last = match rooms.get_mut(&self.room) {
-            Some(r) => {
-                r.subscribers -= 1;
-                r.subscribers == 0
-            }
-            None => false,
-        };
-        if last {
-            if let Some(r) = rooms.remove(&self.room) {
-                r.pump.abort();
-            }
-            self.inner.unsubscribe_channel(Keys::of(&self.room).channel);
-        }
-    }
-}
-
 #[async_trait]
 impl Broker for RedisStore {
     async fn subscribe(&self, room: &str) -> Result<Subscription, StoreError> {
         let inner = &self.inner;
-        let (rx, head_bytes, mut ready, ack) = {
-            let mut rooms = lock(&inner.rooms);
-            if let Some(r) = rooms.get_mut(room) {
-                r.subscribers += 1;
-                (
-                    r.live.tx.subscribe(),
-                    r.live.sent_bytes.clone(),
-                    r.ready.clone(),
-                    None,
-                )
-            } else {
-                let (tx, rx) = broadcast::channel(inner.log_cfg.room_buffer.max(1));
-                let (inbox_tx, inbox_rx) = mpsc::channel(inner.log_cfg.room_buffer.max(MIN_INBOX));
-                let sent_bytes = Arc::new(AtomicU64::new(0));
-                let (ready_tx, ready_rx) = watch::channel(None);
-                let window = Window::new(
-                    inner.log_cfg.room_buffer,
-                    inner.log_cfg.room_buffer_bytes,
-                    inner.metrics.live_bytes.clone(),
-                );
-                let live = Arc::new(Live::new(tx, sent_bytes.clone(), window));
-                let pump =
-                    tokio::spawn(pump(inner.clone(), room.to_owned(), inbox_rx, live.clone()));
-                rooms.insert(
-                    room.to_owned(),
-                    RoomSub {
-                        inbox: inbox_tx,
-                        live,
-                        subscribers: 1,
-                        ready: ready_rx.clone(),
-                        recover_pending: Arc::new(AtomicBool::new(false)),
-                        pump,
-                    },
-                );
-                (rx, sent_bytes, ready_rx, Some(ready_tx))
-            }
+        let (sub, hub_room) = inner.hub.subscribe(room);
+        let mut first = false;
+        let weak = Arc::downgrade(&hub_room);
+        let Some(feed) = hub_room.feed(|| {
+            first = true;
+            Feed::start(inner, room, weak)
+        }) else {
+            return Err(StoreError::Corrupt("room feed of another backend".into()));
         };
-        let guard = SubGuard {
-            inner: inner.clone(),
-            room: room.to_owned(),
-        };
-        if let Some(ready_tx) = ack {
+        let mut ready = feed.ready.clone();
+        if first {
             let result = inner.subscribe_channel(Keys::of(room).channel).await;
-            ready_tx.send_replace(Some(result));
+            feed.ready_tx.send_replace(Some(result));
         }
         let outcome = tokio::time::timeout(Duration::from_secs(5), ready.wait_for(Option::is_some))
             .await
@@ -1528,11 +1518,7 @@ impl Broker for RedisStore {
             .and_then(|r| r.ok().map(|v| v.clone()))
             .flatten();
         match outcome {
-            Some(Ok(())) => Ok(Subscription {
-                rx,
-                head_bytes,
-                guard: Box::new(guard),
-            }),
+            Some(Ok(())) => Ok(sub),
             Some(Err(e)) => Err(StoreError::Unavailable(e)),
             None => Err(StoreError::Unavailable(
                 "pub/sub subscription timed out".into(),
@@ -1634,6 +1620,10 @@ impl Broker for RedisStore {
         Ok(())
     }
 
+    fn hub(&self) -> &Arc<Hub> {
+        &self.inner.hub
+    }
+
     async fn healthy(&self) -> bool {
         self.inner.pubsub_up.load(Ordering::SeqCst) && self.inner.ping_ok.load(Ordering::SeqCst)
     }
@@ -1674,10 +1664,10 @@ async fn pubsub_loop(inner: Arc<Inner>, client: redis::Client, mut cmds: mpsc::R
             }
         };
         let (mut sink, mut stream) = pubsub.split();
-        let channels: Vec<String> = lock(&inner.rooms)
-            .keys()
-            .map(|r| Keys::of(r).channel)
-            .collect();
+        let mut channels: Vec<String> = Vec::new();
+        inner
+            .hub
+            .each(|room, _| channels.push(Keys::of(room).channel));
         let mut ok = true;
         for ch in &channels {
             if sink.subscribe(ch).await.is_err() {
@@ -1697,9 +1687,11 @@ async fn pubsub_loop(inner: Arc<Inner>, client: redis::Client, mut cmds: mpsc::R
                 rooms = channels.len(),
                 "redis pub/sub reconnected; local members recover from the log"
             );
-            for r in lock(&inner.rooms).values() {
-                request_recover(r);
-            }
+            inner.hub.each(|_, r| {
+                if let Some(f) = r.feed_if::<Feed>() {
+                    request_recover(f);
+                }
+            });
         }
         connected_before = true;
         loop {
@@ -1714,7 +1706,7 @@ async fn pubsub_loop(inner: Arc<Inner>, client: redis::Client, mut cmds: mpsc::R
                     Some(SubCmd::Unsubscribe(ch)) => {
                         // Someone may have subscribed again in the meantime.
                         let room = Keys::room_of_channel(&ch).map(str::to_owned);
-                        if room.is_some_and(|r| !lock(&inner.rooms).contains_key(&r)) {
+                        if room.is_some_and(|r| feed_of(&inner, &r).is_none()) {
                             let mut sink = sink.clone();
                             tokio::spawn(async move { let _ = sink.unsubscribe(ch).await; });
                         }
@@ -1732,7 +1724,7 @@ async fn pubsub_loop(inner: Arc<Inner>, client: redis::Client, mut cmds: mpsc::R
     }
 }
 
-fn request_recover(r: &RoomSub) {
+fn request_recover(r: &Feed) {
     if !r.recover_pending.swap(true, Ordering::SeqCst) {
         // Counted now, so the reader queues what follows behind the recovery.
         lock(&r.live.state).queued += 1;
@@ -1779,8 +1771,10 @@ fn route_push(inner: &Inner, push: redis::PushInfo) {
             let Some(room) = Keys::room_of_channel(&ch) else {
                 return;
             };
-            let rooms = lock(&inner.rooms);
-            if let Some(r) = rooms.get(room) {
+            if let Some(hub_room) = feed_of(inner, room) {
+                let Some(r) = hub_room.feed_if::<Feed>() else {
+                    return;
+                };
                 let resubscribed = matches!(&*r.ready.borrow(), Some(Ok(())));
                 if resubscribed {
                     inner.metrics.reconnects.inc();
@@ -1796,8 +1790,12 @@ fn route_payload(inner: &Inner, channel: &str, payload: &[u8]) {
     let Some(room) = Keys::room_of_channel(channel) else {
         return;
     };
-    let rooms = lock(&inner.rooms);
-    let Some(r) = rooms.get(room) else { return };
+    let Some(hub_room) = feed_of(inner, room) else {
+        return;
+    };
+    let Some(r) = hub_room.feed_if::<Feed>() else {
+        return;
+    };
     let mut st = lock(&r.live.state);
     if st.queued == 0 {
         match r.live.handle(&mut st, payload, room) {
@@ -1824,8 +1822,8 @@ fn route_payload(inner: &Inner, channel: &str, payload: &[u8]) {
 /// to the pump, and everything after it too until the pump's queue is empty again, so a room's
 /// messages are always handled in arrival order.
 struct Live {
-    tx: broadcast::Sender<RoomMsg>,
-    sent_bytes: Arc<AtomicU64>,
+    /// Where ordered entries go: the hub's room (weak: the room owns this feed).
+    room: std::sync::Weak<Room>,
     state: Mutex<LiveState>,
 }
 
@@ -1834,8 +1832,6 @@ struct LiveState {
     last: Option<u64>,
     /// Messages handed to the pump and not yet handled. While non-zero the reader queues.
     queued: usize,
-    /// The entries the ring points at.
-    window: Window,
 }
 
 /// What handling a published message still needs.
@@ -1853,16 +1849,21 @@ enum Step<'a> {
 }
 
 impl Live {
-    fn new(tx: broadcast::Sender<RoomMsg>, sent_bytes: Arc<AtomicU64>, window: Window) -> Live {
+    fn new(room: std::sync::Weak<Room>) -> Live {
         Live {
-            tx,
-            sent_bytes,
+            room,
             state: Mutex::new(LiveState {
                 epoch: Arc::from(""),
                 last: None,
                 queued: 0,
-                window,
             }),
+        }
+    }
+
+    /// Hands `msg` to the hub's room.
+    fn send(&self, msg: RoomMsg) {
+        if let Some(r) = self.room.upgrade() {
+            r.send(msg);
         }
     }
 
@@ -1870,7 +1871,7 @@ impl Live {
     fn handle<'a>(&self, st: &mut LiveState, bytes: &'a [u8], room: &str) -> Step<'a> {
         match bytes.first() {
             Some(b'C') => {
-                let _ = self.tx.send(RoomMsg::Closed);
+                self.send(RoomMsg::Closed);
             }
             Some(b'G') => {
                 // `<epoch>:<head>:<payload>`: relayed in arrival order, which is stream order.
@@ -1882,7 +1883,7 @@ impl Live {
                 })();
                 match parsed {
                     Some(r) => {
-                        let _ = self.tx.send(RoomMsg::Relay(Arc::new(r)));
+                        self.send(RoomMsg::Relay(Arc::new(r)));
                     }
                     None => tracing::warn!("unreadable relayed message"),
                 }
@@ -1890,7 +1891,7 @@ impl Live {
             Some(b'J') | Some(b'L') => {
                 if let Some(m) = std::str::from_utf8(&bytes[1..]).ok().and_then(parse_member) {
                     let m = Arc::new(m);
-                    let _ = self.tx.send(if bytes[0] == b'J' {
+                    self.send(if bytes[0] == b'J' {
                         RoomMsg::Joined(m)
                     } else {
                         RoomMsg::Left(m)
@@ -1937,12 +1938,10 @@ impl Live {
             if st.last.is_some_and(|l| off <= l) {
                 continue;
             }
-            let size = body.size() as u64;
-            let cum = self.sent_bytes.fetch_add(size, Ordering::Relaxed) + size;
-            let entry = Entry::new(off, st.epoch.clone(), body)
-                .accepted_at(acc)
-                .with_cum_bytes(cum);
-            let _ = self.tx.send(RoomMsg::Held(st.window.hold(Arc::new(entry))));
+            let entry = Entry::new(off, st.epoch.clone(), body).accepted_at(acc);
+            if let Some(r) = self.room.upgrade() {
+                r.deliver(entry);
+            }
             st.last = Some(off);
         }
     }
@@ -1960,7 +1959,7 @@ async fn pump(
         match msg {
             Inbound::Recover => {
                 lock(&live.state).last = None;
-                let _ = live.tx.send(RoomMsg::Recover);
+                live.send(RoomMsg::Recover);
             }
             Inbound::Published(bytes) => {
                 let step = live.handle(&mut lock(&live.state), &bytes, &room);
@@ -1995,7 +1994,7 @@ async fn pump(
                             if matches!(err, StoreError::Corrupt(_)) {
                                 tracing::error!(error = %err, room, offset, "corrupt room log entry");
                             }
-                            let _ = live.tx.send(RoomMsg::Recover);
+                            live.send(RoomMsg::Recover);
                             st.last = None;
                         }
                     }
