@@ -30,8 +30,6 @@ pub struct Node {
     pub broker: Arc<dyn Broker>,
     /// Metrics.
     pub metrics: Metrics,
-    /// Rooms with members on this node.
-    pub local_rooms: crate::rooms::LocalRooms,
     /// Native-page placeholder templates.
     pub templates: crate::native::Templates,
     /// Salt of typed-value hashes (masking of echoes): `config.mask_key`, shared by every node of
@@ -69,6 +67,8 @@ impl Node {
                 tracing::error!(error = %e, "native-page templates; using the built-in one");
                 crate::native::Templates::builtin()
             });
+        // The hub keeps the one registry of rooms with subscribers here; it reports their number.
+        broker.hub().report_rooms(metrics.rooms.clone());
         Arc::new(Node {
             templates,
             mask_key: config.mask_key,
@@ -80,7 +80,6 @@ impl Node {
             log,
             broker,
             metrics,
-            local_rooms: Default::default(),
             draining: AtomicBool::new(false),
             shutdown: watch::channel(false).0,
             next_conn: AtomicU64::new(1),

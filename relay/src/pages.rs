@@ -10,8 +10,10 @@
 use assist_relay_proto::{EventKind, NativePage, PageKind, PageRecord};
 use serde_json::value::RawValue;
 
+use crate::hub::now_us;
+use crate::hub::EntryBody;
 use crate::native::{NativeError, Templates};
-use crate::store::{now_us, Appended, EntryBody, NewEntry, RoomLog, StoreError};
+use crate::store::{Appended, NewEntry, RoomLog, StoreError};
 
 /// Viewport reported for a placeholder when the room's last web page is unknown (a phone).
 pub const DEFAULT_VIEWPORT: (u32, u32) = (390, 844);

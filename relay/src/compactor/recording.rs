@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::job::{CompactError, Outcome};
-use crate::store::{Entry, EntryBody};
+use crate::hub::{Entry, EntryBody};
 
 /// Version of the recording format.
 pub const FORMAT_VERSION: u32 = 1;
@@ -363,7 +363,7 @@ pub(super) fn write_recording(
         participants,
         pages,
         files,
-        compacted_ms: crate::store::now_us() / 1000,
+        compacted_ms: crate::hub::now_us() / 1000,
     };
     let json =
         serde_json::to_vec_pretty(&manifest).map_err(|e| CompactError::Permanent(e.to_string()))?;

@@ -207,7 +207,7 @@ async fn refresh_pending(store: &RedisStore, metrics: &CompactorMetrics) {
             .next()
             .and_then(|ms| ms.parse::<u64>().ok())
             .map_or(0, |ms| {
-                (crate::store::now_us() / 1000).saturating_sub(ms) / 1000
+                (crate::hub::now_us() / 1000).saturating_sub(ms) / 1000
             }),
         _ => 0,
     };

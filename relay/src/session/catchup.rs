@@ -12,9 +12,8 @@ use assist_relay_proto::{
 
 use super::exit::Exit;
 use super::outbound::Outbound;
-use crate::store::{
-    chunk_data_bytes, now_us, CatchUp, CatchUpRequest, Entered, Entry, EntryBody, Subscription,
-};
+use crate::hub::{chunk_data_bytes, now_us, Entry, EntryBody, Subscription};
+use crate::store::{CatchUp, CatchUpRequest, Entered};
 
 /// rrweb incremental sources that only move a pointer; a lagging viewer needs only the last one.
 const POINTER_SOURCES: [u8; 2] = [1, 6]; // MouseMove, TouchMove
@@ -47,7 +46,6 @@ impl Outbound {
             Entered::TooManyConnections => return Err(Exit::Close(CloseCode::TooManyConnections)),
         };
         *entered = true;
-        node.local_rooms.enter(&room, &node.metrics);
         let request = CatchUpRequest {
             resume,
             events: self.rights.receives_events(),

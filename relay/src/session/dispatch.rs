@@ -13,7 +13,8 @@ use super::exit::Exit;
 use super::inbound::{frame_id, Inbound};
 use super::roles::Act;
 use super::upload::Chunk;
-use crate::store::{now_us, EntryBody, NewEntry};
+use crate::hub::{now_us, EntryBody};
+use crate::store::NewEntry;
 
 /// Inbound work the session runs one at a time.
 pub(super) enum Work {

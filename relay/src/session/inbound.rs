@@ -18,10 +18,11 @@ use super::roles::{Act, Rights};
 use super::socket::Out;
 use crate::auth::Admission;
 use crate::guide::GuideRates;
+use crate::hub::encode_message;
 use crate::limits::conn::{Admit, ConnRates};
 use crate::mask::{MaskPolicy, RoomMask};
 use crate::pages::MetaInfo;
-use crate::store::{encode_message, Appended, NewEntry, StoreError};
+use crate::store::{Appended, NewEntry, StoreError};
 use crate::Node;
 
 /// Everything handling one client frame needs; owned by that handling while it runs.

@@ -3,7 +3,6 @@
 //! (skip the backlog and recover from the log; close with 4001 when behind for too long). Writes
 //! are batched: up to [`WRITE_BATCH`] frames, one flush. It reads nothing from the client.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use assist_relay_proto::{CloseCode, ResyncReason, ServerFrame};
@@ -13,7 +12,7 @@ use tokio::time::Instant;
 use super::exit::Exit;
 use super::outbound::Outbound;
 use crate::guide::Relayed;
-use crate::store::{Entry, RoomMsg, Subscription};
+use crate::hub::{Entry, RoomMsg, Subscription};
 
 /// Live entries written before one flush.
 const WRITE_BATCH: usize = 64;
@@ -30,9 +29,15 @@ impl Outbound {
         let mut written = 0;
         while let Some(msg) = next.take() {
             match msg {
-                Ok(RoomMsg::Entry(e)) => written += self.on_entry(e, &sub.head_bytes).await?,
+                Ok(RoomMsg::Entry(e)) => {
+                    let backlog = sub.behind(&e);
+                    written += self.on_entry(e, backlog).await?
+                }
                 Ok(RoomMsg::Held(h)) => match h.entry() {
-                    Some(e) => written += self.on_entry(e, &sub.head_bytes).await?,
+                    Some(e) => {
+                        let backlog = sub.behind(&e);
+                        written += self.on_entry(e, backlog).await?
+                    }
                     // Dropped from the node's live window: this receiver is that far behind.
                     None if h.offset > self.last => {
                         self.overflow("bytes").await?;
@@ -88,17 +93,15 @@ impl Outbound {
     }
 
     /// Sends one live entry if it is next in order; recovers from the log on a gap, a new epoch, or
-    /// a backlog over the byte bound. Returns how many frames were written.
-    async fn on_entry(&mut self, e: Arc<Entry>, head_bytes: &AtomicU64) -> Result<usize, Exit> {
+    /// a backlog (the hub's count of payload bytes the room is ahead of `e`) over the byte bound.
+    /// Returns how many frames were written.
+    async fn on_entry(&mut self, e: Arc<Entry>, backlog: u64) -> Result<usize, Exit> {
         if *e.epoch != *self.epoch {
             return self.recover(ResyncReason::EpochChanged).await.map(|()| 1);
         }
         if e.offset <= self.last {
             return Ok(0); // already sent in the catch-up or a recovery
         }
-        let backlog = head_bytes
-            .load(Ordering::Relaxed)
-            .saturating_sub(e.cum_bytes);
         if backlog > self.node.config.max_queue_bytes {
             self.overflow("bytes").await?;
             return Ok(1);

@@ -45,7 +45,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::auth::Admission;
-use crate::store::{now_us, Subscription};
+use crate::hub::{now_us, Subscription};
 use crate::Node;
 use dispatch::Work;
 use exit::Exit;
@@ -84,7 +84,6 @@ pub(crate) async fn serve(node: Arc<Node>, ws: Socket, adm: Admission, conn_id: 
     if entered {
         let room = &*out.room;
         crate::audit::leave(room, &out.me.id, role, conn_id, exit.audit_name());
-        node.local_rooms.leave(room, &node.metrics);
         if let Err(e) = node.broker.exit(room, &out.me, conn_id).await {
             tracing::warn!(error = %e, "presence exit failed");
         }

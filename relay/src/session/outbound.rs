@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::exit::Exit;
 use super::roles::Rights;
 use super::socket::{Out, Wire};
-use crate::store::{encode_message, Entry};
+use crate::hub::{encode_message, Entry};
 use crate::Node;
 
 /// The socket side of a connection.

@@ -13,9 +13,10 @@ use tokio::time::Instant;
 
 use super::exit::Exit;
 use super::inbound::Inbound;
+use crate::hub::EntryBody;
 use crate::mask::{may_need_masking, MaskPolicy, RoomMask};
 use crate::pages::read_meta;
-use crate::store::{Appended, EntryBody, NewEntry};
+use crate::store::{Appended, NewEntry};
 
 /// Events larger than this are masked on the blocking pool.
 const BLOCKING_MASK_BYTES: usize = 256 * 1024;

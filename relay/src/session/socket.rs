@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::exit::{classify, Exit};
-use crate::store::now_us;
+use crate::hub::now_us;
 use crate::Node;
 
 /// The upgraded client socket (re-exported as `crate::session::Socket`; the accept path names it

@@ -19,237 +19,13 @@ pub mod cap;
 pub mod memory;
 pub mod plan;
 pub mod redis;
-pub mod window;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use assist_relay_proto::{
-    ChunkData, Codec, EventKind, EventPayload, JoinMode, Member, PageRecord, Position,
-    ResyncReason, ServerFrame,
-};
+use assist_relay_proto::{JoinMode, Member, PageRecord, Position, ResyncReason};
 use async_trait::async_trait;
-use serde_json::value::RawValue;
-use tokio::sync::broadcast;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-/// One stored entry of a room log: an rrweb event or a chat message, with its offset.
-///
-/// The encoded frame is cached per codec, so a relayed entry is serialized at most once per codec
-/// however many viewers receive it; each viewer gets a reference-counted clone.
-#[derive(Debug)]
-pub struct Entry {
-    /// Room offset.
-    pub offset: u64,
-    /// Room epoch this offset belongs to.
-    pub epoch: Arc<str>,
-    /// What was stored.
-    pub body: EntryBody,
-    /// When the relay accepted it from the publisher, µs since the Unix epoch (fan-out latency).
-    pub accepted_us: u64,
-    /// Payload bytes of this room's entries up to and including this one, as counted by the
-    /// subscription that delivered it (see [`Subscription::head_bytes`]).
-    pub cum_bytes: u64,
-    frames: [OnceLock<Frames>; 2],
-}
-
-/// The encoded form of an entry in one codec: one frame, or `chunk` frames when the frame would
-/// exceed the node's frame limit.
-#[derive(Debug)]
-enum Frames {
-    One(Message),
-    Chunked(Vec<Message>),
-}
-
-/// Bytes of envelope around a chunk's data (type, offset, index, count, size), generously.
-const CHUNK_ENVELOPE: usize = 512;
-
-/// The chunk data size that fits a frame of `max_frame` bytes in `codec`. JSON strings may double
-/// in size when escaped (every `"` and `\` of the event text); MessagePack `bin` does not grow.
-pub fn chunk_data_bytes(codec: Codec, max_frame: usize) -> usize {
-    let room = max_frame.saturating_sub(CHUNK_ENVELOPE).max(1024);
-    match codec {
-        Codec::Json => room / 2,
-        Codec::MsgPack => room,
-    }
-}
-
-/// The payload of an [`Entry`].
-#[derive(Debug, Clone)]
-pub enum EntryBody {
-    /// An rrweb event, raw JSON.
-    Event {
-        /// The event.
-        event: Box<RawValue>,
-        /// Its rrweb type.
-        kind: EventKind,
-        /// `data.source` of an incremental snapshot.
-        source: Option<u8>,
-    },
-    /// A chat message.
-    Chat {
-        /// Sender's message id.
-        id: String,
-        /// Sender.
-        from: Member,
-        /// Text.
-        text: String,
-        /// Acceptance time, ms since the Unix epoch.
-        ts: u64,
-    },
-}
-
-impl EntryBody {
-    /// Whether this is a chat message (delivered to every role) rather than an rrweb event.
-    pub fn is_chat(&self) -> bool {
-        matches!(self, EntryBody::Chat { .. })
-    }
-
-    /// Size of the payload, for memory accounting.
-    pub fn size(&self) -> usize {
-        match self {
-            EntryBody::Event { event, .. } => event.get().len(),
-            EntryBody::Chat { id, text, from, .. } => id.len() + text.len() + from.id.len() + 32,
-        }
-    }
-}
-
-impl Entry {
-    /// A new entry accepted now.
-    pub fn new(offset: u64, epoch: Arc<str>, body: EntryBody) -> Entry {
-        Entry {
-            offset,
-            epoch,
-            body,
-            accepted_us: now_us(),
-            cum_bytes: 0,
-            frames: Default::default(),
-        }
-    }
-
-    /// Sets when the entry was accepted (entries read back from a shared log).
-    pub fn accepted_at(mut self, accepted_us: u64) -> Entry {
-        if accepted_us > 0 {
-            self.accepted_us = accepted_us;
-        }
-        self
-    }
-
-    /// Sets the running byte count (done by the subscription side before broadcasting).
-    pub fn with_cum_bytes(mut self, cum_bytes: u64) -> Entry {
-        self.cum_bytes = cum_bytes;
-        self
-    }
-
-    /// The frames for this entry in `codec`, encoded on first use and shared afterwards: one
-    /// frame, or `chunk` frames when one frame would be larger than `max_frame` bytes.
-    pub fn messages(&self, codec: Codec, max_frame: usize) -> &[Message] {
-        let frames = self.frames[codec.index()].get_or_init(|| {
-            let one = encode_message(codec, &self.frame());
-            match &self.body {
-                EntryBody::Event { event, .. } if one.len() > max_frame => {
-                    Frames::Chunked(self.chunk_messages(codec, event.get(), max_frame))
-                }
-                _ => Frames::One(one),
-            }
-        });
-        match frames {
-            Frames::One(m) => std::slice::from_ref(m),
-            Frames::Chunked(v) => v,
-        }
-    }
-
-    fn chunk_messages(&self, codec: Codec, json: &str, max_frame: usize) -> Vec<Message> {
-        let max = chunk_data_bytes(codec, max_frame);
-        let parts: Vec<ChunkData<'_>> = match codec {
-            Codec::Json => assist_relay_proto::chunk::split_text(json, max)
-                .into_iter()
-                .map(|s| ChunkData::Text(std::borrow::Cow::Borrowed(s)))
-                .collect(),
-            Codec::MsgPack => json
-                .as_bytes()
-                .chunks(max)
-                .map(|b| ChunkData::Bytes(std::borrow::Cow::Borrowed(b)))
-                .collect(),
-        };
-        let count = parts.len() as u32;
-        parts
-            .into_iter()
-            .enumerate()
-            .map(|(i, data)| {
-                let frame = ServerFrame::Chunk {
-                    offset: self.offset,
-                    index: i as u32,
-                    count,
-                    size: json.len() as u64,
-                    data,
-                };
-                encode_message(codec, &frame)
-            })
-            .collect()
-    }
-
-    /// The server frame type this entry is sent as (a metric label; no frame is built).
-    pub fn type_name(&self) -> &'static str {
-        match self.body {
-            EntryBody::Event { .. } => "event",
-            EntryBody::Chat { .. } => "chat",
-        }
-    }
-
-    /// The entry as a server frame.
-    pub fn frame(&self) -> ServerFrame<'_> {
-        match &self.body {
-            EntryBody::Event { event, .. } => ServerFrame::Event {
-                offset: self.offset,
-                event: EventPayload(std::borrow::Cow::Borrowed(&**event)),
-            },
-            EntryBody::Chat { id, from, text, ts } => ServerFrame::Chat {
-                offset: self.offset,
-                id: id.clone(),
-                from: from.clone(),
-                text: text.clone(),
-                ts: *ts,
-            },
-        }
-    }
-
-    /// Whether a participant of `role` receives this entry. Customers get chat only.
-    pub fn is_for(&self, receives_events: bool) -> bool {
-        receives_events || self.body.is_chat()
-    }
-}
-
-/// Wall-clock microseconds since the Unix epoch.
-pub fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
-/// Encodes a server frame as a ready-to-send WebSocket message.
-pub fn encode_message(codec: Codec, frame: &ServerFrame<'_>) -> Message {
-    let bytes = match frame.encode(codec) {
-        Ok(b) => b,
-        // Only a bug in the frame types can get here; send an `internal` error instead.
-        Err(e) => {
-            tracing::error!(error = %e, frame = frame.type_name(), "frame encoding failed");
-            let fallback = ServerFrame::Error {
-                code: assist_relay_proto::ErrorCode::Internal,
-                message: "encoding failed".into(),
-                id: None,
-            };
-            fallback.encode(codec).unwrap_or_default()
-        }
-    };
-    match codec {
-        Codec::MsgPack => Message::Binary(bytes.into()),
-        // serde_json writes UTF-8 only.
-        Codec::Json => match String::from_utf8(bytes) {
-            Ok(s) => Message::Text(Utf8Bytes::from(s)),
-            Err(e) => Message::Binary(e.into_bytes().into()),
-        },
-    }
-}
+pub use crate::hub::{Entry, EntryBody, RoomMsg, Subscription};
 
 /// What a sender asks to store.
 #[derive(Debug, Clone)]
@@ -390,32 +166,6 @@ pub struct CatchUp {
     pub sealed: bool,
 }
 
-/// Live traffic of one room.
-///
-/// Every slot of a room's broadcast ring holds one of these, allocated up front whether the room
-/// is busy or idle, so it is kept to a tag and a pointer (16 bytes; a slot is 40).
-#[derive(Debug, Clone)]
-pub enum RoomMsg {
-    /// A newly stored entry.
-    Entry(Arc<Entry>),
-    /// Cluster mode: a newly stored entry, released once it is more than the room's live byte
-    /// bound behind the newest (see [`window`]); a receiver that still needs it then recovers
-    /// from the log.
-    Held(Arc<window::HeldEntry>),
-    /// A participant's first connection entered the room.
-    Joined(Arc<Member>),
-    /// A participant's last connection left the room.
-    Left(Arc<Member>),
-    /// The live stream may have missed entries (the broker lost its connection, or its inbox
-    /// overflowed): every member recovers from the log.
-    Recover,
-    /// The room was closed: every member is disconnected with `room_closed`.
-    Closed,
-    /// Guidance or signaling, relayed in stream order without being stored (see
-    /// [`crate::guide`]).
-    Relay(Arc<crate::guide::Relayed>),
-}
-
 /// Why a store operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -465,18 +215,6 @@ pub struct LogState {
     pub archived: u64,
     /// The room is closed.
     pub sealed: bool,
-}
-
-/// A live subscription to one room. Dropping it unsubscribes.
-pub struct Subscription {
-    /// Entries and presence, in order. A receiver that falls more than the channel capacity behind
-    /// gets `Lagged` and must recover through [`RoomLog::catch_up`].
-    pub rx: broadcast::Receiver<RoomMsg>,
-    /// Payload bytes broadcast so far on this subscription's channel. A receiver whose next entry
-    /// has `cum_bytes` far below this is that many bytes behind.
-    pub head_bytes: Arc<std::sync::atomic::AtomicU64>,
-    /// Kept alive while subscribed; implementations use it to unsubscribe on drop.
-    pub guard: Box<dyn Send + Sync>,
 }
 
 /// The hot path of a room's log: what a connection does on every join, resume and send, and
@@ -592,10 +330,13 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Publishes `msg` on the room's live stream as [`RoomMsg::Relay`], stamped with the room's
     /// epoch and head (the offset of the last entry published before it), without storing it.
-    async fn relay(&self, room: &str, msg: crate::guide::Relayed) -> Result<(), StoreError>;
+    async fn relay(&self, room: &str, msg: crate::hub::Relayed) -> Result<(), StoreError>;
 
     /// Whether the backing store is reachable (feeds `/readyz`).
     async fn healthy(&self) -> bool;
+
+    /// The node's fan-out this backend delivers into ([`crate::hub`]).
+    fn hub(&self) -> &Arc<crate::hub::Hub>;
 }
 
 /// Who is in a room, over every node.

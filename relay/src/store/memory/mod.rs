@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use assist_relay_proto::{EventKind, Member, PageKind, PageRecord};
 use async_trait::async_trait;
 use dashmap::DashMap;
-use tokio::sync::broadcast;
 
 mod staging;
 
@@ -24,6 +23,7 @@ use super::{
     LogConfig, LogState, NewEntry, Presence, RoomInfo, RoomLog, RoomMsg, Staged, StoreError,
     Subscription, TypedValues, UploadLimits, Uploads, MAX_PAGES, MAX_TYPED_HASHES,
 };
+use crate::hub::{Hub, HubConfig};
 
 /// In-process room store (embedded mode).
 pub struct MemoryStore {
@@ -33,6 +33,8 @@ pub struct MemoryStore {
     config: LogConfig,
     /// Payload bytes of every room log plus every staged upload (the node's memory budget).
     used: Arc<AtomicU64>,
+    /// The node's fan-out: appends are delivered to it under the room lock.
+    hub: Arc<Hub>,
 }
 
 struct RoomState {
@@ -49,9 +51,6 @@ struct RoomState {
     chat_floor: u64,
     dedup: HashMap<(String, String), u64>,
     dedup_order: VecDeque<(String, String)>,
-    tx: broadcast::Sender<RoomMsg>,
-    /// Payload bytes broadcast so far (see `Subscription::head_bytes`).
-    sent_bytes: Arc<AtomicU64>,
     presence: HashMap<String, (Member, HashSet<u64>)>,
     last_activity: Instant,
     /// Page timeline, oldest first, at most `MAX_PAGES`.
@@ -94,7 +93,7 @@ impl Drop for RoomState {
 }
 
 impl RoomState {
-    fn new(buffer: usize, used: Arc<AtomicU64>) -> RoomState {
+    fn new(used: Arc<AtomicU64>) -> RoomState {
         RoomState {
             epoch: new_epoch(),
             head: 0,
@@ -106,8 +105,6 @@ impl RoomState {
             chat_floor: 1,
             dedup: HashMap::new(),
             dedup_order: VecDeque::new(),
-            tx: broadcast::channel(buffer.max(1)).0,
-            sent_bytes: Arc::new(AtomicU64::new(0)),
             presence: HashMap::new(),
             last_activity: Instant::now(),
             pages: VecDeque::new(),
@@ -178,6 +175,10 @@ impl MemoryStore {
         Arc::new(MemoryStore {
             rooms: DashMap::new(),
             uploads: Mutex::new(Staging::new(used.clone())),
+            hub: Hub::new(HubConfig {
+                buffer: config.room_buffer,
+                held: None,
+            }),
             config,
             used,
         })
@@ -200,10 +201,10 @@ impl MemoryStore {
                     .unwrap_or_else(|p| p.into_inner())
                     .expire(now);
                 let ttl = store.config.empty_room_ttl;
-                store.rooms.retain(|_, room| {
+                store.rooms.retain(|name, room| {
                     let st = lock(room);
                     !(st.presence.is_empty()
-                        && st.tx.receiver_count() == 0
+                        && store.hub.subscribers(name) == 0
                         && st.last_activity.elapsed() >= ttl)
                 });
             }
@@ -216,12 +217,7 @@ impl MemoryStore {
         }
         self.rooms
             .entry(room.to_owned())
-            .or_insert_with(|| {
-                Arc::new(Mutex::new(RoomState::new(
-                    self.config.room_buffer,
-                    self.used.clone(),
-                )))
-            })
+            .or_insert_with(|| Arc::new(Mutex::new(RoomState::new(self.used.clone()))))
             .clone()
     }
 
@@ -250,13 +246,15 @@ impl MemoryStore {
     /// Tests use it to exercise resync after an epoch change.
     pub fn drop_room(&self, room: &str) {
         self.rooms.remove(room);
+        // Its subscribers here recover from the log, which now starts a new epoch.
+        self.hub.send(room, RoomMsg::Recover);
     }
 }
 
 #[async_trait]
 impl RoomLog for MemoryStore {
-    async fn append(&self, room: &str, new: NewEntry) -> Result<Appended, StoreError> {
-        let room = self.room(room);
+    async fn append(&self, room_id: &str, new: NewEntry) -> Result<Appended, StoreError> {
+        let room = self.room(room_id);
         let mut st = lock(&room);
         st.last_activity = Instant::now();
         if st.sealed {
@@ -297,8 +295,11 @@ impl RoomLog for MemoryStore {
         }
         st.head += 1;
         let offset = st.head;
-        let cum = st.sent_bytes.fetch_add(size, Ordering::Relaxed) + size;
-        let entry = Arc::new(Entry::new(offset, st.epoch.clone(), new.body).with_cum_bytes(cum));
+        // On the ring of this node's subscribers, if any, under the room lock: they see entries
+        // in offset order, and only after a catch-up read (which takes the lock) could see them.
+        let entry = self
+            .hub
+            .deliver(room_id, Entry::new(offset, st.epoch.clone(), new.body));
         match &entry.body {
             EntryBody::Event {
                 kind: EventKind::Meta,
@@ -365,8 +366,6 @@ impl RoomLog for MemoryStore {
                 }
             }
         }
-        // No receivers is fine: nobody is watching this room on this node.
-        let _ = st.tx.send(RoomMsg::Entry(entry));
         Ok(Appended {
             offset,
             duplicate: false,
@@ -403,15 +402,15 @@ impl RoomLog for MemoryStore {
         })
     }
 
-    async fn seal(&self, room: &str) -> Result<bool, StoreError> {
-        let room = self.room(room);
+    async fn seal(&self, room_id: &str) -> Result<bool, StoreError> {
+        let room = self.room(room_id);
         let mut st = lock(&room);
         st.last_activity = Instant::now();
         if st.sealed {
             return Ok(false);
         }
         st.sealed = true;
-        let _ = st.tx.send(RoomMsg::Closed);
+        self.hub.send(room_id, RoomMsg::Closed);
         Ok(true)
     }
 
@@ -581,28 +580,27 @@ impl Uploads for MemoryStore {
 #[async_trait]
 impl Bus for MemoryStore {
     async fn subscribe(&self, room: &str) -> Result<Subscription, StoreError> {
-        let room = self.room(room);
-        let st = lock(&room);
-        Ok(Subscription {
-            rx: st.tx.subscribe(),
-            head_bytes: st.sent_bytes.clone(),
-            guard: Box::new(()),
-        })
+        let _ = self.room(room);
+        Ok(self.hub.subscribe(room).0)
     }
 
-    async fn relay(&self, room: &str, msg: crate::guide::Relayed) -> Result<(), StoreError> {
-        let Some(room) = self.rooms.get(room).map(|r| r.clone()) else {
+    async fn relay(&self, room_id: &str, msg: crate::hub::Relayed) -> Result<(), StoreError> {
+        let Some(room) = self.rooms.get(room_id).map(|r| r.clone()) else {
             return Ok(()); // nobody is subscribed
         };
         let st = lock(&room);
         // Under the room lock, so no append slips between the head read and the send.
         let msg = msg.stamped(&st.epoch, st.head);
-        let _ = st.tx.send(RoomMsg::Relay(Arc::new(msg)));
+        self.hub.send(room_id, RoomMsg::Relay(Arc::new(msg)));
         Ok(())
     }
 
     async fn healthy(&self) -> bool {
         true
+    }
+
+    fn hub(&self) -> &Arc<Hub> {
+        &self.hub
     }
 }
 
@@ -610,13 +608,13 @@ impl Bus for MemoryStore {
 impl Presence for MemoryStore {
     async fn enter(
         &self,
-        room: &str,
+        room_id: &str,
         member: &Member,
         conn: u64,
         max_members: usize,
         max_conns: usize,
     ) -> Result<Entered, StoreError> {
-        let room = self.room(room);
+        let room = self.room(room_id);
         let mut st = lock(&room);
         st.last_activity = Instant::now();
         let first = !st.presence.contains_key(&member.id);
@@ -636,7 +634,8 @@ impl Presence for MemoryStore {
             .1
             .insert(conn);
         if first {
-            let _ = st.tx.send(RoomMsg::Joined(Arc::new(member.clone())));
+            self.hub
+                .send(room_id, RoomMsg::Joined(Arc::new(member.clone())));
         }
         if member.role == assist_relay_proto::Role::Customer {
             st.customer_left = None;
@@ -644,8 +643,8 @@ impl Presence for MemoryStore {
         Ok(Entered::Members(st.members()))
     }
 
-    async fn exit(&self, room: &str, member: &Member, conn: u64) -> Result<(), StoreError> {
-        let Some(room) = self.rooms.get(room).map(|r| r.clone()) else {
+    async fn exit(&self, room_id: &str, member: &Member, conn: u64) -> Result<(), StoreError> {
+        let Some(room) = self.rooms.get(room_id).map(|r| r.clone()) else {
             return Ok(());
         };
         let mut st = lock(&room);
@@ -659,7 +658,8 @@ impl Presence for MemoryStore {
         };
         if last {
             st.presence.remove(&member.id);
-            let _ = st.tx.send(RoomMsg::Left(Arc::new(member.clone())));
+            self.hub
+                .send(room_id, RoomMsg::Left(Arc::new(member.clone())));
             let customer_present = st
                 .presence
                 .values()

@@ -13,7 +13,8 @@ use super::body::parse_entries;
 use super::commands::unavailable;
 use super::keys::Keys;
 use super::shared::RedisStore;
-use crate::store::{now_us, Archival, Entry, LogState, StoreError};
+use crate::hub::{now_us, Entry};
+use crate::store::{Archival, LogState, StoreError};
 
 impl RedisStore {
     /// Deletes every key of a room, as if its log had been lost (tests and operators).

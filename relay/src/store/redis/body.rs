@@ -6,7 +6,8 @@ use assist_relay_proto::{EventKind, Member, PageRecord, Role};
 use redis::streams::StreamRangeReply;
 use serde_json::value::RawValue;
 
-use crate::store::{EntryBody, StoreError};
+use crate::hub::EntryBody;
+use crate::store::StoreError;
 
 /// What travels in the stream field `b` and, when small enough, in the pub/sub message.
 /// `e` + rrweb type + source (255: none) + raw JSON, or `c` + chat JSON.

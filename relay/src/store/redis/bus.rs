@@ -5,20 +5,20 @@
 //! confirmed again or its inbox overflows. Relayed (unstored) messages are published here too.
 //! Ordering and the pump are in `live`; presence in `presence`.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::Value;
-use tokio::sync::{broadcast, mpsc, watch};
 
 use super::commands::{lock, unavailable, Commands};
 use super::keys::Keys;
-use super::live::{pump, request_recover, Inbound, Live, RoomSub, Step};
+use super::live::{request_recover, Feed, Inbound, Step};
 use super::shared::{Inner, RedisStore};
-use crate::store::window::Window;
-use crate::store::{Bus, StoreError, Subscription, Unavailable};
+use crate::hub::Hub;
+use crate::hub::Subscription;
+use crate::store::{Bus, StoreError, Unavailable};
 
 /// Pub/sub messages a room's inbox holds at least before the room recovers from the log. Unlike
 /// the broadcast ring, an mpsc channel allocates as it fills, so a large bound costs an idle room
@@ -36,11 +36,11 @@ impl Inner {
         subscribed.map_err(StoreError::from)
     }
 
-    fn unsubscribe_channel(self: &Arc<Self>, room: String) {
+    pub(super) fn unsubscribe_channel(self: &Arc<Self>, room: String) {
         let inner = self.clone();
         tokio::spawn(async move {
             // Someone may have subscribed again in the meantime.
-            if lock(&inner.rooms).contains_key(&room) {
+            if inner.fed(&room).is_some() {
                 return;
             }
             let channel = Keys::of(&room).channel;
@@ -52,85 +52,26 @@ impl Inner {
     }
 }
 
-/// Unsubscribes when the last local subscriber of a room goes away.
-struct SubGuard {
-    inner: Arc<Inner>,
-    room: String,
-}
-
-impl Drop for SubGuard {
-    fn drop(&mut self) {
-        let mut rooms = lock(&self.inner.rooms);
-        let last = match rooms.get_mut(&self.room) {
-            Some(r) => {
-                r.subscribers -= 1;
-                r.subscribers == 0
-            }
-            None => false,
-        };
-        if last {
-            if let Some(r) = rooms.remove(&self.room) {
-                r.pump.abort();
-            }
-            self.inner.unsubscribe_channel(self.room.clone());
-        }
-    }
-}
-
 #[async_trait]
 impl Bus for RedisStore {
     async fn subscribe(&self, room: &str) -> Result<Subscription, StoreError> {
         let inner = &self.inner;
-        let (rx, head_bytes, mut ready, ack) = {
-            let mut rooms = lock(&inner.rooms);
-            if let Some(r) = rooms.get_mut(room) {
-                r.subscribers += 1;
-                (
-                    r.live.tx.subscribe(),
-                    r.live.sent_bytes.clone(),
-                    r.ready.clone(),
-                    None,
-                )
-            } else {
-                let (tx, rx) = broadcast::channel(inner.log_cfg.room_buffer.max(1));
-                let (inbox_tx, inbox_rx) = mpsc::channel(inner.log_cfg.room_buffer.max(MIN_INBOX));
-                let sent_bytes = Arc::new(AtomicU64::new(0));
-                let (ready_tx, ready_rx) = watch::channel(None);
-                let window = Window::new(
-                    inner.log_cfg.room_buffer,
-                    inner.log_cfg.room_buffer_bytes,
-                    inner.metrics.live_bytes.clone(),
-                );
-                let live = Arc::new(Live::new(tx, sent_bytes.clone(), window));
-                let pump = tokio::spawn(pump(
-                    inner.conn.clone(),
-                    inner.metrics.gap_fills.clone(),
-                    room.to_owned(),
-                    inbox_rx,
-                    live.clone(),
-                ));
-                rooms.insert(
-                    room.to_owned(),
-                    RoomSub {
-                        inbox: inbox_tx,
-                        live,
-                        subscribers: 1,
-                        ready: ready_rx.clone(),
-                        recover_pending: Arc::new(AtomicBool::new(false)),
-                        confirmed: AtomicBool::new(false),
-                        pump,
-                    },
-                );
-                (rx, sent_bytes, ready_rx, Some(ready_tx))
-            }
+        // The hub counts the room's subscribers here; the first one sets up its feed (pump and
+        // channel subscription), which the room drops with its last subscriber.
+        let (sub, hub_room) = inner.hub.subscribe(room);
+        let weak = Arc::downgrade(&hub_room);
+        let mut first = false;
+        let inbox = inner.log_cfg.room_buffer.max(MIN_INBOX);
+        let Some(feed) = hub_room.feed(|| {
+            first = true;
+            Feed::start(inner, room, weak, inbox)
+        }) else {
+            return Err(StoreError::Corrupt("room feed of another backend".into()));
         };
-        let guard = SubGuard {
-            inner: inner.clone(),
-            room: room.to_owned(),
-        };
-        if let Some(ready_tx) = ack {
+        let mut ready = feed.ready.clone();
+        if first {
             let result = inner.subscribe_channel(Keys::of(room).channel).await;
-            ready_tx.send_replace(Some(result));
+            feed.ready_tx.send_replace(Some(result));
         }
         let outcome = tokio::time::timeout(Duration::from_secs(5), ready.wait_for(Option::is_some))
             .await
@@ -138,11 +79,7 @@ impl Bus for RedisStore {
             .and_then(|r| r.ok().map(|v| v.clone()))
             .flatten();
         match outcome {
-            Some(Ok(())) => Ok(Subscription {
-                rx,
-                head_bytes,
-                guard: Box::new(guard),
-            }),
+            Some(Ok(())) => Ok(sub),
             Some(Err(e)) => Err(e),
             None => Err(StoreError::Unavailable(
                 Unavailable::Timeout,
@@ -151,7 +88,7 @@ impl Bus for RedisStore {
         }
     }
 
-    async fn relay(&self, room: &str, msg: crate::guide::Relayed) -> Result<(), StoreError> {
+    async fn relay(&self, room: &str, msg: crate::hub::Relayed) -> Result<(), StoreError> {
         let inner = &self.inner;
         let k = Keys::of(room);
         let mut c = inner.conn.clone();
@@ -171,6 +108,10 @@ impl Bus for RedisStore {
 
     async fn healthy(&self) -> bool {
         self.inner.ping_ok.load(Ordering::SeqCst)
+    }
+
+    fn hub(&self) -> &Arc<Hub> {
+        &self.inner.hub
     }
 }
 
@@ -201,8 +142,10 @@ pub(super) fn route_push(inner: &Inner, push: redis::PushInfo) {
             let Some(room) = Keys::room_of_channel(&ch) else {
                 return;
             };
-            let rooms = lock(&inner.rooms);
-            if let Some(r) = rooms.get(room) {
+            if let Some(hub_room) = inner.fed(room) {
+                let Some(r) = hub_room.feed_if::<Feed>() else {
+                    return;
+                };
                 if r.confirmed.swap(true, Ordering::SeqCst) {
                     inner.metrics.reconnects.inc();
                     tracing::info!(
@@ -225,8 +168,12 @@ fn route_payload(inner: &Inner, channel: &str, payload: &[u8]) {
     let Some(room) = Keys::room_of_channel(channel) else {
         return;
     };
-    let rooms = lock(&inner.rooms);
-    let Some(r) = rooms.get(room) else { return };
+    let Some(hub_room) = inner.fed(room) else {
+        return;
+    };
+    let Some(r) = hub_room.feed_if::<Feed>() else {
+        return;
+    };
     let mut st = lock(&r.live.state);
     if st.queued == 0 {
         match r.live.handle(&mut st, payload, room) {

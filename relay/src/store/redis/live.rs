@@ -1,21 +1,24 @@
 //! One room's live stream on this node: the ordering state the pub/sub reader and the room's
 //! pump share ([`Live`]), the pump that fetches referenced payloads and fills gaps from the log,
 //! and the recovery request. It does not read the pub/sub connection (see `bus`) and knows
-//! nothing of WebSocket frames: it broadcasts ordered entries to the node's local members.
+//! nothing of WebSocket frames: it hands ordered entries to the hub's room ([`crate::hub`]), which
+//! rings them for the node's local members.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use prometheus::IntCounter;
 use redis::streams::StreamRangeReply;
 use redis::AsyncCommands;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::body::{decode_body, parse_entries, parse_member, parse_published};
 use super::commands::{lock, unavailable, Commands};
 use super::keys::Keys;
-use crate::store::window::Window;
-use crate::store::{Entry, EntryBody, RoomMsg, StoreError};
+use super::shared::Inner;
+use crate::hub::Room;
+use crate::hub::{Entry, EntryBody, RoomMsg};
+use crate::store::StoreError;
 
 /// What the reader hands a room's pump.
 pub(super) enum Inbound {
@@ -23,21 +26,67 @@ pub(super) enum Inbound {
     Recover,
 }
 
-/// A room this node is subscribed to.
-pub(super) struct RoomSub {
+/// What this backend keeps for a room with live subscribers on this node, as the feed of the
+/// hub's room ([`crate::hub::Room::feed`]): it lives exactly as long as the room has subscribers
+/// here (the hub is the one registry of them), and dropping it stops the pump and unsubscribes
+/// the channel.
+pub(super) struct Feed {
+    room: String,
+    inner: Weak<Inner>,
     pub(super) inbox: mpsc::Sender<Inbound>,
     pub(super) live: Arc<Live>,
-    pub(super) subscribers: usize,
     /// Becomes `Some(result)` once the SUBSCRIBE is confirmed (or failed).
     pub(super) ready: watch::Receiver<Option<Result<(), StoreError>>>,
+    pub(super) ready_tx: watch::Sender<Option<Result<(), StoreError>>>,
     pub(super) recover_pending: Arc<AtomicBool>,
     /// The channel's first subscription confirmation was seen: any later one is a
     /// resubscription after the connection came back.
     pub(super) confirmed: AtomicBool,
-    pub(super) pump: tokio::task::JoinHandle<()>,
+    pump: tokio::task::JoinHandle<()>,
 }
 
-pub(super) fn request_recover(r: &RoomSub) {
+impl Feed {
+    /// Starts the room's pump; the caller subscribes the channel.
+    pub(super) fn start(
+        inner: &Arc<Inner>,
+        room: &str,
+        hub_room: Weak<Room>,
+        inbox: usize,
+    ) -> Feed {
+        let (inbox_tx, inbox_rx) = mpsc::channel(inbox);
+        let (ready_tx, ready_rx) = watch::channel(None);
+        let live = Arc::new(Live::new(hub_room));
+        let pump = tokio::spawn(pump(
+            inner.conn.clone(),
+            inner.metrics.gap_fills.clone(),
+            room.to_owned(),
+            inbox_rx,
+            live.clone(),
+        ));
+        Feed {
+            room: room.to_owned(),
+            inner: Arc::downgrade(inner),
+            inbox: inbox_tx,
+            live,
+            ready: ready_rx,
+            ready_tx,
+            recover_pending: Arc::new(AtomicBool::new(false)),
+            confirmed: AtomicBool::new(false),
+            pump,
+        }
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.pump.abort();
+        if let Some(inner) = self.inner.upgrade() {
+            inner.unsubscribe_channel(std::mem::take(&mut self.room));
+        }
+    }
+}
+
+pub(super) fn request_recover(r: &Feed) {
     if !r.recover_pending.swap(true, Ordering::SeqCst) {
         // Counted now, so the reader queues what follows behind the recovery.
         lock(&r.live.state).queued += 1;
@@ -62,8 +111,8 @@ pub(super) fn request_recover(r: &RoomSub) {
 /// to the pump, and everything after it too until the pump's queue is empty again, so a room's
 /// messages are always handled in arrival order.
 pub(super) struct Live {
-    pub(super) tx: broadcast::Sender<RoomMsg>,
-    pub(super) sent_bytes: Arc<AtomicU64>,
+    /// Where ordered entries go: the hub's room (weak: the room owns this feed).
+    room: Weak<Room>,
     pub(super) state: Mutex<LiveState>,
 }
 
@@ -72,8 +121,6 @@ pub(super) struct LiveState {
     last: Option<u64>,
     /// Messages handed to the pump and not yet handled. While non-zero the reader queues.
     pub(super) queued: usize,
-    /// The entries the ring points at.
-    window: Window,
 }
 
 /// What handling a published message still needs.
@@ -91,20 +138,21 @@ pub(super) enum Step<'a> {
 }
 
 impl Live {
-    pub(super) fn new(
-        tx: broadcast::Sender<RoomMsg>,
-        sent_bytes: Arc<AtomicU64>,
-        window: Window,
-    ) -> Live {
+    pub(super) fn new(room: Weak<Room>) -> Live {
         Live {
-            tx,
-            sent_bytes,
+            room,
             state: Mutex::new(LiveState {
                 epoch: Arc::from(""),
                 last: None,
                 queued: 0,
-                window,
             }),
+        }
+    }
+
+    /// Hands `msg` to the hub's room.
+    pub(super) fn send(&self, msg: RoomMsg) {
+        if let Some(r) = self.room.upgrade() {
+            r.send(msg);
         }
     }
 
@@ -112,7 +160,7 @@ impl Live {
     pub(super) fn handle<'a>(&self, st: &mut LiveState, bytes: &'a [u8], room: &str) -> Step<'a> {
         match bytes.first() {
             Some(b'C') => {
-                let _ = self.tx.send(RoomMsg::Closed);
+                self.send(RoomMsg::Closed);
             }
             Some(b'G') => {
                 // `<epoch>:<head>:<payload>`: relayed in arrival order, which is stream order.
@@ -120,11 +168,11 @@ impl Live {
                 let parsed = (|| {
                     let e = std::str::from_utf8(parts.next()?).ok()?;
                     let head = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
-                    crate::guide::Relayed::from_bytes(e, head, parts.next()?)
+                    crate::hub::Relayed::from_bytes(e, head, parts.next()?)
                 })();
                 match parsed {
                     Some(r) => {
-                        let _ = self.tx.send(RoomMsg::Relay(Arc::new(r)));
+                        self.send(RoomMsg::Relay(Arc::new(r)));
                     }
                     None => tracing::warn!("unreadable relayed message"),
                 }
@@ -132,7 +180,7 @@ impl Live {
             Some(b'J') | Some(b'L') => {
                 if let Some(m) = std::str::from_utf8(&bytes[1..]).ok().and_then(parse_member) {
                     let m = Arc::new(m);
-                    let _ = self.tx.send(if bytes[0] == b'J' {
+                    self.send(if bytes[0] == b'J' {
                         RoomMsg::Joined(m)
                     } else {
                         RoomMsg::Left(m)
@@ -179,12 +227,10 @@ impl Live {
             if st.last.is_some_and(|l| off <= l) {
                 continue;
             }
-            let size = body.size() as u64;
-            let cum = self.sent_bytes.fetch_add(size, Ordering::Relaxed) + size;
-            let entry = Entry::new(off, st.epoch.clone(), body)
-                .accepted_at(acc)
-                .with_cum_bytes(cum);
-            let _ = self.tx.send(RoomMsg::Held(st.window.hold(Arc::new(entry))));
+            let entry = Entry::new(off, st.epoch.clone(), body).accepted_at(acc);
+            if let Some(r) = self.room.upgrade() {
+                r.deliver(entry);
+            }
             st.last = Some(off);
         }
     }
@@ -219,7 +265,7 @@ pub(super) async fn pump(
         match msg {
             Inbound::Recover => {
                 lock(&live.state).last = None;
-                let _ = live.tx.send(RoomMsg::Recover);
+                live.send(RoomMsg::Recover);
             }
             Inbound::Published(bytes) => {
                 let step = live.handle(&mut lock(&live.state), &bytes, &room);
@@ -251,7 +297,7 @@ pub(super) async fn pump(
                             if matches!(err, StoreError::Corrupt(_)) {
                                 tracing::error!(error = %err, room, offset, "corrupt room log entry");
                             }
-                            let _ = live.tx.send(RoomMsg::Recover);
+                            live.send(RoomMsg::Recover);
                             st.last = None;
                         }
                     }

@@ -13,10 +13,11 @@ use super::body::{encode_body, parse_entries, parse_pages};
 use super::commands::unavailable;
 use super::keys::Keys;
 use super::shared::RedisStore;
+use crate::hub::{now_us, Entry, EntryBody};
 use crate::store::plan::{plan, Bounds};
 use crate::store::{
-    now_us, Appended, CatchUp, CatchUpRequest, Entry, EntryBody, NewEntry, RoomInfo, RoomLog,
-    StoreError, TypedValues, Unavailable, MAX_PAGES, MAX_TYPED_HASHES,
+    Appended, CatchUp, CatchUpRequest, NewEntry, RoomInfo, RoomLog, StoreError, TypedValues,
+    Unavailable, MAX_PAGES, MAX_TYPED_HASHES,
 };
 
 #[async_trait]

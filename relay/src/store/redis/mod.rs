@@ -148,13 +148,17 @@ impl RedisStore {
             };
             Commands::Single(conn)
         };
+        let hub = crate::hub::Hub::new(crate::hub::HubConfig {
+            buffer: log_cfg.room_buffer,
+            held: Some((log_cfg.room_buffer_bytes, metrics.live_bytes.clone())),
+        });
         let inner = Arc::new(Inner {
             conn,
             log_cfg,
             cfg,
             metrics,
             scripts: scripts::Scripts::new(),
-            rooms: Mutex::new(HashMap::new()),
+            hub,
             local: Mutex::new(HashMap::new()),
             ping_ok: AtomicBool::new(true),
             node_id: format!("{:08x}", rand::random::<u32>()),

@@ -13,7 +13,8 @@ use super::body::parse_member;
 use super::commands::{lock, unavailable};
 use super::keys::Keys;
 use super::shared::{Inner, RedisStore};
-use crate::store::{now_us, Entered, Presence, StoreError};
+use crate::hub::now_us;
+use crate::store::{Entered, Presence, StoreError};
 
 #[async_trait]
 impl Presence for RedisStore {

@@ -7,11 +7,13 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
+use crate::hub::{Hub, Room};
+
 use prometheus::{IntCounter, IntGauge};
 
 use super::commands::{unavailable, Commands};
 use super::config::RedisConfig;
-use super::live::RoomSub;
+use super::live::Feed;
 use super::scripts::Scripts;
 use crate::store::{LogConfig, StoreError};
 
@@ -25,7 +27,7 @@ pub struct RedisMetrics {
     /// Times local members were told to recover after an outage or an overflowing inbox.
     pub recoveries: IntCounter,
     /// Payload bytes of live entries this node keeps for its rooms' rings (see
-    /// [`crate::store::window`]).
+    /// [`crate::hub::window`]).
     pub live_bytes: IntGauge,
 }
 
@@ -35,7 +37,8 @@ pub(super) struct Inner {
     pub(super) cfg: RedisConfig,
     pub(super) metrics: RedisMetrics,
     pub(super) scripts: Scripts,
-    pub(super) rooms: Mutex<HashMap<String, RoomSub>>,
+    /// The node's fan-out and its one room registry; a subscribed room's [`Feed`] lives there.
+    pub(super) hub: Arc<Hub>,
     /// (room, conn) -> presence member, for refreshing.
     pub(super) local: Mutex<HashMap<(String, u64), String>>,
     /// The last PING answered (cleared at once when the connection drops).
@@ -44,6 +47,11 @@ pub(super) struct Inner {
 }
 
 impl Inner {
+    /// The hub's room of `room`, if this node is subscribed to it (its feed is set up).
+    pub(super) fn fed(&self, room: &str) -> Option<Arc<Room>> {
+        self.hub.get(room).filter(|r| r.feed_if::<Feed>().is_some())
+    }
+
     pub(super) fn sharded(&self) -> &'static str {
         if self.cfg.cluster {
             "1"

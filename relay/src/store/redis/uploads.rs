@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use super::commands::unavailable;
 use super::keys::Keys;
 use super::shared::RedisStore;
-use crate::store::{now_us, ChunkIn, Staged, StoreError, UploadLimits, Uploads};
+use crate::hub::now_us;
+use crate::store::{ChunkIn, Staged, StoreError, UploadLimits, Uploads};
 
 #[async_trait]
 impl Uploads for RedisStore {
