@@ -74,7 +74,7 @@ impl Node {
             mask_key: config.mask_key,
             jobs: std::sync::OnceLock::new(),
             quotas: crate::limits::Quotas::new(config.quotas.clone()),
-            rates: crate::limits::SharedRates::new(&config),
+            rates: crate::limits::SharedRates::new(&config.rates()),
             auth: auth_from_config(&config),
             config,
             log,

@@ -100,6 +100,19 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// The rate settings ([`crate::limits`] knows them without knowing the whole config).
+    pub fn rates(&self) -> crate::limits::RateConfig {
+        crate::limits::RateConfig {
+            max_msgs_per_sec: self.max_msgs_per_sec,
+            max_bytes_per_sec: self.max_bytes_per_sec,
+            max_room_msgs_per_sec: self.max_room_msgs_per_sec,
+            max_room_bytes_per_sec: self.max_room_bytes_per_sec,
+            max_frame_bytes: self.max_frame_bytes,
+            max_rate_delay: self.max_rate_delay,
+            max_violations: self.max_violations,
+        }
+    }
+
     /// Defaults with a given secret (for tests and embedding).
     pub fn with_secret(secret: &str) -> NodeConfig {
         NodeConfig {

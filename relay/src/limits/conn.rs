@@ -10,8 +10,8 @@ use std::time::Duration;
 use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
+use super::rates::RateConfig;
 use super::rates::{nonzero, participant_key, SharedRates};
-use crate::config::NodeConfig;
 
 /// Per-connection rate limits. Frames over the message or byte rate are held back (TCP
 /// backpressure then slows the sender) while the connection's hold-back budget lasts: up to
@@ -40,7 +40,7 @@ pub(crate) enum Admit {
 }
 
 impl ConnRates {
-    pub(crate) fn new(cfg: &NodeConfig, room: &str, sub: &str) -> ConnRates {
+    pub(crate) fn new(cfg: &RateConfig, room: &str, sub: &str) -> ConnRates {
         let msgs = u64::from(cfg.max_msgs_per_sec);
         let bytes = u64::from(cfg.max_bytes_per_sec);
         let byte_burst = (bytes * 2).max(cfg.max_frame_bytes as u64);

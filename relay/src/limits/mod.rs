@@ -15,4 +15,4 @@ pub(crate) mod conn;
 pub mod rates;
 
 pub use admission::{ConnGuard, PendingGuard, QuotaConfig, Quotas};
-pub use rates::{participant_key, EntryRates, Gcra, Rated, SharedRates};
+pub use rates::{participant_key, EntryRates, Gcra, RateConfig, Rated, SharedRates};

@@ -17,8 +17,6 @@ use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::HashMapStateStore;
 use governor::{Quota, RateLimiter};
 
-use crate::config::NodeConfig;
-
 type Keyed = RateLimiter<Arc<str>, HashMapStateStore<Arc<str>>, DefaultClock>;
 
 /// One rate as GCRA parameters (what cluster mode's append script applies): a unit costs
@@ -80,13 +78,32 @@ fn keyed(rate: u64, burst: u64) -> Keyed {
     RateLimiter::hashmap(Quota::per_second(nonzero(rate)).allow_burst(nonzero(burst)))
 }
 
+/// The rate settings, as `relay serve`'s flags give them (`NodeConfig::rates`).
+#[derive(Debug, Clone, Copy)]
+pub struct RateConfig {
+    /// `--max-msgs-per-sec`: frames per second of a connection and of a participant.
+    pub max_msgs_per_sec: u32,
+    /// `--max-bytes-per-sec`: bytes per second of a connection and of a participant.
+    pub max_bytes_per_sec: u32,
+    /// `--max-room-msgs-per-sec`: frames per second of a room.
+    pub max_room_msgs_per_sec: u32,
+    /// `--max-room-bytes-per-sec`: bytes per second of a room.
+    pub max_room_bytes_per_sec: u32,
+    /// `--max-frame-bytes`: no byte burst is smaller than one frame.
+    pub max_frame_bytes: usize,
+    /// `--max-rate-delay`: how long a connection's frames may be held back in all.
+    pub max_rate_delay: std::time::Duration,
+    /// `--max-violations`: refusals before a connection is closed.
+    pub max_violations: u32,
+}
+
 /// Evict idle keys once every this many checks.
 const SWEEP_EVERY: u64 = 4096;
 
 impl SharedRates {
     /// Participant rates are `--max-msgs-per-sec` / `--max-bytes-per-sec` (bursts of twice that,
     /// as for a connection); room rates `--max-room-msgs-per-sec` / `--max-room-bytes-per-sec`.
-    pub fn new(cfg: &NodeConfig) -> SharedRates {
+    pub fn new(cfg: &RateConfig) -> SharedRates {
         let msgs = u64::from(cfg.max_msgs_per_sec);
         let bytes = u64::from(cfg.max_bytes_per_sec);
         let byte_burst = (bytes * 2).max(cfg.max_frame_bytes as u64);

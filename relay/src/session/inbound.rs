@@ -63,7 +63,7 @@ impl Inbound {
             .and_then(MaskPolicy::parse)
             .unwrap_or(node.config.mask_policy);
         Inbound {
-            rates: ConnRates::new(&node.config, &adm.claims.room, &adm.claims.sub),
+            rates: ConnRates::new(&node.config.rates(), &adm.claims.room, &adm.claims.sub),
             room: Arc::from(adm.claims.room.as_str()),
             rights: Rights::new(&adm.claims),
             codec: adm.codec,
