@@ -36,6 +36,25 @@ impl Inner {
         subscribed.map_err(StoreError::from)
     }
 
+    /// Subscribes every room with live subscribers here again, after the connection came back:
+    /// redis-rs resubscribes on its own but drops a failure of that, and a room whose channel is
+    /// not subscribed would get nothing live. A confirmation for a room confirmed before makes
+    /// its members recover from the log ([`route_push`]); a second one changes nothing.
+    pub(super) async fn resubscribe_all(&self) {
+        let mut rooms = Vec::new();
+        self.hub.each(|room, r| {
+            if r.feed_if::<Feed>().is_some() {
+                rooms.push(room.to_owned());
+            }
+        });
+        for room in rooms {
+            if let Err(e) = self.subscribe_channel(Keys::of(&room).channel).await {
+                tracing::warn!(room, error = %e, "resubscription failed; retried after the next reconnection");
+                self.ping_ok.store(false, Ordering::SeqCst);
+            }
+        }
+    }
+
     pub(super) fn unsubscribe_channel(self: &Arc<Self>, room: String) {
         let inner = self.clone();
         tokio::spawn(async move {

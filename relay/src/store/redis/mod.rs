@@ -185,6 +185,9 @@ async fn health_loop(weak: std::sync::Weak<Inner>) {
             .await,
             Ok(Ok(_))
         );
-        inner.ping_ok.store(ok, Ordering::SeqCst);
+        let was_ok = inner.ping_ok.swap(ok, Ordering::SeqCst);
+        if ok && !was_ok {
+            inner.resubscribe_all().await;
+        }
     }
 }
