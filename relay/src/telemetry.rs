@@ -332,7 +332,7 @@ impl Metrics {
         for reason in ResyncReason::ALL {
             self.resyncs.with_label_values(&[reason.as_str()]);
         }
-        // Our close reasons, the standard ones the relay uses, `peer` and `other` (conn.rs).
+        // Our close reasons, the standard ones the relay uses, `peer` and `other` (session/exit.rs).
         for reason in CloseCode::ALL.map(CloseCode::reason).into_iter().chain([
             "peer",
             "too_large",

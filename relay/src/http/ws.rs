@@ -30,7 +30,7 @@ pub type WsStream = WebSocketStream<TcpStream>;
 const READ_BUFFER: usize = 1024;
 
 /// Bytes of frames a connection queues before writing them to its socket without waiting for the
-/// writer's flush: about one write batch of small events (`WRITE_BATCH` in `conn.rs`), so that a
+/// writer's flush: about one write batch of small events (`WRITE_BATCH` in `session/live.rs`), so that a
 /// batch costs one `send`, not one per frame.
 const WRITE_BUFFER: usize = 16 * 1024;
 
@@ -44,7 +44,7 @@ pub(crate) fn ws_config(config: &NodeConfig) -> WebSocketConfig {
         // fit a larger frame when one arrives, and is the most read per `recv`).
         .read_buffer_size(READ_BUFFER)
         // Frames collect here and go out in one `send` when the writer flushes (after a
-        // batch, see `conn.rs`), or when this much is queued.
+        // batch, see `session/live.rs`), or when this much is queued.
         .write_buffer_size(WRITE_BUFFER)
         // Bounded: a stalled peer makes writes wait (and time out) instead of growing memory.
         .max_write_buffer_size(max.saturating_mul(2).max(64 * 1024) + WRITE_BUFFER)

@@ -5,7 +5,7 @@
 //! - upgraded connections per participant (room and `sub` of the token) and rooms with
 //!   connections on this node.
 //!
-//! Only a completed upgrade counts against `--max-connections` (see `server.rs`). Every guard
+//! Only a completed upgrade counts against `--max-connections` (see `http/public.rs`). Every guard
 //! releases its slot when dropped. The state is two small maps behind mutexes that are held for a
 //! few map operations, never across an await.
 

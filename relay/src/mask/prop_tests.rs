@@ -207,7 +207,7 @@ fn page(input: &str, kind: &str) -> String {
     )
 }
 
-/// What the relay stores and relays for one published event (`conn.rs`'s `publish`): `None` if
+/// What the relay stores and relays for one published event (`session/publish.rs`): `None` if
 /// refused.
 fn relay(mask: &mut RoomMask, event: &str) -> Option<String> {
     let raw: Box<RawValue> = serde_json::from_str(event).ok()?;

@@ -8,7 +8,7 @@
 //! A backend implements all of them, which makes it a [`Store`]: [`memory::MemoryStore`]
 //! in-process (embedded mode), [`redis::RedisStore`] for cluster mode.
 //!
-//! Contract every implementation keeps (the connection logic in `conn.rs` relies on it):
+//! Contract every implementation keeps (the session, `session/`, relies on it):
 //! - `append` assigns the next offset of the room and publishes the entry to subscribers as one
 //!   atomic step: subscribers see entries in offset order, and an entry is in the log before any
 //!   subscriber sees it.

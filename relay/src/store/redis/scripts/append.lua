@@ -28,7 +28,7 @@
 --   16 max_log_bytes        the room log's byte cap (store/cap.rs)
 --   17 sender               the rate-limited participant, '' for none
 --   18..25                  interval and tolerance (µs) of the sender's entries, the sender's
---                           bytes, the room's entries and the room's bytes (quota.rs `EntryRates`)
+--                           bytes, the room's entries and the room's bytes (limits/rates.rs `EntryRates`)
 -- Returns {epoch, offset, status, tail bytes, native keyframe}; status 0 stored, 1 duplicate,
 -- 2 closed, 3 over the byte cap, 4 over a rate.
 local meta, log, chat, dedup, pages, rates = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
@@ -67,7 +67,7 @@ if has_dedup then
   local prev = redis.call('GET', dedup)
   if prev then return {epoch, tonumber(prev), 1, tail, kfn} end
 end
--- Rates across nodes (quota.rs): GCRA for the sender's and the room's entries and payload bytes.
+-- Rates across nodes (limits/rates.rs): GCRA for the sender's and the room's entries and payload bytes.
 if sender ~= '' then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
