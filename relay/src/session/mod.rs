@@ -151,25 +151,30 @@ async fn live(out: &mut Outbound, inbound: Inbound, mut sub: Subscription, exp: 
     tokio::pin!(shutdown);
     let expiry = token_expiry(exp);
     tokio::pin!(expiry);
-    // The inbound state between jobs (`None` while a job owns it), and the job in flight.
+    // The inbound state between jobs (`None` while a job owns it), and the job in flight. Boxed
+    // when a frame arrives: an idle connection (most viewers, always) then holds a pointer, not
+    // room for the whole frame-handling future in its own state.
     let mut idle = Some(inbound);
-    let mut job = std::pin::pin!(None::<(Inbound, Work)>.map(|(s, w)| dispatch::run(s, w)));
+    let mut job: Option<Job> = None;
     let exit = loop {
         let pointer_due = idle.as_ref().and_then(Inbound::pointer_due);
         let step: Result<(), Exit> = tokio::select! {
             biased;
             () = &mut shutdown => Err(Exit::Close(CloseCode::Shutdown)),
             () = &mut expiry => Err(Exit::Close(CloseCode::TokenExpired)),
-            (state, result) = in_flight(job.as_mut()), if job.is_some() => {
-                job.set(None);
+            (state, result) = in_flight(&mut job), if job.is_some() => {
+                job = None;
                 idle = Some(state);
                 out.send_replies(None).await.and(result)
             }
-            Some(first) = out.replies.recv() => out.send_replies(Some(first)).await,
+            // Only a job queues replies; what it queued is written when it ends, at the latest.
+            Some(first) = out.replies.recv(), if job.is_some() => {
+                out.send_replies(Some(first)).await
+            }
             msg = out.wire.next_inbound(), if idle.is_some() => match msg {
                 Ok(Some(msg)) => {
                     if let Some(state) = idle.take() {
-                        job.set(Some(dispatch::run(state, Work::Frame(msg))));
+                        job = Some(Box::pin(dispatch::run(state, Work::Frame(msg))));
                     }
                     Ok(())
                 }
@@ -179,7 +184,7 @@ async fn live(out: &mut Outbound, inbound: Inbound, mut sub: Subscription, exp: 
             msg = sub.rx.recv() => out.on_room_msg(msg, &mut sub).await,
             () = sleep_until_due(pointer_due), if pointer_due.is_some() => {
                 if let Some(state) = idle.take() {
-                    job.set(Some(dispatch::run(state, Work::DuePointer)));
+                    job = Some(Box::pin(dispatch::run(state, Work::DuePointer)));
                 }
                 Ok(())
             }
@@ -200,7 +205,7 @@ async fn live(out: &mut Outbound, inbound: Inbound, mut sub: Subscription, exp: 
     // as it would have been before reading the next one; a failed or stalled socket drops it
     // (the client resends it, by id, after reconnecting).
     if exit.lets_frame_finish() {
-        if let Some(running) = job.as_mut().as_pin_mut() {
+        if let Some(running) = job.take() {
             let (_, result) = running.await;
             let _ = out.send_replies(None).await;
             if let Err(first) = result {
@@ -211,10 +216,14 @@ async fn live(out: &mut Outbound, inbound: Inbound, mut sub: Subscription, exp: 
     exit
 }
 
+/// One client frame (or the held pointer move) being handled: it owns the inbound state and
+/// gives it back with the outcome.
+type Job = Pin<Box<dyn Future<Output = (Inbound, Result<(), Exit>)> + Send>>;
+
 /// Resolves when the job in `slot` ends (never while there is none).
-fn in_flight<F: Future>(mut slot: Pin<&mut Option<F>>) -> impl Future<Output = F::Output> + '_ {
-    std::future::poll_fn(move |cx| match slot.as_mut().as_pin_mut() {
-        Some(job) => job.poll(cx),
+fn in_flight(slot: &mut Option<Job>) -> impl Future<Output = (Inbound, Result<(), Exit>)> + '_ {
+    std::future::poll_fn(move |cx| match slot.as_mut() {
+        Some(job) => job.as_mut().poll(cx),
         None => Poll::Pending,
     })
 }
