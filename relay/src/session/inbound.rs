@@ -9,13 +9,12 @@ use std::sync::Arc;
 use assist_relay_proto::{
     ClientFrame, CloseCode, Codec, ErrorCode, Member, ProtoError, ServerFrame,
 };
-use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::exit::Exit;
 use super::roles::{Act, Rights};
-use super::socket::Out;
+use super::socket::Replies;
 use crate::auth::Admission;
 use crate::guide::GuideRates;
 use crate::hub::encode_message;
@@ -46,7 +45,7 @@ pub(super) struct Inbound {
     /// Guidance and signaling rates, and a coalesced pointer move.
     pub(super) guide: GuideRates,
     /// Frames for the client, in order; the session's outbound side writes them.
-    replies: UnboundedSender<Out>,
+    replies: Arc<Replies>,
 }
 
 impl Inbound {
@@ -54,7 +53,7 @@ impl Inbound {
         node: Arc<Node>,
         adm: &Admission,
         me: Member,
-        replies: UnboundedSender<Out>,
+        replies: Arc<Replies>,
     ) -> Inbound {
         let mask_policy = adm
             .claims
@@ -82,8 +81,7 @@ impl Inbound {
     /// Queues a frame for the client.
     pub(super) fn reply(&mut self, frame: &ServerFrame<'_>) {
         let msg = encode_message(self.codec, frame);
-        // The receiver lives as long as the connection; after it, nothing is sent anyway.
-        let _ = self.replies.send((msg, Some(frame.type_name())));
+        self.replies.push((msg, Some(frame.type_name())));
     }
 
     /// Decodes a client frame and holds it to the connection's rates. `None` when the frame was

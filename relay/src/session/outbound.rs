@@ -6,12 +6,11 @@
 use std::sync::Arc;
 
 use assist_relay_proto::{Codec, Member, ServerFrame};
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
 use super::exit::Exit;
 use super::roles::Rights;
-use super::socket::{Out, Wire};
+use super::socket::{Out, Replies, Wire};
 use crate::hub::{encode_message, Entry};
 use crate::Node;
 
@@ -31,19 +30,19 @@ pub(super) struct Outbound {
     /// Since when this viewer has been behind the room (overflowed and not drained since).
     pub(super) behind_since: Option<Instant>,
     /// Replies the inbound side queued (`ack`, `error`, `pong`, ...), in the order produced.
-    pub(super) replies: UnboundedReceiver<Out>,
+    pub(super) replies: Arc<Replies>,
 }
 
 impl Outbound {
     /// Writes `first` (if any) and every other queued reply, in order, with one flush.
     pub(super) async fn send_replies(&mut self, first: Option<Out>) -> Result<(), Exit> {
-        let mut next = first.or_else(|| self.replies.try_recv().ok());
+        let mut next = first.or_else(|| self.replies.pop());
         if next.is_none() {
             return Ok(());
         }
         while let Some((msg, kind)) = next {
             self.wire.feed_counted(msg, kind).await?;
-            next = self.replies.try_recv().ok();
+            next = self.replies.pop();
         }
         self.wire.flush().await
     }

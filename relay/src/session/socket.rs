@@ -25,6 +25,43 @@ pub(crate) type Socket = WebSocketStream<TcpStream>;
 /// A frame to write and its type for `relay_frames_out_total` (`None`: not counted).
 pub(super) type Out = (Message, Option<&'static str>);
 
+/// The replies a connection's inbound job queues for its writer, in order. Both sides are in the
+/// connection's own task, so the lock is never contended; unlike a channel, whose first block of
+/// slots every connection would hold from the start (about 2 KiB), an empty queue holds nothing.
+#[derive(Default)]
+pub(super) struct Replies {
+    queue: std::sync::Mutex<std::collections::VecDeque<Out>>,
+    ready: tokio::sync::Notify,
+}
+
+impl Replies {
+    fn queue(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Out>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a reply.
+    pub(super) fn push(&self, out: Out) {
+        self.queue().push_back(out);
+        self.ready.notify_one();
+    }
+
+    /// The next queued reply, if any.
+    pub(super) fn pop(&self) -> Option<Out> {
+        self.queue().pop_front()
+    }
+
+    /// Waits for the next reply.
+    pub(super) async fn next(&self) -> Out {
+        loop {
+            if let Some(out) = self.pop() {
+                return out;
+            }
+            // A push between the pop and here left a permit: this returns at once.
+            self.ready.notified().await;
+        }
+    }
+}
+
 /// One connection's socket and what its writes owe the metrics.
 pub(super) struct Wire {
     node: Arc<Node>,
