@@ -203,13 +203,11 @@ async fn live(out: &mut Outbound, inbound: Inbound, mut sub: Subscription, exp: 
     // Ending in order (shutdown, token expiry, room closed), the frame in hand is finished first,
     // as it would have been before reading the next one; a failed or stalled socket drops it
     // (the client resends it, by id, after reconnecting).
-    if exit.lets_frame_finish() {
-        if job.is_running() {
-            let (_, result) = job.done().await;
-            let _ = out.send_replies(None).await;
-            if let Err(first) = result {
-                return first;
-            }
+    if exit.lets_frame_finish() && job.is_running() {
+        let (_, result) = job.done().await;
+        let _ = out.send_replies(None).await;
+        if let Err(first) = result {
+            return first;
         }
     }
     exit
