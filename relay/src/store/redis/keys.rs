@@ -3,7 +3,9 @@
 //!
 //! # Keys (all of one room share the hash tag `{room}`, so they live on one Redis Cluster slot)
 //! - `ar:{R}:meta` hash: `epoch`, `head` (last offset), `floor` (the keyframe's first offset),
-//!   `chat_floor`, `meta` (a Meta waiting for its FullSnapshot).
+//!   `chat_floor`, `meta` (a Meta waiting for its FullSnapshot), the byte counts of the cap, and
+//!   the rates' theoretical arrival times across nodes (`r:m:<sub>`, `r:b:<sub>`, `r:m`, `r:b`;
+//!   µs), all read and written once per append (`scripts/append.lua`).
 //! - `ar:{R}:log` stream: every entry from `floor` on, stream id `<offset>-0`.
 //! - `ar:{R}:chat` stream: the last `--chat-retain` chat messages, same ids.
 //! - `ar:{R}:d:<sender>\x1f<id>` string: offset of an idempotent send, with a TTL.
@@ -15,7 +17,6 @@
 //!   `ar:{R}:ups:<sender>` sorted set: that sender's uploads in progress, scored by expiry.
 //! - `ar:{R}:stg` hash and `ar:{R}:stx` sorted set: the room's staging tally (see
 //!   `scripts/staging.lua`).
-//! - `ar:{R}:rate` hash: the rates' theoretical arrival times across nodes.
 //! - channel `ar:{R}:ch`: live entries and presence changes.
 
 /// Key names of one room.
@@ -28,8 +29,6 @@ pub(super) struct Keys {
     pub(super) typed: String,
     pub(super) channel: String,
     room: String,
-    /// Hash of the rates' theoretical arrival times (`m:<sub>`, `b:<sub>`, `m`, `b`; µs).
-    pub(super) rate: String,
 }
 
 impl Keys {
@@ -42,7 +41,6 @@ impl Keys {
             pages: format!("ar:{{{room}}}:pages"),
             typed: format!("ar:{{{room}}}:typed"),
             channel: format!("ar:{{{room}}}:ch"),
-            rate: format!("ar:{{{room}}}:rate"),
             room: room.to_owned(),
         }
     }

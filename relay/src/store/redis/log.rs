@@ -51,37 +51,45 @@ impl RoomLog for RedisStore {
             .key(&k.log)
             .key(&k.chat)
             .key(&dedup_key)
-            .key(&k.pages)
-            .key(&k.rate);
+            .key(&k.pages);
+        let rates = new
+            .sender
+            .as_ref()
+            .map_or([crate::limits::Gcra::default(); 4], |r| r.rates.0);
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        let mut numbers = [
+            etype as f64,
+            flag(inline),
+            inner.log_cfg.chat_retain.max(1) as f64,
+            inner.cfg.dedup_ttl.as_secs().max(1) as f64,
+            flag(inner.cfg.cluster),
+            flag(new.dedup.is_some()),
+            flag(native),
+            MAX_PAGES as f64,
+            flag(inner.log_cfg.keep_until_archived),
+            new.body.size() as f64,
+            inner.log_cfg.max_log_bytes as f64,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+        ];
+        for (i, g) in rates.iter().enumerate() {
+            numbers[11 + 2 * i] = g.interval_us;
+            numbers[12 + 2 * i] = g.tolerance_us;
+        }
         script
             .arg(format!("{:016x}", rand::random::<u64>()))
             .arg(blob)
-            .arg(etype)
             .arg(now_us())
-            .arg(if inline { 1 } else { 0 })
-            .arg(inner.log_cfg.chat_retain.max(1))
-            .arg(inner.cfg.dedup_ttl.as_secs().max(1))
             .arg(&k.channel)
-            .arg(inner.sharded())
-            .arg(if new.dedup.is_some() { 1 } else { 0 })
             .arg(page)
-            .arg(if native { 1 } else { 0 })
-            .arg(MAX_PAGES)
-            .arg(if inner.log_cfg.keep_until_archived {
-                1
-            } else {
-                0
-            })
-            .arg(new.body.size())
-            .arg(inner.log_cfg.max_log_bytes)
-            .arg(new.sender.as_ref().map_or("", |r| r.sender.as_str()));
-        for g in new
-            .sender
-            .as_ref()
-            .map_or([crate::limits::Gcra::default(); 4], |r| r.rates.0)
-        {
-            script.arg(g.interval_us).arg(g.tolerance_us);
-        }
+            .arg(new.sender.as_ref().map_or("", |r| r.sender.as_str()))
+            .arg(pack_f64(&numbers));
         let (_epoch, offset, dup, tail, kfn): (String, u64, i64, u64, i64) =
             script.invoke_async(&mut conn).await.map_err(unavailable)?;
         if dup == 2 {
@@ -277,4 +285,10 @@ impl TypedValues for RedisStore {
             .map_err(unavailable)?;
         Ok(())
     }
+}
+
+/// Numbers as `scripts/append.lua` unpacks them (`struct.unpack('<d...')`): little-endian f64,
+/// exact for integers below 2^53 (offsets, byte counts, µs timestamps).
+fn pack_f64(numbers: &[f64]) -> Vec<u8> {
+    numbers.iter().flat_map(|n| n.to_le_bytes()).collect()
 }
