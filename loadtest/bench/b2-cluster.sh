@@ -289,16 +289,34 @@ for i, row in enumerate(rows):
 print()
 print("Per process (window CPU s and CPU-ms per 1000 deliveries; RSS max MiB; nginx workers summed):")
 print()
-print("| side | rooms | pass | node0 | node1 | node2 | redis | nginx (master + workers) | sum CPU s | sum CPU-ms / 1000 deliveries | errors |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("| side | rooms | pass | node0 | node1 | node2 | redis | nginx (master + workers) | **nodes + redis CPU-ms / 1000** | sum CPU s | sum CPU-ms / 1000 deliveries | errors |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+bar = {}  # (rooms, pass) -> side -> (nodes + redis, nodes, redis, nginx) CPU-ms / 1000 deliveries
 for side, rooms, pas, d, per, errs in procs_out:
     def cell(keys):
         c = sum(per[k][0] for k in keys if k in per)
         m = sum(per[k][1] for k in keys if k in per)
         return f"{c:.2f} s, {c * 1e6 / d if d else 0:.1f}, {m / 1024:.0f} MiB"
+    def per_k(keys):
+        return sum(per[k][0] for k in keys if k in per) * 1e6 / d if d else float("nan")
     tot = sum(v[0] for v in per.values())
-    print(f"| {side} | {rooms} | {pas} | {cell(['node0'])} | {cell(['node1'])} | {cell(['node2'])} | {cell(['redis'])} | {cell(['nginx-master', 'nginx-worker'])} | {tot:.2f} | {tot * 1e6 / d if d else 0:.1f} | {', '.join(f'{k}={v}' for k, v in errs.items()) or '-'} |")
+    nodes, redis_, nginx = per_k(["node0", "node1", "node2"]), per_k(["redis"]), per_k(["nginx-master", "nginx-worker"])
+    if "repeated" not in pas:
+        bar.setdefault((int(rooms), pas), {})[side] = (nodes + redis_, nodes, redis_, nginx)
+    print(f"| {side} | {rooms} | {pas} | {cell(['node0'])} | {cell(['node1'])} | {cell(['node2'])} | {cell(['redis'])} | {cell(['nginx-master', 'nginx-worker'])} | **{nodes + redis_:.1f}** | {tot:.2f} | {tot * 1e6 / d if d else 0:.1f} | {', '.join(f'{k}={v}' for k, v in errs.items()) or '-'} |")
 print()
+# The bar (issue 17): CPU per delivery of the nodes plus Redis, relay / peer, at equal load; nginx
+# proxies the same frames on both sides and is shown apart, outside the bar.
+pairs = [(k, v) for k, v in sorted(bar.items()) if "relay" in v and "peer" in v]
+if pairs:
+    print("Bar: nodes + Redis CPU-ms / 1000 deliveries, relay / peer (at most 0.33; goal 0.1); nginx apart:")
+    print()
+    print("| rooms | pass | relay nodes + redis (nodes, redis) | peer nodes + redis (nodes, redis) | **relay / peer** | nodes only | redis only | nginx relay / peer |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (rooms, pas), v in pairs:
+        r, q = v["relay"], v["peer"]
+        print(f"| {rooms} | {pas} | {r[0]:.1f} ({r[1]:.1f}, {r[2]:.1f}) | {q[0]:.1f} ({q[1]:.1f}, {q[2]:.1f}) | **{r[0] / q[0]:.2f}** | {r[1] / q[1]:.2f} | {r[2] / q[2]:.2f} | {r[3]:.1f} / {q[3]:.1f} |")
+    print()
 for side in best:
     for pas, (b, _, hi) in sorted(best[side].items()):
         print(f"max sustainable deliveries/s, {side}, pass {pas}: highest ok step {hi:.0f}; with every lower step ok {b:.0f}")
