@@ -370,6 +370,25 @@ impl EventHead {
         if !raw.get().starts_with('{') {
             return Err(crate::error::ProtoError::InvalidEvent(SHAPE.to_owned()));
         }
+        // One byte pass decides the common case; anything it cannot decide exactly as the
+        // serde scan does goes to that scan (`headscan`).
+        match crate::headscan::scan(raw.get(), MAX_EVENT_NESTING) {
+            Some(h) => Ok(EventHead {
+                kind: EventKind::from_u8(h.kind),
+                source: h.source,
+                timestamp: h.timestamp,
+            }),
+            None => EventHead::scan_serde(raw),
+        }
+    }
+
+    /// [`EventHead::scan`] by serde alone: the reference the fast path is held to.
+    #[doc(hidden)]
+    pub fn scan_serde(raw: &RawValue) -> Result<EventHead, crate::error::ProtoError> {
+        const SHAPE: &str = "expected a JSON object with an integer \"type\" (0-255)";
+        if !raw.get().starts_with('{') {
+            return Err(crate::error::ProtoError::InvalidEvent(SHAPE.to_owned()));
+        }
         if json_nesting(raw.get(), MAX_EVENT_NESTING).is_none() {
             return Err(crate::error::ProtoError::InvalidEvent(format!(
                 "nested deeper than {MAX_EVENT_NESTING} levels"

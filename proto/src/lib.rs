@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! Modules are layered, so `use crate::x` edges form a DAG. From the bottom: `types`, `chunk`
-//! (nothing of the crate); `error` (types); `event` (error); `guide` (types); `auth` (types,
+//! (nothing of the crate); `error` (types); `headscan` (nothing); `event` (error, headscan); `guide` (types); `auth` (types,
 //! guide); `page` (auth); `codec` (all of these, for the envelope); `frame` (codec and below:
 //! frames sit on the envelope, never the reverse).
 //! - `types`: the leaf types ([`Role`], [`Member`], [`Position`], [`Limits`]) and the id and text
@@ -31,6 +31,7 @@ pub mod error;
 pub mod event;
 pub mod frame;
 pub mod guide;
+mod headscan;
 #[cfg(feature = "jwt")]
 pub mod jwt;
 pub mod page;
