@@ -43,8 +43,8 @@ pub use codec::{Codec, Envelope};
 pub use error::{CloseCode, ErrorCode, ProtoError};
 pub use event::{EventHead, EventKind, EventPayload, MAX_EVENT_NESTING};
 pub use frame::{
-    ClientFrame, ClientFrameKind, JoinMode, Limits, Member, Position, ResyncReason, ServerFrame,
-    ServerFrameKind, SnapshotReason,
+    encode_event, ClientFrame, ClientFrameKind, JoinMode, Limits, Member, Position, ResyncReason,
+    ServerFrame, ServerFrameKind, SnapshotReason,
 };
 pub use guide::{Capability, Guidance, IceServer, Signal};
 pub use page::{NativePage, PageKind, PageRecord};

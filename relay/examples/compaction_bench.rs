@@ -44,7 +44,7 @@ async fn main() {
             for (i, e) in events.iter().enumerate() {
                 let head = EventHead::scan(e).expect("event");
                 let body = EntryBody::Event {
-                    event: e.clone(),
+                    event: e.clone().into(),
                     kind: head.kind,
                     source: head.source,
                 };

@@ -149,7 +149,7 @@ pub async fn store_native_page(
     let (meta, snapshot) = templates.render(page, viewport.0, viewport.1, ts)?;
     let meta = NewEntry {
         body: EntryBody::Event {
-            event: meta,
+            event: meta.into(),
             kind: EventKind::Meta,
             source: None,
         },
@@ -168,7 +168,7 @@ pub async fn store_native_page(
     };
     let snap = NewEntry {
         body: EntryBody::Event {
-            event: snapshot,
+            event: snapshot.into(),
             kind: EventKind::FullSnapshot,
             source: None,
         },

@@ -102,7 +102,7 @@ async fn seed(store: &RedisStore, room: &str, n: u64) {
             .append(
                 room,
                 NewEntry::new(EntryBody::Event {
-                    event: raw,
+                    event: raw.into(),
                     kind: EventKind::from_u8(kind),
                     source: (kind == 3).then_some(0),
                 }),

@@ -221,7 +221,10 @@ pub(super) fn write_part_line(text: &mut Vec<u8>, e: &Entry) -> Result<(), Compa
         EntryBody::Event { event, .. } => Line {
             o: e.offset,
             t: e.accepted_us / 1000,
-            e: Some(event.clone()),
+            // Read back from the room log unparsed; a recording is checked JSON, line by line.
+            e: Some(event.raw().map(ToOwned::to_owned).ok_or_else(|| {
+                CompactError::Permanent(format!("entry {} is not JSON", e.offset))
+            })?),
             c: None,
         },
         EntryBody::Chat { id, from, text, ts } => Line {

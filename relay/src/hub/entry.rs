@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use assist_relay_proto::{ChunkData, Codec, EventKind, EventPayload, Member, ServerFrame};
+use assist_relay_proto::{ChunkData, Codec, EventKind, Member, ServerFrame};
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
@@ -51,13 +51,52 @@ pub fn chunk_data_bytes(codec: Codec, max_frame: usize) -> usize {
     }
 }
 
+/// An rrweb event's JSON text: valid JSON by construction. It is checked where it enters the
+/// cluster (a client's frame, a generated placeholder: [`EventJson::checked`]) and trusted where
+/// a backend reads it back from this cluster's own room log ([`EventJson::stored`]), which only
+/// ever holds text checked on entry: a node forwards what another node stored without parsing
+/// it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventJson(Box<str>);
+
+impl EventJson {
+    /// Text a parser has already checked.
+    pub fn checked(raw: Box<RawValue>) -> EventJson {
+        EventJson(raw.into())
+    }
+
+    /// Text read back from this cluster's room log, which only holds checked text (store
+    /// backends only).
+    pub(crate) fn stored(text: Box<str>) -> EventJson {
+        EventJson(text)
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        &self.0
+    }
+
+    /// The text as a [`RawValue`], for the few readers off the delivery path that need one (the
+    /// masking state's rebuild, recordings). Checks it again; `None` cannot happen for text made
+    /// by [`EventJson::checked`] or stored by this cluster.
+    pub fn raw(&self) -> Option<&RawValue> {
+        serde_json::from_str(&self.0).ok()
+    }
+}
+
+impl From<Box<RawValue>> for EventJson {
+    fn from(raw: Box<RawValue>) -> EventJson {
+        EventJson::checked(raw)
+    }
+}
+
 /// The payload of an [`Entry`].
 #[derive(Debug, Clone)]
 pub enum EntryBody {
     /// An rrweb event, raw JSON.
     Event {
         /// The event.
-        event: Box<RawValue>,
+        event: EventJson,
         /// Its rrweb type.
         kind: EventKind,
         /// `data.source` of an incremental snapshot.
@@ -121,14 +160,24 @@ impl Entry {
     /// The frames for this entry in `codec`, encoded on first use and shared afterwards: one
     /// frame, or `chunk` frames when one frame would be larger than `max_frame` bytes.
     pub fn messages(&self, codec: Codec, max_frame: usize) -> &[Message] {
-        let frames = self.frames[codec.index()].get_or_init(|| {
-            let one = encode_message(codec, &self.frame());
-            match &self.body {
-                EntryBody::Event { event, .. } if one.len() > max_frame => {
+        let frames = self.frames[codec.index()].get_or_init(|| match &self.body {
+            EntryBody::Event { event, .. } => {
+                // Straight from the text: no parse, the same bytes as the `event` frame's
+                // envelope (assist_relay_proto::encode_event).
+                let one = match assist_relay_proto::encode_event(codec, self.offset, event.get()) {
+                    Ok(bytes) => message(codec, bytes),
+                    Err(e) => {
+                        tracing::error!(error = %e, "event frame encoding failed");
+                        encode_message(codec, &internal_error())
+                    }
+                };
+                if one.len() > max_frame {
                     Frames::Chunked(self.chunk_messages(codec, event.get(), max_frame))
+                } else {
+                    Frames::One(one)
                 }
-                _ => Frames::One(one),
             }
+            EntryBody::Chat { .. } => Frames::One(encode_message(codec, &self.frame())),
         });
         match frames {
             Frames::One(m) => std::slice::from_ref(m),
@@ -174,13 +223,10 @@ impl Entry {
         }
     }
 
-    /// The entry as a server frame.
-    pub fn frame(&self) -> ServerFrame<'_> {
+    /// A chat entry as a server frame (an event's frame is encoded from its text, in
+    /// [`Entry::messages`]).
+    fn frame(&self) -> ServerFrame<'_> {
         match &self.body {
-            EntryBody::Event { event, .. } => ServerFrame::Event {
-                offset: self.offset,
-                event: EventPayload(std::borrow::Cow::Borrowed(&**event)),
-            },
             EntryBody::Chat { id, from, text, ts } => ServerFrame::Chat {
                 offset: self.offset,
                 id: id.clone(),
@@ -188,6 +234,7 @@ impl Entry {
                 text: text.clone(),
                 ts: *ts,
             },
+            EntryBody::Event { .. } => internal_error(),
         }
     }
 
@@ -211,17 +258,25 @@ pub fn encode_message(codec: Codec, frame: &ServerFrame<'_>) -> Message {
         // Only a bug in the frame types can get here; send an `internal` error instead.
         Err(e) => {
             tracing::error!(error = %e, frame = frame.type_name(), "frame encoding failed");
-            let fallback = ServerFrame::Error {
-                code: assist_relay_proto::ErrorCode::Internal,
-                message: "encoding failed".into(),
-                id: None,
-            };
-            fallback.encode(codec).unwrap_or_default()
+            internal_error().encode(codec).unwrap_or_default()
         }
     };
+    message(codec, bytes)
+}
+
+fn internal_error() -> ServerFrame<'static> {
+    ServerFrame::Error {
+        code: assist_relay_proto::ErrorCode::Internal,
+        message: "encoding failed".into(),
+        id: None,
+    }
+}
+
+/// Encoded frame bytes as the WebSocket message of `codec`.
+fn message(codec: Codec, bytes: Vec<u8>) -> Message {
     match codec {
         Codec::MsgPack => Message::Binary(bytes.into()),
-        // serde_json writes UTF-8 only.
+        // serde_json writes UTF-8 only, and event text is a `str`.
         Codec::Json => match String::from_utf8(bytes) {
             Ok(s) => Message::Text(Utf8Bytes::from(s)),
             Err(e) => Message::Binary(e.into_bytes().into()),

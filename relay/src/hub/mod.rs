@@ -31,7 +31,7 @@ use dashmap::DashMap;
 use prometheus::IntGauge;
 use tokio::sync::broadcast;
 
-pub use entry::{chunk_data_bytes, encode_message, now_us, Entry, EntryBody};
+pub use entry::{chunk_data_bytes, encode_message, now_us, Entry, EntryBody, EventJson};
 pub use relayed::{Relayed, RelayedBody};
 
 /// Live traffic of one room.

@@ -97,7 +97,7 @@ impl Inbound {
         };
         let entry = NewEntry {
             body: EntryBody::Event {
-                event,
+                event: event.into(),
                 kind: head.kind,
                 source: head.source,
             },
@@ -141,7 +141,10 @@ impl Inbound {
         let state = node.log.log_state(&self.room).await?;
         let (after, room) = (state.floor.saturating_sub(1), &*self.room);
         crate::store::for_each_entry(&*node.log, room, after, state.head, MASK_PAGE_BYTES, |e| {
-            if let EntryBody::Event { event, .. } = &e.body {
+            if let Some(event) = match &e.body {
+                EntryBody::Event { event, .. } => event.raw(),
+                EntryBody::Chat { .. } => None,
+            } {
                 mask.observe(event);
             }
         })

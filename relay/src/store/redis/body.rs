@@ -4,9 +4,8 @@
 
 use assist_relay_proto::{EventKind, Member, PageRecord, Role};
 use redis::streams::StreamRangeReply;
-use serde_json::value::RawValue;
 
-use crate::hub::EntryBody;
+use crate::hub::{EntryBody, EventJson};
 use crate::store::StoreError;
 
 /// What travels in the stream field `b` and, when small enough, in the pub/sub message.
@@ -39,12 +38,13 @@ pub(super) fn decode_body(b: &[u8]) -> Result<EntryBody, StoreError> {
     let corrupt = |why: &str| StoreError::Corrupt(why.to_owned());
     match b.first() {
         Some(b'e') if b.len() > 3 => {
-            let event = serde_json::from_slice::<&RawValue>(&b[3..])
-                .map_err(|_| corrupt("stored event is not JSON"))?
-                .to_owned();
+            // This cluster's own log: checked when it entered, so not parsed again; only the
+            // UTF-8 of the text is (a `str`), which is cheap.
+            let text =
+                std::str::from_utf8(&b[3..]).map_err(|_| corrupt("stored event is not text"))?;
             let source = (b[2] != 255).then_some(b[2]);
             Ok(EntryBody::Event {
-                event,
+                event: EventJson::stored(text.into()),
                 kind: EventKind::from_u8(b[1]),
                 source,
             })
