@@ -449,3 +449,26 @@ async fn large_and_small_entries_interleaved_arrive_in_order() {
     assert!(raw == sent, "every event byte for byte, in order");
     agent.expect_no_entries(Duration::from_millis(200)).await;
 }
+
+/// A node sends the append script by its hash; after Redis forgets its scripts (a restart, a
+/// `SCRIPT FLUSH`) the next append loads it again and nothing is lost or repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_go_on_after_redis_forgets_its_scripts() {
+    let relay = Relay::start().await;
+    let (mut customer, _) = relay
+        .join("flush", Role::Customer, "cust", Codec::Json)
+        .await;
+    let (mut agent, _) = relay.join("flush", Role::Agent, "ag", Codec::Json).await;
+    for i in 0..3 {
+        customer.publish(&mouse_move(i), None).await;
+    }
+    relay.flush_scripts().await;
+    for i in 3..6 {
+        customer.publish(&mouse_move(i), None).await;
+    }
+    let seen = collect_events(&mut agent, 6).await;
+    let offsets: Vec<u64> = seen.iter().map(|(o, _)| *o).collect();
+    assert_eq!(offsets, (1..=6).collect::<Vec<u64>>());
+    let texts: Vec<String> = (0..6).map(mouse_move).collect();
+    assert_eq!(seen.into_iter().map(|(_, e)| e).collect::<Vec<_>>(), texts);
+}

@@ -355,6 +355,15 @@ impl Relay {
         }
     }
 
+    /// Makes Redis forget its scripts (`SCRIPT FLUSH`, as a restart does); nothing embedded.
+    pub async fn flush_scripts(&self) {
+        if let Backend::Redis { stores, .. } = &self.backend {
+            let mut flush = redis::cmd("SCRIPT");
+            flush.arg("FLUSH");
+            let _: String = stores[0].command(&flush).await.expect("script flush");
+        }
+    }
+
     /// Connects with a bearer token and the given codec; does not join.
     pub async fn connect(&self, room: &str, role: Role, sub: &str, codec: Codec) -> Client {
         let token = self.token(room, role, sub);

@@ -44,14 +44,17 @@ impl RoomLog for RedisStore {
             .as_ref()
             .is_some_and(|p| p.kind == assist_relay_proto::PageKind::Native);
         let mut conn = inner.conn.clone();
-        // KEYS and ARGV in the order `scripts/append.lua` names them.
-        let mut script = inner.scripts.append.prepare_invoke();
-        script
-            .key(&k.meta)
-            .key(&k.log)
-            .key(&k.chat)
-            .key(&dedup_key)
-            .key(&k.pages);
+        // EVALSHA with KEYS and ARGV in the order `scripts/append.lua` names them, built as one
+        // command (a `ScriptInvocation` would copy every argument once more).
+        let script = &inner.scripts.append;
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash())
+            .arg(5)
+            .arg(&k.meta)
+            .arg(&k.log)
+            .arg(&k.chat)
+            .arg(&dedup_key)
+            .arg(&k.pages);
         let rates = new
             .sender
             .as_ref()
@@ -82,16 +85,27 @@ impl RoomLog for RedisStore {
             numbers[11 + 2 * i] = g.interval_us;
             numbers[12 + 2 * i] = g.tolerance_us;
         }
-        script
-            .arg(format!("{:016x}", rand::random::<u64>()))
+        cmd.arg(format!("{:016x}", rand::random::<u64>()))
             .arg(blob)
             .arg(now_us())
             .arg(&k.channel)
             .arg(page)
             .arg(new.sender.as_ref().map_or("", |r| r.sender.as_str()))
             .arg(pack_f64(&numbers));
+        let reply = match cmd.query_async(&mut conn).await {
+            // Redis restarted or flushed its scripts: load it again, once, and retry.
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script
+                    .prepare_invoke()
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                cmd.query_async(&mut conn).await
+            }
+            other => other,
+        };
         let (_epoch, offset, dup, tail, kfn): (String, u64, i64, u64, i64) =
-            script.invoke_async(&mut conn).await.map_err(unavailable)?;
+            reply.map_err(unavailable)?;
         if dup == 2 {
             return Err(StoreError::Closed);
         }
