@@ -5,6 +5,7 @@
 
 use super::*;
 
+mod bench;
 mod dom;
 mod json;
 mod state;
