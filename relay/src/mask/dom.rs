@@ -7,7 +7,6 @@
 //! state (`state`).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use super::json::{number, Doc, Kind};
 
@@ -58,18 +57,18 @@ impl Doc<'_> {
         let mut f = NodeFields::default();
         for (k, v) in self.pairs(node) {
             let key = if self.toks[k].esc {
-                self.str(k)
+                Cow::Owned(self.str(k).into_owned().into_bytes())
             } else {
-                Cow::Borrowed(self.raw(k))
+                Cow::Borrowed(self.bytes(k))
             };
             let slot = match &*key {
-                "id" => &mut f.id,
-                "type" => &mut f.node_type,
-                "tagName" => &mut f.tag_name,
-                "attributes" => &mut f.attributes,
-                "childNodes" => &mut f.child_nodes,
-                "textContent" => &mut f.text_content,
-                "isStyle" => &mut f.is_style,
+                b"id" => &mut f.id,
+                b"type" => &mut f.node_type,
+                b"tagName" => &mut f.tag_name,
+                b"attributes" => &mut f.attributes,
+                b"childNodes" => &mut f.child_nodes,
+                b"textContent" => &mut f.text_content,
+                b"isStyle" => &mut f.is_style,
                 _ => continue,
             };
             *slot = Some(v);
@@ -138,7 +137,7 @@ impl Doc<'_> {
         if self.kind(i) != Kind::Num {
             return None;
         }
-        let text = self.raw(i).as_bytes();
+        let text = self.bytes(i);
         if text.len() <= 19 && text.iter().all(u8::is_ascii_digit) {
             return Some(text.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')));
         }
@@ -177,18 +176,25 @@ impl Doc<'_> {
         if n < 2 {
             return (0..n).collect();
         }
-        let mut owner: HashMap<u64, usize> = HashMap::new();
+        // Which add holds each id (the first, if several do), sorted by id.
+        let mut owner: Vec<(u64, usize)> = Vec::new();
         let mut ids = Vec::new();
         for (i, &a) in adds.iter().enumerate() {
             if let Some(node) = self.get(a, "node") {
                 ids.clear();
                 self.collect_ids(node, &mut ids);
-                for &id in &ids {
-                    owner.entry(id).or_insert(i);
-                }
+                owner.extend(ids.iter().map(|&id| (id, i)));
             }
         }
-        let dep = |i: usize| parents[i].and_then(|p| owner.get(&p).copied());
+        owner.sort_unstable();
+        owner.dedup_by_key(|o| o.0);
+        let owner_of = |id: u64| {
+            owner
+                .binary_search_by_key(&id, |o| o.0)
+                .ok()
+                .map(|at| owner[at].1)
+        };
+        let dep = |i: usize| parents[i].and_then(owner_of);
         if (0..n).all(|i| dep(i).is_none_or(|j| j <= i)) {
             return (0..n).collect();
         }

@@ -64,8 +64,8 @@ impl<'a> Doc<'a> {
         let mut p = Parser {
             b: src.as_bytes(),
             pos: 0,
-            toks: Vec::with_capacity(src.len() / 8 + 2),
-            open: Vec::new(),
+            toks: Vec::with_capacity(src.len() / 6 + 2),
+            open: Vec::with_capacity(32),
         };
         match p.run() {
             Ok(()) => Ok(Doc {
@@ -127,6 +127,12 @@ impl<'a> Doc<'a> {
         &self.src[t.start as usize..t.end as usize]
     }
 
+    /// A token's bytes (a string's raw text).
+    pub(super) fn bytes(&self, i: usize) -> &'a [u8] {
+        let t = self.toks[i];
+        &self.src.as_bytes()[t.start as usize..t.end as usize]
+    }
+
     /// A string token's value (borrowed unless it has escapes).
     pub(super) fn str(&self, i: usize) -> Cow<'a, str> {
         let raw = self.raw(i);
@@ -142,7 +148,7 @@ impl<'a> Doc<'a> {
         if self.toks[k].esc {
             self.str(k) == name
         } else {
-            self.raw(k) == name
+            self.bytes(k) == name.as_bytes()
         }
     }
 
@@ -313,9 +319,7 @@ impl Parser<'_> {
         let mut i = start;
         let mut esc = false;
         loop {
-            while i < b.len() && !matches!(b[i], b'"' | b'\\' | 0..=0x1f) {
-                i += 1;
-            }
+            i = plain_run(b, i);
             match b.get(i) {
                 Some(b'"') => break,
                 Some(b'\\') => {
@@ -408,25 +412,57 @@ impl Parser<'_> {
     }
 }
 
+/// The end of the run of string bytes from `i` that need no attention (not a quote, a
+/// backslash or a control character), eight bytes at a time.
+fn plain_run(b: &[u8], mut i: usize) -> usize {
+    const LO: u64 = u64::from_le_bytes([1; 8]);
+    const HI: u64 = LO << 7;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let (q, s) = (w ^ (LO * u64::from(b'"')), w ^ (LO * u64::from(b'\\')));
+        // The lowest flagged byte is the first quote, backslash or byte below 0x20 (a borrow
+        // can only flag bytes above a true one).
+        let hits = (q.wrapping_sub(LO) & !q | s.wrapping_sub(LO) & !s | w.wrapping_sub(LO * 0x20) & !w)
+            & HI;
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < b.len() && !matches!(b[i], b'"' | b'\\' | 0..=0x1f) {
+        i += 1;
+    }
+    i
+}
+
 /// Refuses an object with a repeated key (readers disagree on which one counts: `JSON.parse`,
 /// and rrweb's replayer after it, keep the last, others the first; an event passed on unchanged
 /// keeps its repeats). No recorder writes them (`JSON.stringify` cannot).
 fn no_repeats(toks: &[Tok], b: &[u8], obj: usize) -> Result<(), Fail> {
     let end = toks[obj].next as usize;
-    let mut keys = [0usize; 8];
+    let raw = |k: usize| &b[toks[k].start as usize..toks[k].end as usize];
+    // Up to 8 keys without escapes: compared by length, first and last byte, then in full.
+    let mut keys = [(0u64, 0usize); 8];
     let (mut n, mut k, mut esc) = (0, obj + 1, false);
     while k < end {
-        if n < keys.len() {
-            keys[n] = k;
+        if let Some(slot) = keys.get_mut(n) {
+            let text = raw(k);
+            let ends = text.first().map_or(0, |&c| u64::from(c) << 8 | u64::from(text[text.len() - 1]));
+            *slot = ((text.len() as u64) << 16 | ends, k);
         }
         esc |= toks[k].esc;
         n += 1;
         k = toks[k + 1].next as usize;
     }
-    let raw = |k: usize| &b[toks[k].start as usize..toks[k].end as usize];
     let repeated = if n <= keys.len() && !esc {
         let keys = &keys[..n];
-        (1..n).any(|i| keys[..i].iter().any(|&j| raw(j) == raw(keys[i])))
+        (1..n).any(|i| {
+            keys[..i]
+                .iter()
+                .any(|&(sig, j)| sig == keys[i].0 && raw(j) == raw(keys[i].1))
+        })
     } else {
         let mut all = Vec::with_capacity(n);
         let mut k = obj + 1;

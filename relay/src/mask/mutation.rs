@@ -14,9 +14,12 @@ use super::state::RoomMask;
 use super::text::{mask_value, mask_values, Style};
 use super::walk::Ctx;
 
-/// The items of an array token (none for other tokens).
-fn items(doc: &Doc<'_>, arr: Option<usize>) -> Vec<usize> {
-    arr.map_or_else(Vec::new, |a| doc.items(a).collect())
+/// The first item and the end of an array token's items (none for other tokens).
+fn span(doc: &Doc<'_>, arr: Option<usize>) -> (usize, usize) {
+    match arr {
+        Some(a) if doc.kind(a) == Kind::Arr => (a + 1, doc.next(a)),
+        _ => (0, 0),
+    }
 }
 
 impl RoomMask {
@@ -37,16 +40,19 @@ impl RoomMask {
         }
         let [removes, adds, texts, attributes] = lists;
         let mut changed = false;
-        self.removes(doc, &items(doc, removes), &mut changed);
-        self.adds(doc, &items(doc, adds), &mut changed);
-        self.texts(doc, &items(doc, texts), &mut changed);
-        self.attributes(doc, &items(doc, attributes), &mut changed);
+        self.removes(doc, span(doc, removes), &mut changed);
+        let adds: Vec<usize> = adds.map_or_else(Vec::new, |a| doc.items(a).collect());
+        self.adds(doc, &adds, &mut changed);
+        self.texts(doc, span(doc, texts), &mut changed);
+        self.attributes(doc, span(doc, attributes), &mut changed);
         Ok(changed)
     }
 
     /// Forgets removed ids; removes of dropped nodes (unknown to viewers) are left out.
-    fn removes(&mut self, doc: &mut Doc<'_>, removes: &[usize], changed: &mut bool) {
-        for &r in removes {
+    fn removes(&mut self, doc: &mut Doc<'_>, (mut at, end): (usize, usize), changed: &mut bool) {
+        while at < end {
+            let r = at;
+            at = doc.next(r);
             let Some(id) = doc.int_in(doc.get(r, "id")) else {
                 continue;
             };
@@ -101,9 +107,11 @@ impl RoomMask {
         }
     }
 
-    fn texts(&mut self, doc: &mut Doc<'_>, texts: &[usize], changed: &mut bool) {
+    fn texts(&mut self, doc: &mut Doc<'_>, (mut at, end): (usize, usize), changed: &mut bool) {
         let all_inputs = self.policy.all_inputs();
-        for &t in texts {
+        while at < end {
+            let t = at;
+            at = doc.next(t);
             let Some(id) = doc.int_in(doc.get(t, "id")) else {
                 *changed = true;
                 doc.edit(t, Edit::Drop);
@@ -135,8 +143,10 @@ impl RoomMask {
         }
     }
 
-    fn attributes(&mut self, doc: &mut Doc<'_>, attributes: &[usize], changed: &mut bool) {
-        for &a in attributes {
+    fn attributes(&mut self, doc: &mut Doc<'_>, (mut at, end): (usize, usize), changed: &mut bool) {
+        while at < end {
+            let a = at;
+            at = doc.next(a);
             let Some(id) = doc.int_in(doc.get(a, "id")) else {
                 *changed = true;
                 doc.edit(a, Edit::Drop);
