@@ -1,4 +1,5 @@
-//! Changing a parsed event ([`Edit`]s recorded beside its tokens) and writing it back.
+//! Changing a parsed event (an [`Edit`] of a token, recorded beside the tokens) and writing it
+//! back.
 //!
 //! A changed event is written as serde_json writes a value: compact, object keys in sorted
 //! order, strings escaped as serde_json escapes them, numbers as serde_json prints the number
@@ -8,29 +9,14 @@
 
 use std::cmp::Ordering;
 
-use super::json::{number, Doc, Kind};
+use super::json::{number, Doc, Edit, Kind};
 use super::policy::MaskError;
-
-/// A change to one token.
-#[derive(Debug)]
-pub(super) enum Edit {
-    /// The value becomes this string.
-    Str(String),
-    /// The array becomes empty.
-    Empty,
-    /// The array item is left out.
-    Drop,
-}
 
 enum Frame {
     /// An array: its next item and where it ends.
     Arr { at: usize, end: usize, first: bool },
     /// An object: its keys in order at `keys[at..stop]`, `keys` cut back to `base` when done.
-    Obj {
-        at: usize,
-        stop: usize,
-        base: usize,
-    },
+    Obj { at: usize, stop: usize, base: usize },
 }
 
 impl Doc<'_> {

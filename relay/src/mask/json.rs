@@ -46,7 +46,18 @@ pub(super) struct Tok {
 pub(super) struct Doc<'a> {
     pub(super) src: &'a str,
     pub(super) toks: Vec<Tok>,
-    pub(super) edits: Vec<(u32, super::emit::Edit)>,
+    pub(super) edits: Vec<(u32, Edit)>,
+}
+
+/// A change to one token.
+#[derive(Debug)]
+pub(super) enum Edit {
+    /// The value becomes this string.
+    Str(String),
+    /// The array becomes empty.
+    Empty,
+    /// The array item is left out.
+    Drop,
 }
 
 enum Fail {
@@ -424,8 +435,9 @@ fn plain_run(b: &[u8], mut i: usize) -> usize {
         let (q, s) = (w ^ (LO * u64::from(b'"')), w ^ (LO * u64::from(b'\\')));
         // The lowest flagged byte is the first quote, backslash or byte below 0x20 (a borrow
         // can only flag bytes above a true one).
-        let hits = (q.wrapping_sub(LO) & !q | s.wrapping_sub(LO) & !s | w.wrapping_sub(LO * 0x20) & !w)
-            & HI;
+        let hits =
+            (q.wrapping_sub(LO) & !q | s.wrapping_sub(LO) & !s | w.wrapping_sub(LO * 0x20) & !w)
+                & HI;
         if hits != 0 {
             return i + (hits.trailing_zeros() / 8) as usize;
         }
@@ -449,7 +461,9 @@ fn no_repeats(toks: &[Tok], b: &[u8], obj: usize) -> Result<(), Fail> {
     while k < end {
         if let Some(slot) = keys.get_mut(n) {
             let text = raw(k);
-            let ends = text.first().map_or(0, |&c| u64::from(c) << 8 | u64::from(text[text.len() - 1]));
+            let ends = text
+                .first()
+                .map_or(0, |&c| u64::from(c) << 8 | u64::from(text[text.len() - 1]));
             *slot = ((text.len() as u64) << 16 | ends, k);
         }
         esc |= toks[k].esc;

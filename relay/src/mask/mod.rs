@@ -37,17 +37,23 @@
 //! were checked before: [`assist_relay_proto::EventHead::scan`].
 //!
 //! # Parsing
-//! Events are parsed once into a [`serde_json::Value`] (in `json`) and written back, when
-//! changed, by serde_json (object keys in sorted order), through serde_stacker, which grows the
-//! stack on demand: a deep DOM exceeds serde_json's default 128 levels. Nesting deeper than
-//! [`MAX_NESTING`] is refused before parsing, and deep values are dropped without recursion.
+//! No tree is built: one pass over the event's text (in `json`) records each JSON token in a
+//! flat list (kind, byte span, end of its subtree), strings left where they are and unescaped
+//! only when read. The walks read the fields masking needs from it and record their changes as
+//! edits of single tokens. An event with no edit is not written at all (the relay passes it on
+//! byte-identical); one with edits is written (in `emit`) as serde_json writes a value: compact,
+//! object keys in sorted order. The pass accepts what serde_json accepts (lone UTF-16
+//! surrogates, which `JSON.stringify` writes, read as U+FFFD) and refuses nesting deeper than
+//! [`MAX_NESTING`]; parse, walks and writing loop over explicit stacks, so no depth can overflow
+//! the thread's stack.
 //!
 //! # Layout
 //! This module is [`RoomMask`]'s public API (`mask`, `observe`, typed values). Below it, each
-//! using only the ones listed before it: `policy` (policy, class names, bounds, errors), `dom`
-//! (reading nodes as the replayer does), `text` (how strings become stars), `json` (parse and
-//! write), `state` (the struct and its per-page ids and typed-value hashes), `walk` (a
-//! FullSnapshot or an added subtree), `mutation` (Mutations and Input events).
+//! using only the ones listed before it: `policy` (policy, class names, bounds, errors), `json`
+//! (the token list), `emit` (edits, and writing an edited event), `dom` (reading nodes as the
+//! replayer does), `text` (how strings become stars), `state` (the struct and its per-page ids
+//! and typed-value hashes), `walk` (a FullSnapshot or an added subtree), `mutation` (Mutations
+//! and Input events).
 
 mod dom;
 mod emit;

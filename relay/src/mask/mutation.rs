@@ -7,8 +7,7 @@ use super::dom::{
     input_type_kind, is_value_input, F_BLOCKED, F_DROPPED, F_MASKED, F_VISIBLE, KIND, K_AREA_TEXT,
     K_BUTTON, K_CHECK, K_PASSWORD, K_TEXT, K_TEXTAREA,
 };
-use super::emit::Edit;
-use super::json::{Doc, Kind};
+use super::json::{Doc, Edit, Kind};
 use super::policy::{MaskError, MaskPolicy};
 use super::state::RoomMask;
 use super::text::{mask_value, mask_values, Style};
@@ -81,7 +80,9 @@ impl RoomMask {
                 keep[i] = false;
                 continue;
             };
-            let Some(node) = doc.get(adds[i], "node").filter(|&n| doc.kind(n) == Kind::Obj)
+            let Some(node) = doc
+                .get(adds[i], "node")
+                .filter(|&n| doc.kind(n) == Kind::Obj)
             else {
                 keep[i] = false;
                 continue;
@@ -158,7 +159,9 @@ impl RoomMask {
                 doc.edit(a, Edit::Drop);
                 continue;
             }
-            let Some(attrs) = doc.get(a, "attributes").filter(|&v| doc.kind(v) == Kind::Obj)
+            let Some(attrs) = doc
+                .get(a, "attributes")
+                .filter(|&v| doc.kind(v) == Kind::Obj)
             else {
                 continue;
             };
@@ -196,7 +199,9 @@ impl RoomMask {
 
     /// An Input event (`data` of an IncrementalSnapshot with source 5).
     pub(super) fn input(&mut self, doc: &mut Doc<'_>, data: usize) -> bool {
-        let flags = doc.int_in(doc.get(data, "id")).map_or(0, |id| self.flags(id));
+        let flags = doc
+            .int_in(doc.get(data, "id"))
+            .map_or(0, |id| self.flags(id));
         let kind = flags & KIND;
         let mask = match self.policy {
             MaskPolicy::None => false,

@@ -4,8 +4,7 @@
 //! Pure functions on parsed events (`json`, changed through `emit`); which nodes are masked is
 //! decided by `walk` and `mutation`.
 
-use super::emit::Edit;
-use super::json::{Doc, Kind};
+use super::json::{Doc, Edit, Kind};
 
 /// How a string is masked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

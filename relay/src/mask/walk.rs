@@ -7,8 +7,7 @@
 use super::dom::{
     is_value_input, NodeFields, F_BLOCKED, F_DROPPED, F_MASKED, K_AREA_TEXT, K_TEXT, K_TEXTAREA,
 };
-use super::emit::Edit;
-use super::json::{Doc, Kind};
+use super::json::{Doc, Edit, Kind};
 use super::state::RoomMask;
 use super::text::{mask_value, mask_values, Style};
 

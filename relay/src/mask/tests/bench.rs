@@ -81,7 +81,10 @@ fn one_pass() {
     for e in &events {
         changed += usize::from(matches!(m.mask(e), Ok(Some(_))));
     }
-    println!("{name} {policy}: {} events, {changed} rewritten", events.len());
+    println!(
+        "{name} {policy}: {} events, {changed} rewritten",
+        events.len()
+    );
 }
 
 /// Writes what masking makes of every event of every recording under every policy (one line

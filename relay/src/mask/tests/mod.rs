@@ -7,6 +7,7 @@ use super::*;
 
 mod bench;
 mod dom;
+mod emit;
 mod json;
 mod state;
 mod walk;
