@@ -229,8 +229,11 @@ impl Doc<'_> {
 
     /// Every `id` in a serialized node tree (a node, or an array of nodes).
     pub(super) fn collect_ids(&self, tree: usize, ids: &mut Vec<u64>) {
-        let mut stack = vec![tree];
-        while let Some(v) = stack.pop() {
+        // The next token to read (the top of the stack, kept out of it: a leaf allocates no
+        // stack), then the stack.
+        let mut top = Some(tree);
+        let mut stack = Vec::new();
+        while let Some(v) = top.take().or_else(|| stack.pop()) {
             match self.kind(v) {
                 Kind::Arr => stack.extend(self.items(v)),
                 Kind::Obj => {
@@ -238,9 +241,7 @@ impl Doc<'_> {
                     if let Some(id) = self.int_in(f.id) {
                         ids.push(id);
                     }
-                    if let Some(children) = f.child_nodes {
-                        stack.push(children);
-                    }
+                    top = f.child_nodes;
                 }
                 _ => {}
             }

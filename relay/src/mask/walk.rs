@@ -33,10 +33,12 @@ impl RoomMask {
         snapshot: bool,
         changed: &mut bool,
     ) {
-        let mut stack: Vec<(usize, Ctx)> = vec![(root, ctx)];
+        // The root, then a stack (allocated only for a root with children).
+        let mut first = Some((root, ctx));
+        let mut stack: Vec<(usize, Ctx)> = Vec::new();
         // A blocked element seen while observing a snapshot, waiting for the next node's id.
         let mut open_block: Option<u64> = None;
-        while let Some((node, ctx)) = stack.pop() {
+        while let Some((node, ctx)) = first.take().or_else(|| stack.pop()) {
             if doc.kind(node) != Kind::Obj {
                 continue;
             }
