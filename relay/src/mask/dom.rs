@@ -133,6 +133,7 @@ impl Doc<'_> {
     /// A number as the integer JavaScript reads: there `5`, `5.0`, `5e0` and `0.5e1` are the
     /// same number (and `-0` equals `0`), so rrweb's replayer takes each for node id 5 or node
     /// type 5. `None` for anything else (strings, fractions, negatives, past 2^53).
+    #[inline]
     pub(super) fn int(&self, i: usize) -> Option<u64> {
         if self.kind(i) != Kind::Num {
             return None;
@@ -150,6 +151,7 @@ impl Doc<'_> {
     }
 
     /// `int` of a token that may be absent.
+    #[inline]
     pub(super) fn int_in(&self, i: Option<usize>) -> Option<u64> {
         i.and_then(|i| self.int(i))
     }

@@ -95,16 +95,19 @@ impl<'a> Doc<'a> {
         }
     }
 
+    #[inline]
     pub(super) fn kind(&self, i: usize) -> Kind {
         self.toks[i].kind
     }
 
     /// The index after `i`'s subtree.
+    #[inline]
     pub(super) fn next(&self, i: usize) -> usize {
         self.toks[i].next as usize
     }
 
     /// The items of an array (nothing for other tokens).
+    #[inline]
     pub(super) fn items(&self, arr: usize) -> Items<'_, 'a> {
         let end = if self.kind(arr) == Kind::Arr {
             self.next(arr)
@@ -119,6 +122,7 @@ impl<'a> Doc<'a> {
     }
 
     /// The (key, value) indices of an object (nothing for other tokens).
+    #[inline]
     pub(super) fn pairs(&self, obj: usize) -> Pairs<'_, 'a> {
         let end = if self.kind(obj) == Kind::Obj {
             self.next(obj)
@@ -133,18 +137,21 @@ impl<'a> Doc<'a> {
     }
 
     /// A string token's raw text (escapes not undone).
+    #[inline]
     pub(super) fn raw(&self, i: usize) -> &'a str {
         let t = self.toks[i];
         &self.src[t.start as usize..t.end as usize]
     }
 
     /// A token's bytes (a string's raw text).
+    #[inline]
     pub(super) fn bytes(&self, i: usize) -> &'a [u8] {
         let t = self.toks[i];
         &self.src.as_bytes()[t.start as usize..t.end as usize]
     }
 
     /// A string token's value (borrowed unless it has escapes).
+    #[inline]
     pub(super) fn str(&self, i: usize) -> Cow<'a, str> {
         let raw = self.raw(i);
         if self.toks[i].esc {
@@ -155,6 +162,7 @@ impl<'a> Doc<'a> {
     }
 
     /// Whether a key token spells `name`.
+    #[inline]
     pub(super) fn key_is(&self, k: usize, name: &str) -> bool {
         if self.toks[k].esc {
             self.str(k) == name
@@ -164,6 +172,7 @@ impl<'a> Doc<'a> {
     }
 
     /// The value of an object's `key` (`None` for other tokens).
+    #[inline]
     pub(super) fn get(&self, obj: usize, key: &str) -> Option<usize> {
         self.pairs(obj)
             .find(|&(k, _)| self.key_is(k, key))
@@ -171,6 +180,7 @@ impl<'a> Doc<'a> {
     }
 
     /// `get` of a token that may be absent.
+    #[inline]
     pub(super) fn get_in(&self, obj: Option<usize>, key: &str) -> Option<usize> {
         obj.and_then(|o| self.get(o, key))
     }
@@ -188,6 +198,7 @@ pub(super) struct Pairs<'d, 'a>(Items<'d, 'a>);
 
 impl Iterator for Pairs<'_, '_> {
     type Item = (usize, usize);
+    #[inline]
     fn next(&mut self) -> Option<(usize, usize)> {
         Some((self.0.next()?, self.0.next()?))
     }
@@ -195,6 +206,7 @@ impl Iterator for Pairs<'_, '_> {
 
 impl Iterator for Items<'_, '_> {
     type Item = usize;
+    #[inline]
     fn next(&mut self) -> Option<usize> {
         (self.at < self.end).then(|| {
             let i = self.at;
@@ -282,12 +294,14 @@ impl Parser<'_> {
         }
     }
 
+    #[inline(always)]
     fn ws(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.pos) {
             self.pos += 1;
         }
     }
 
+    #[inline(always)]
     fn push(&mut self, kind: Kind, start: usize, end: usize, esc: bool) {
         let next = self.toks.len() as u32 + 1;
         self.toks.push(Tok {
@@ -301,6 +315,7 @@ impl Parser<'_> {
     }
 
     /// Closes the innermost container, the byte after it at `pos`.
+    #[inline(always)]
     fn close(&mut self) {
         if let Some(top) = self.open.pop() {
             let n = self.toks.len() as u32;
@@ -311,6 +326,7 @@ impl Parser<'_> {
     }
 
     /// An object key and its colon.
+    #[inline(always)]
     fn key(&mut self) -> Result<(), Fail> {
         if self.b.get(self.pos) != Some(&b'"') {
             return Err(Fail::Json("expected a key"));
@@ -324,6 +340,7 @@ impl Parser<'_> {
         Ok(())
     }
 
+    #[inline(always)]
     fn string(&mut self) -> Result<(), Fail> {
         let b = self.b;
         let start = self.pos + 1;
@@ -364,6 +381,7 @@ impl Parser<'_> {
         Ok(())
     }
 
+    #[inline(always)]
     fn number(&mut self) -> Result<(), Fail> {
         let b = self.b;
         let start = self.pos;
@@ -413,6 +431,7 @@ impl Parser<'_> {
         Ok(())
     }
 
+    #[inline(always)]
     fn literal(&mut self, word: &[u8], kind: Kind) -> Result<(), Fail> {
         if !self.b[self.pos..].starts_with(word) {
             return Err(Fail::Json("expected a value"));
@@ -454,46 +473,53 @@ fn plain_run(b: &[u8], mut i: usize) -> usize {
 /// keeps its repeats). No recorder writes them (`JSON.stringify` cannot).
 fn no_repeats(toks: &[Tok], b: &[u8], obj: usize) -> Result<(), Fail> {
     let end = toks[obj].next as usize;
-    let raw = |k: usize| &b[toks[k].start as usize..toks[k].end as usize];
-    // Up to 8 keys without escapes: compared by length, first and last byte, then in full.
-    let mut keys = [(0u64, 0usize); 8];
-    let (mut n, mut k, mut esc) = (0, obj + 1, false);
+    let raw = |t: Tok| &b[t.start as usize..t.end as usize];
+    // Up to 8 keys without escapes, each compared with those before it by length and end
+    // bytes, then in full.
+    let mut sigs = [0u32; 8];
+    let mut keys = [0u32; 8];
+    let (mut n, mut k) = (0, obj + 1);
     while k < end {
-        if let Some(slot) = keys.get_mut(n) {
-            let text = raw(k);
-            let ends = text
-                .first()
-                .map_or(0, |&c| u64::from(c) << 8 | u64::from(text[text.len() - 1]));
-            *slot = ((text.len() as u64) << 16 | ends, k);
+        let t = toks[k];
+        if t.esc || n == sigs.len() {
+            return no_repeats_sorted(toks, b, obj);
         }
-        esc |= toks[k].esc;
+        let key = raw(t);
+        let ends = key
+            .first()
+            .map_or(0, |&c| u32::from(c) << 8 | u32::from(key[key.len() - 1]));
+        let sig = (key.len() as u32) << 16 | ends;
+        for (&other, &j) in sigs[..n].iter().zip(&keys[..n]) {
+            if other == sig && raw(toks[j as usize]) == key {
+                return Err(Fail::Json("an object repeats a key"));
+            }
+        }
+        sigs[n] = sig;
+        keys[n] = k as u32;
         n += 1;
         k = toks[k + 1].next as usize;
     }
-    let repeated = if n <= keys.len() && !esc {
-        let keys = &keys[..n];
-        (1..n).any(|i| {
-            keys[..i]
-                .iter()
-                .any(|&(sig, j)| sig == keys[i].0 && raw(j) == raw(keys[i].1))
-        })
-    } else {
-        let mut all = Vec::with_capacity(n);
-        let mut k = obj + 1;
-        while k < end {
-            // Keys are valid UTF-8: the text is a `str` cut at ASCII quotes.
-            let text = String::from_utf8_lossy(raw(k));
-            all.push(if toks[k].esc {
-                Cow::Owned(unescape(&text))
-            } else {
-                text
-            });
-            k = toks[k + 1].next as usize;
-        }
-        all.sort_unstable();
-        all.windows(2).any(|w| w[0] == w[1])
-    };
-    if repeated {
+    Ok(())
+}
+
+/// `no_repeats` of an object with many keys, or escaped ones: its keys unescaped and sorted.
+fn no_repeats_sorted(toks: &[Tok], b: &[u8], obj: usize) -> Result<(), Fail> {
+    let end = toks[obj].next as usize;
+    let mut all = Vec::new();
+    let mut k = obj + 1;
+    while k < end {
+        let t = toks[k];
+        // Keys are valid UTF-8: the text is a `str` cut at ASCII quotes.
+        let text = String::from_utf8_lossy(&b[t.start as usize..t.end as usize]);
+        all.push(if t.esc {
+            Cow::Owned(unescape(&text))
+        } else {
+            text
+        });
+        k = toks[k + 1].next as usize;
+    }
+    all.sort_unstable();
+    if all.windows(2).any(|w| w[0] == w[1]) {
         Err(Fail::Json("an object repeats a key"))
     } else {
         Ok(())
