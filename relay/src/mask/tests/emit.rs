@@ -2,6 +2,7 @@
 //! keys sorted, its escapes and numbers) and the token reader's refusals.
 
 use super::*;
+use crate::mask::json::Doc;
 
 /// What masking an Input event's `text` gave before events stopped being parsed into a tree:
 /// serde_json's text of the event with the text starred.
@@ -81,5 +82,42 @@ proptest::proptest! {
         let out = m.mask(&raw(&event)).expect("masks").expect("changed");
         let stars = "*".repeat(text.chars().count());
         proptest::prop_assert_eq!(out.get(), as_serde_json_wrote(&event, &stars));
+    }
+}
+
+proptest::proptest! {
+    /// One byte of valid JSON changed, added or removed: the token reader accepts what serde_json
+    /// accepts, except repeated keys.
+    #[test]
+    fn the_reader_accepts_what_serde_json_accepts(
+        v in any_json(),
+        pretty: bool,
+        at in proptest::prelude::any::<proptest::sample::Index>(),
+        how in 0u8..3,
+        byte in proptest::sample::select(b"{}[]:,\"\\ 0123456789.eE+-tfnrul\x01x".to_vec()),
+    ) {
+        let text = if pretty {
+            serde_json::to_string_pretty(&v).expect("writes")
+        } else {
+            serde_json::to_string(&v).expect("writes")
+        };
+        let mut b = text.into_bytes();
+        let i = at.index(b.len() + 1);
+        match how {
+            0 if i < b.len() => b[i] = byte,
+            1 if i < b.len() => {
+                b.remove(i);
+            }
+            _ => b.insert(i, byte),
+        }
+        let Ok(s) = String::from_utf8(b) else { return Ok(()) };
+        let theirs = serde_json::from_str::<Value>(&s).is_ok();
+        match Doc::parse(&s) {
+            Ok(_) => proptest::prop_assert!(theirs, "accepted {s:?}"),
+            Err(e) => proptest::prop_assert!(
+                !theirs || e.to_string().contains("repeats a key"),
+                "refused {s:?}: {e}"
+            ),
+        }
     }
 }
