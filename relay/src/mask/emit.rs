@@ -130,7 +130,7 @@ impl Doc<'_> {
             if esc {
                 self.str(*a).cmp(&self.str(*b))
             } else {
-                self.raw(*a).cmp(self.raw(*b))
+                self.bytes(*a).cmp(self.bytes(*b))
             }
         };
         if !keys.is_sorted_by(|a, b| cmp(a, b) != Ordering::Greater) {
