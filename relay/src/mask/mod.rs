@@ -37,19 +37,26 @@
 //! were checked before: [`assist_relay_proto::EventHead::scan`].
 //!
 //! # Parsing
-//! Events are parsed once into a [`serde_json::Value`] (in `json`) and written back, when
-//! changed, by serde_json (object keys in sorted order), through serde_stacker, which grows the
-//! stack on demand: a deep DOM exceeds serde_json's default 128 levels. Nesting deeper than
-//! [`MAX_NESTING`] is refused before parsing, and deep values are dropped without recursion.
+//! No tree is built: one pass over the event's text (in `json`) records each JSON token in a
+//! flat list (kind, byte span, end of its subtree), strings left where they are and unescaped
+//! only when read. The walks read the fields masking needs from it and record their changes as
+//! edits of single tokens. An event with no edit is not written at all (the relay passes it on
+//! byte-identical); one with edits is written (in `emit`) as serde_json writes a value: compact,
+//! object keys in sorted order. The pass accepts what serde_json accepts (lone UTF-16
+//! surrogates, which `JSON.stringify` writes, read as U+FFFD) and refuses nesting deeper than
+//! [`MAX_NESTING`]; parse, walks and writing loop over explicit stacks, so no depth can overflow
+//! the thread's stack.
 //!
 //! # Layout
 //! This module is [`RoomMask`]'s public API (`mask`, `observe`, typed values). Below it, each
-//! using only the ones listed before it: `policy` (policy, class names, bounds, errors), `dom`
-//! (reading nodes as the replayer does), `text` (how strings become stars), `json` (parse and
-//! write), `state` (the struct and its per-page ids and typed-value hashes), `walk` (a
-//! FullSnapshot or an added subtree), `mutation` (Mutations and Input events).
+//! using only the ones listed before it: `policy` (policy, class names, bounds, errors), `json`
+//! (the token list), `emit` (edits, and writing an edited event), `dom` (reading nodes as the
+//! replayer does), `text` (how strings become stars), `state` (the struct and its per-page ids
+//! and typed-value hashes), `walk` (a FullSnapshot or an added subtree), `mutation` (Mutations
+//! and Input events).
 
 mod dom;
+mod emit;
 mod json;
 mod mutation;
 mod policy;
@@ -65,10 +72,12 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
+#[cfg(test)]
 use serde_json::Value;
 
-use dom::int;
-use json::{drop_deep, parse, write};
+#[cfg(test)]
+use json::{parse, write};
+use json::{Doc, Kind};
 pub use policy::{
     may_need_masking, MaskClasses, MaskError, MaskPolicy, MAX_NESTING, MAX_TRACKED_IDS,
     MAX_TYPED_VALUES,
@@ -162,47 +171,41 @@ impl RoomMask {
 
     /// Parses, masks and (when `emit` and something changed) writes one event.
     fn process(&mut self, src: &str, emit: bool) -> Result<Option<String>, MaskError> {
-        let (mut root, depth) = parse(src)?;
-        let out = match self.apply(&mut root) {
-            Ok(true) if emit => write(&root).map(Some),
-            Ok(_) => Ok(None),
-            Err(e) => Err(e),
-        };
-        if depth > 64 {
-            drop_deep(root);
+        let mut doc = Doc::parse(src)?;
+        match self.apply(&mut doc)? {
+            true if emit => doc.write().map(Some),
+            _ => Ok(None),
         }
-        out
     }
 
-    /// Masks a parsed event in place; whether anything changed.
-    fn apply(&mut self, root: &mut Value) -> Result<bool, MaskError> {
-        let Value::Object(event) = root else {
+    /// Masks a parsed event (recording edits); whether anything changed.
+    fn apply(&mut self, doc: &mut Doc<'_>) -> Result<bool, MaskError> {
+        if doc.kind(0) != Kind::Obj {
             return Err(MaskError::Shape("the event is not a JSON object".into()));
-        };
-        let kind = event
-            .get("type")
-            .and_then(int)
+        }
+        let kind = doc
+            .int_in(doc.get(0, "type"))
             .ok_or_else(|| MaskError::Shape("the event has no numeric type".into()))?;
+        let data = doc.get(0, "data");
         match kind {
             2 => {
-                let node = event
-                    .get_mut("data")
-                    .and_then(|d| d.get_mut("node"))
-                    .filter(|n| n.is_object())
+                let node = doc
+                    .get_in(data, "node")
+                    .filter(|&n| doc.kind(n) == Kind::Obj)
                     .ok_or_else(|| MaskError::Shape("FullSnapshot without data.node".into()))?;
                 self.new_page();
                 let mut changed = false;
-                self.walk(node, Ctx::default(), true, &mut changed);
+                self.walk(doc, node, Ctx::default(), true, &mut changed);
                 self.finish_ranges();
                 Ok(changed)
             }
             3 => {
-                let Some(Value::Object(data)) = event.get_mut("data") else {
+                let Some(data) = data.filter(|&d| doc.kind(d) == Kind::Obj) else {
                     return Ok(false);
                 };
-                match data.get("source").and_then(int) {
-                    Some(0) => self.mutation(data),
-                    Some(5) => Ok(self.input(data)),
+                match doc.int_in(doc.get(data, "source")) {
+                    Some(0) => self.mutation(doc, data),
+                    Some(5) => Ok(self.input(doc, data)),
                     _ => Ok(false),
                 }
             }

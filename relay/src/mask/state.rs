@@ -186,9 +186,14 @@ impl RoomMask {
         }
     }
 
+    /// Whether any text can echo a typed value (there are some, and the policy masks them).
+    pub(super) fn may_echo(&self) -> bool {
+        !self.typed.is_empty() && self.policy.all_inputs()
+    }
+
     /// Whether a text echoes a typed value (only under `inputs` / `inputs+text`).
     pub(super) fn is_echo(&self, text: &str) -> bool {
-        if self.typed.is_empty() || !self.policy.all_inputs() {
+        if !self.may_echo() {
             return false;
         }
         let t = text.trim();

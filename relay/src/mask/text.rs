@@ -1,9 +1,10 @@
 //! Text masking: how a string becomes stars ([`Style`]), for input values (every char) and for
 //! text (whitespace kept), and masking the `value` attributes of an element.
 //!
-//! Pure functions on JSON values; which nodes are masked is decided by `walk` and `mutation`.
+//! Pure functions on parsed events (`json`, changed through `emit`); which nodes are masked is
+//! decided by `walk` and `mutation`.
 
-use serde_json::{Map, Value};
+use super::json::{Doc, Edit, Kind};
 
 /// How a string is masked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,37 +16,41 @@ pub(super) enum Style {
 }
 
 /// Masks every `value` attribute, in any ASCII case; whether one changed.
-pub(super) fn mask_values(attrs: &mut Map<String, Value>) -> bool {
+pub(super) fn mask_values(doc: &mut Doc<'_>, attrs: usize) -> bool {
+    let values: Vec<usize> = doc
+        .pairs(attrs)
+        .filter(|&(k, _)| doc.str(k).eq_ignore_ascii_case("value"))
+        .map(|(_, v)| v)
+        .collect();
     let mut changed = false;
-    for (k, v) in attrs.iter_mut() {
-        if k.eq_ignore_ascii_case("value") {
-            changed |= mask_value(v, Style::Input);
-        }
+    for v in values {
+        changed |= mask_value(doc, v, Style::Input);
     }
     changed
 }
 
-/// Masks a string (or number) value in place; whether it changed.
-pub(super) fn mask_value(v: &mut Value, style: Style) -> bool {
-    match v {
-        Value::String(s) => mask_string(s, style),
-        Value::Number(n) => {
-            *v = Value::String(masked(&n.to_string(), style));
-            true
+/// Masks a string (or number) token; whether it changed.
+pub(super) fn mask_value(doc: &mut Doc<'_>, i: usize, style: Style) -> bool {
+    let text = match doc.kind(i) {
+        Kind::Str => {
+            let s = doc.str(i);
+            if !needs_masking(&s, style) {
+                return false;
+            }
+            masked(&s, style)
         }
-        _ => false,
-    }
+        Kind::Num => masked(&doc.number_text(i), style),
+        _ => return false,
+    };
+    doc.edit(i, Edit::Str(text));
+    true
 }
 
-pub(super) fn mask_string(s: &mut String, style: Style) -> bool {
-    let needed = match style {
+fn needs_masking(s: &str, style: Style) -> bool {
+    match style {
         Style::Input => s.chars().any(|c| c != '*'),
         Style::Text => s.chars().any(|c| c != '*' && !c.is_whitespace()),
-    };
-    if needed {
-        *s = masked(s, style);
     }
-    needed
 }
 
 pub(super) fn masked(s: &str, style: Style) -> String {

@@ -1,16 +1,13 @@
 //! The event walk: a serialized node tree (a FullSnapshot's document, or one Mutation add) in
-//! pre-order, masking input values and text in place and recording the ids that matter
-//! (elements, texts, `rr-block`ed and dropped subtrees).
+//! pre-order, masking input values and text (as edits of the parsed event) and recording the
+//! ids that matter (elements, texts, `rr-block`ed and dropped subtrees).
 //!
 //! Mutations and Input events are `mutation`; the state it records into is `state`.
 
-use serde_json::{Map, Value};
-
 use super::dom::{
-    attr, collect_ids, element_kind, int, is_value_input, js_string, F_BLOCKED, F_DROPPED,
-    F_MASKED, K_AREA_TEXT, K_TEXT, K_TEXTAREA,
+    is_value_input, NodeFields, F_BLOCKED, F_DROPPED, F_MASKED, K_AREA_TEXT, K_TEXT, K_TEXTAREA,
 };
-use super::json::drop_deep;
+use super::json::{Doc, Edit, Kind};
 use super::state::RoomMask;
 use super::text::{mask_value, mask_values, Style};
 
@@ -27,22 +24,34 @@ pub(super) struct Ctx {
 
 impl RoomMask {
     /// Walks a serialized node tree (a FullSnapshot's root when `snapshot`, else one Mutation add)
-    /// in pre-order, masking in place and recording the ids that matter.
-    pub(super) fn walk(&mut self, root: &mut Value, ctx: Ctx, snapshot: bool, changed: &mut bool) {
-        let mut stack: Vec<(&mut Value, Ctx)> = vec![(root, ctx)];
+    /// in pre-order, masking and recording the ids that matter.
+    pub(super) fn walk(
+        &mut self,
+        doc: &mut Doc<'_>,
+        root: usize,
+        ctx: Ctx,
+        snapshot: bool,
+        changed: &mut bool,
+    ) {
+        // The root, then a stack (allocated only for a root with children).
+        let mut first = Some((root, ctx));
+        let mut stack: Vec<(usize, Ctx)> = Vec::new();
         // A blocked element seen while observing a snapshot, waiting for the next node's id.
         let mut open_block: Option<u64> = None;
-        while let Some((node, ctx)) = stack.pop() {
-            let Value::Object(map) = node else { continue };
-            let id = map.get("id").and_then(int);
+        while let Some((node, ctx)) = first.take().or_else(|| stack.pop()) {
+            if doc.kind(node) != Kind::Obj {
+                continue;
+            }
+            let f = doc.node_fields(node);
+            let id = doc.int_in(f.id);
             if let (Some(b), Some(next)) = (open_block, id) {
                 self.add_range(b, next);
                 open_block = None;
             }
-            let child_ctx = match map.get("type").and_then(int) {
-                Some(2) => self.element(map, id, ctx, snapshot, changed, &mut open_block),
+            let child_ctx = match doc.int_in(f.node_type) {
+                Some(2) => self.element(doc, &f, id, ctx, snapshot, changed, &mut open_block),
                 Some(t @ 3..=5) => {
-                    self.leaf(map, t, id, ctx, snapshot, changed);
+                    self.leaf(doc, &f, t, id, ctx, snapshot, changed);
                     None
                 }
                 _ => {
@@ -52,37 +61,41 @@ impl RoomMask {
                     Some(ctx)
                 }
             };
-            if let (Some(cctx), Some(Value::Array(children))) =
-                (child_ctx, map.get_mut("childNodes"))
-            {
-                for c in children.iter_mut().rev() {
-                    stack.push((c, cctx));
-                }
+            if let (Some(cctx), Some(children)) = (child_ctx, f.child_nodes) {
+                let base = stack.len();
+                stack.extend(doc.items(children).map(|c| (c, cctx)));
+                stack[base..].reverse();
             }
         }
     }
 
     /// An element node: masks its `value`, records it, drops the children of `rr-block`.
     /// Returns the context of its children, or `None` if they are gone.
-    pub(super) fn element(
+    #[allow(clippy::too_many_arguments)]
+    fn element(
         &mut self,
-        map: &mut Map<String, Value>,
+        doc: &mut Doc<'_>,
+        f: &NodeFields,
         id: Option<u64>,
         ctx: Ctx,
         snapshot: bool,
         changed: &mut bool,
         open_block: &mut Option<u64>,
     ) -> Option<Ctx> {
-        let tag = map.get("tagName").map(js_string).unwrap_or_default();
-        let attrs = map.get("attributes").and_then(Value::as_object);
+        let attrs = f.attributes.filter(|&a| doc.kind(a) == Kind::Obj);
         let (block, mask, ignore) = attrs
-            .and_then(|a| attr(a, "class"))
-            .map_or((false, false, false), |c| self.classes.flags(&js_string(c)));
-        let mut kind = element_kind(
-            &tag,
-            attrs.and_then(|a| attr(a, "type")),
-            attrs.is_some_and(|a| attr(a, "value").is_some()),
-        );
+            .and_then(|a| doc.attr(a, "class"))
+            .map_or((false, false, false), |c| {
+                self.classes.flags(&doc.js_string(c))
+            });
+        let mut kind = {
+            let tag = f.tag_name.map(|t| doc.js_string(t)).unwrap_or_default();
+            doc.element_kind(
+                &tag,
+                attrs.and_then(|a| doc.attr(a, "type")),
+                attrs.is_some_and(|a| doc.attr(a, "value").is_some()),
+            )
+        };
         if ignore && self.policy.all_inputs() && !is_value_input(kind) {
             // `rr-ignore`: the recorder does not track its input; its value counts as typed.
             kind = K_TEXT;
@@ -96,19 +109,18 @@ impl RoomMask {
             bits |= F_BLOCKED;
         }
         if is_value_input(kind) && self.value_masked(kind, bits) {
-            if let Some(a) = map.get_mut("attributes").and_then(|a| a.as_object_mut()) {
-                *changed |= mask_values(a);
+            if let Some(a) = attrs {
+                *changed |= mask_values(doc, a);
             }
         }
         if let Some(id) = id {
             self.set_node(id, bits, snapshot);
         }
         if block {
-            if let Some(Value::Array(children)) = map.get_mut("childNodes") {
-                if !children.is_empty() {
-                    let children = Value::Array(std::mem::take(children));
-                    self.drop_subtree(&children, snapshot);
-                    drop_deep(children);
+            if let Some(children) = f.child_nodes.filter(|&c| doc.kind(c) == Kind::Arr) {
+                if doc.items(children).next().is_some() {
+                    self.drop_subtree(doc, children, snapshot);
+                    doc.edit(children, Edit::Empty);
                     *changed = true;
                 }
             }
@@ -125,9 +137,11 @@ impl RoomMask {
     }
 
     /// A text, CDATA or comment node.
-    pub(super) fn leaf(
+    #[allow(clippy::too_many_arguments)]
+    fn leaf(
         &mut self,
-        map: &mut Map<String, Value>,
+        doc: &mut Doc<'_>,
+        f: &NodeFields,
         node_type: u64,
         id: Option<u64>,
         ctx: Ctx,
@@ -135,7 +149,7 @@ impl RoomMask {
         changed: &mut bool,
     ) {
         // Style text is CSS: rrweb never masks it, and masking it would break the page.
-        if map.get("isStyle").and_then(Value::as_bool) == Some(true) {
+        if f.is_style.is_some_and(|s| doc.kind(s) == Kind::True) {
             if let Some(id) = id {
                 self.set_node(id, 0, snapshot);
             }
@@ -153,15 +167,15 @@ impl RoomMask {
         };
         if style.is_none()
             && node_type == 3
-            && map
-                .get("textContent")
-                .and_then(Value::as_str)
-                .is_some_and(|s| self.is_echo(s))
+            && self.may_echo()
+            && f.text_content
+                .filter(|&t| doc.kind(t) == Kind::Str)
+                .is_some_and(|t| self.is_echo(&doc.str(t)))
         {
             style = Some(Style::Text);
         }
-        if let (Some(style), Some(v)) = (style, map.get_mut("textContent")) {
-            *changed |= mask_value(v, style);
+        if let (Some(style), Some(v)) = (style, f.text_content) {
+            *changed |= mask_value(doc, v, style);
         }
         if let Some(id) = id {
             self.set_node(id, bits, snapshot);
@@ -169,9 +183,9 @@ impl RoomMask {
     }
 
     /// Records every id of `tree` (a node or an array of nodes) as dropped.
-    pub(super) fn drop_subtree(&mut self, tree: &Value, snapshot: bool) {
+    pub(super) fn drop_subtree(&mut self, doc: &Doc<'_>, tree: usize, snapshot: bool) {
         let mut ids = Vec::new();
-        collect_ids(tree, &mut ids);
+        doc.collect_ids(tree, &mut ids);
         for id in ids {
             self.set_node(id, F_DROPPED, snapshot);
         }

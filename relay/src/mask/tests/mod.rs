@@ -1,11 +1,15 @@
 //! Unit tests of the masking engine: the shared helpers and pages, and whole recorded sessions
 //! (fixtures) under every policy. By concern: `json` (parsing, writing, deep and malformed
 //! events), `walk` (snapshot and mutation masking: rr-mask, rr-block, inputs, echoes), `state`
-//! (typed values, observing, caps, policies), `dom` (reading values as the replayer does).
+//! (typed values, observing, caps, policies), `dom` (reading values as the replayer does),
+//! `emit` (the bytes of rewritten events, the token reader against serde_json), `bench`
+//! (`#[ignore]`d measurements).
 
 use super::*;
 
+mod bench;
 mod dom;
+mod emit;
 mod json;
 mod state;
 mod walk;
