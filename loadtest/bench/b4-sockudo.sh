@@ -15,8 +15,9 @@
 # (default 20s) + up to DRAIN (5s); each step is one `flock $LOCK` invocation of this script. A
 # step is ok when the event p99 < P99_MS (default 50) and nothing is lost, duplicated or reordered.
 #
-#   relay    3 x `relay serve --redis-url` behind deploy/nginx/$NGINX_CONF (default
-#            assist-relay-room-affinity.conf, `hash $arg_room consistent`, as in B2).
+#   relay    3 x `relay serve --redis-url --max-connections 20000 --max-room-members BCAST_VIEWERS+10`
+#            behind deploy/nginx/$NGINX_CONF (default assist-relay-room-affinity.conf,
+#            `hash $arg_room consistent`, as in B2).
 #   sockudo  3 x $SOCKUDO (default ~/.cache/assist-relay-peers/sockudo/bin/sockudo, built once by
 #            ../shared/peers/sockudo/install.sh, about 15 minutes; never run by the test command)
 #            with the environment of ../shared/peers/sockudo/README.md plus SOCKUDO_ENV, behind
@@ -104,7 +105,8 @@ step() {
     for i in 0 1 2; do
         if [[ $side == relay ]]; then
             start_relay "$OUT/node$i-$name.log" "${ports[2 + 2 * i]}" "${ports[3 + 2 * i]}" \
-                --redis-url "redis://127.0.0.1:$redis_port/0" --max-connections 20000 $RELAY_EXTRA
+                --redis-url "redis://127.0.0.1:$redis_port/0" --max-connections 20000 \
+                --max-room-members $((BCAST_VIEWERS + 10)) $RELAY_EXTRA
             pids+=("$RELAY_PID")
             admins+=("${ports[3 + 2 * i]}")
         else

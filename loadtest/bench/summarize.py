@@ -277,14 +277,14 @@ def b4(d, p99max=50.0):
     for x in runs:
         if x["r"] is not None:
             last[(x["side"], x["load"], x["rooms"], x["pas"])] = x
-    for (side, load, rooms, pas), rl in last.items():
-        if side != "relay" or (("sockudo", load, rooms, pas) not in last):
+    for (side, ld, rooms, pas), rl in last.items():
+        if side != "relay" or (("sockudo", ld, rooms, pas) not in last):
             continue
-        sk = last[("sockudo", load, rooms, pas)]
+        sk = last[("sockudo", ld, rooms, pas)]
         ratio = rl["cpk"] / sk["cpk"] if sk["cpk"] else float("nan")
         both_ok = rl["ok"] and sk["ok"]
         met = ("yes" if ratio <= B4_BAR else "**no**") + ("" if both_ok else " (a run was not ok)")
-        print(f"| {load} | {rooms} | {pas} | {rl['cpk']:.1f} | {sk['cpk']:.1f} | {ratio:.2f} | {met} | {rl['nginx_cpk']:.1f} / {sk['nginx_cpk']:.1f} |")
+        print(f"| {ld} | {rooms} | {pas} | {rl['cpk']:.1f} | {sk['cpk']:.1f} | {ratio:.2f} | {met} | {rl['nginx_cpk']:.1f} / {sk['nginx_cpk']:.1f} |")
 
 
 if __name__ == "__main__":
