@@ -3,7 +3,7 @@
 # adapter) + Redis + nginx, on two loads; the bar is the server CPU per delivery.
 #
 #   broadcast  `loadtest cobrowse` with synthetic events: BCAST_ROOMS rooms (a list of steps,
-#              default "4"), each with one publisher at BCAST_RATE events/s (default 20) of
+#              default "4"), each with one publisher at BCAST_RATE events/s (default 25) of
 #              BCAST_SIZE bytes (default 200) and BCAST_VIEWERS viewers (default 100); no chat,
 #              no late joiners.
 #   cobrowse   B2's load: `loadtest cobrowse` with the real rrweb recordings (room r replays
@@ -27,7 +27,9 @@
 #            The app's limits are raised so they never throttle the load: per-app connection
 #            quota off (the per-node cap is 20000, as the relay's --max-connections), client events
 #            at most SOCKUDO_CLIENT_EVENTS_PER_S per socket (default 10000; sockudo's default is
-#            100), event payloads up to 100 KiB (the recordings' largest event is 48 KiB).
+#            100), event payloads up to 100 KiB (the recordings' largest event is 48 KiB), and
+#            the per-address limit on WebSocket upgrades off (RATE_LIMITER_ENABLED=false: every
+#            client comes from three addresses, as lib.sh sets RELAY_MAX_PENDING_PER_ADDRESS=0).
 #
 # Clients connect from SOURCE_IPS round-robin (default 127.0.1.1,127.0.2.1,127.0.3.1: three /24s,
 # so ip_hash spreads them over the three sockudo nodes, as in B2).
@@ -46,7 +48,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 OUT="${OUT:-${TMPDIR:-/tmp}/assist-relay-bench/b4}"
 SIDES="${SIDES:-relay sockudo}"
 BCAST_ROOMS="${BCAST_ROOMS-4}" BCAST_VIEWERS="${BCAST_VIEWERS:-100}"
-BCAST_RATE="${BCAST_RATE:-20}" BCAST_SIZE="${BCAST_SIZE:-200}"
+BCAST_RATE="${BCAST_RATE:-25}" BCAST_SIZE="${BCAST_SIZE:-200}"
 COBROWSE_ROOMS="${COBROWSE_ROOMS-25 50}"
 AGENTS="${AGENTS:-2}" SPEED="${SPEED:-10}" CHAT_RATE="${CHAT_RATE:-0.2}"
 DURATION="${DURATION:-20s}" DRAIN="${DRAIN:-5s}"
@@ -77,7 +79,8 @@ start_sockudo() {
         SOCKUDO_ENABLE_CLIENT_MESSAGES=true SOCKUDO_MAX_CONNECTIONS=20000
         SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS=0
         SOCKUDO_DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SECOND="$SOCKUDO_CLIENT_EVENTS_PER_S"
-        SOCKUDO_DEFAULT_APP_MAX_EVENT_PAYLOAD_IN_KB=100 WEBSOCKET_MAX_PAYLOAD_KB=100)
+        SOCKUDO_DEFAULT_APP_MAX_EVENT_PAYLOAD_IN_KB=100 WEBSOCKET_MAX_PAYLOAD_KB=100
+        RATE_LIMITER_ENABLED=false)
     # shellcheck disable=SC2206
     env+=($SOCKUDO_ENV)
     printf '+ env %s %s\n' "${env[*]}" "$SOCKUDO" >&2
