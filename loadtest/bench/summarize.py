@@ -240,17 +240,22 @@ def b4(d, p99max=50.0):
                          busy=busy.split(" busy")[0], loadavg=loadavg, lat=lat,
                          ok=rc == "0" and bad == 0 and lat.get("p99_ms", 1e9) < p99max))
     d1k = lambda cpu, r: cpu * 1e6 / r["deliveries"] if r["deliveries"] else float("nan")
-    print("| side | load | rooms | pass | events/s offered | deliveries/s | lost / expected | dups | reorders | p50 ms | p99 ms | max ms | machine busy cores | loadavg before | ok |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| side | load | rooms | pass | events/s offered | deliveries/s | lost / expected | dups | reorders | p50 ms | p99 ms | max ms | machine busy cores | others' cores | loadavg before | ok |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for x in runs:
         r = x["r"]
         if r is None:
-            print(f"| {x['side']} | {x['load']} | {x['rooms']} | {x['pas']} | (no report, exit {x['rc']}) |" + " |" * 10)
+            print(f"| {x['side']} | {x['load']} | {x['rooms']} | {x['pas']} | (no report, exit {x['rc']}) |" + " |" * 11)
             continue
         ev, ch, lat = r["events"], r["chat"], x["lat"]
+        # Cores the rest of the machine took: machine busy minus every sampled process (servers, loadtest).
+        try:
+            others = f"{float(x['busy']) - sum(p['cpu_cores'] for p in r['processes']):.2f}".replace("-0.00", "0.00")
+        except ValueError:
+            others = "?"
         print(f"| {x['side']} | {x['load']} | {x['rooms']} | {x['pas']} | {r['published_events'] / (r['params']['duration_s'] or 1):.0f} | {r['deliveries_per_s']:.0f} "
               f"| {ev['lost'] + ch['lost']} / {ev['expected'] + ch['expected']} | {ev['dups'] + ch['dups']} | {ev['reorders'] + ch['reorders']} "
-              f"| {lat.get('p50_ms', 0):.2f} | {lat.get('p99_ms', 0):.2f} | {lat.get('max_ms', 0):.2f} | {x['busy']} | {x['loadavg']} | {'yes' if x['ok'] else '**no**'} |")
+              f"| {lat.get('p50_ms', 0):.2f} | {lat.get('p99_ms', 0):.2f} | {lat.get('max_ms', 0):.2f} | {x['busy']} | {others} | {x['loadavg']} | {'yes' if x['ok'] else '**no**'} |")
     print()
     print("Per process over the window: CPU s / CPU-ms per 1000 deliveries / RSS max MiB (nginx: master + workers):")
     print()
