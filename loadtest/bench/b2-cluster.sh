@@ -57,56 +57,7 @@ LOCK="${LOCK:-/tmp/bench.lock}"
 RELAY_EXTRA="${RELAY_EXTRA:-}"
 PASS="${PASS:-1}"
 OTHER_MAX="${OTHER_MAX:-0.3}" RETRIES="${RETRIES:-1}"
-TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
 mkdir -p "$OUT"
-
-# proc_cpu_s PID: utime + stime of PID in seconds (process life so far).
-proc_cpu_s() { awk -v t="$TCK" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / t }' "/proc/$1/stat" 2>/dev/null || echo -; }
-
-wait_port() {
-    local i
-    for ((i = 0; i < 200; i++)); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on 127.0.0.1:$1" >&2
-    return 1
-}
-
-# nginx_conf TEMPLATE DIR LISTEN_PORT PEER(0|1) UPSTREAM_PORT...: writes DIR/nginx.conf around one of
-# deploy/nginx/*.conf with its upstream list and listen port replaced (as relay/tests/cluster.rs
-# does); for the peer, the proxied location is /socket.io/ instead of /ws.
-nginx_conf() {
-    local template="$1" dir="$2" listen="$3" peer="$4" servers="" p
-    shift 4
-    for p in "$@"; do servers+="    server 127.0.0.1:$p max_fails=1 fail_timeout=10s;\n"; done
-    mkdir -p "$dir/tmp"
-    awk -v servers="$servers" -v listen="$listen" -v peer="$peer" '
-        /# BEGIN upstream servers/ { printf "%s", servers; skip = 1; next }
-        /# END upstream servers/ { skip = 0; next }
-        skip { next }
-        $0 ~ /^ *listen 8080;$/ { print "    listen 127.0.0.1:" listen ";"; next }
-        peer == 1 && $0 ~ /location = \/ws \{/ { print "    location /socket.io/ {"; next }
-        { print }
-    ' "$ROOT/deploy/nginx/$template" >"$dir/upstream.conf"
-    cat >"$dir/nginx.conf" <<EOF
-worker_processes $NGINX_WORKERS;
-worker_rlimit_nofile 20000;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-daemon off;
-events { worker_connections 16384; }
-http {
-  access_log off;
-  client_body_temp_path $dir/tmp;
-  proxy_temp_path $dir/tmp;
-  fastcgi_temp_path $dir/tmp;
-  uwsgi_temp_path $dir/tmp;
-  scgi_temp_path $dir/tmp;
-  include $dir/upstream.conf;
-}
-EOF
-}
 
 # prepare_peer: a fresh copy of the peer with its locked dependencies (only when missing).
 prepare_peer() {
@@ -155,10 +106,10 @@ step() {
         ups+=("${ports[2 + 2 * i]}")
     done
     if [[ $side == relay ]]; then
-        nginx_conf "$NGINX_CONF" "$ndir" "$nginx_port" 0 "${ups[@]}"
+        nginx_conf "$NGINX_CONF" "$ndir" "$nginx_port" - "${ups[@]}"
         urls=(--url "ws://127.0.0.1:$nginx_port/ws")
     else
-        nginx_conf assist-relay.conf "$ndir" "$nginx_port" 1 "${ups[@]}"
+        nginx_conf assist-relay.conf "$ndir" "$nginx_port" /socket.io/ "${ups[@]}"
         urls=(--url "ws://127.0.0.1:$nginx_port" --protocol socketio)
     fi
     cp "$ndir/upstream.conf" "$OUT/nginx-$side.conf"

@@ -143,3 +143,55 @@ wait_quiet() {
         if ((waited >= limit)); then echo "machine still busy (${idle}% idle) after ${waited}s; running anyway"; return 0; fi
     done
 }
+
+TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
+
+# proc_cpu_s PID: utime + stime of PID in seconds (process life so far).
+proc_cpu_s() { awk -v t="$TCK" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / t }' "/proc/$1/stat" 2>/dev/null || echo -; }
+
+# wait_port PORT: waits (at most 20 s) until something listens on 127.0.0.1:PORT.
+wait_port() {
+    local i
+    for ((i = 0; i < 200; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on 127.0.0.1:$1" >&2
+    return 1
+}
+
+# nginx_conf TEMPLATE DIR LISTEN_PORT LOCATION UPSTREAM_PORT...: writes DIR/nginx.conf around one of
+# deploy/nginx/*.conf with its upstream list and listen port replaced (as relay/tests/cluster.rs
+# does). LOCATION `-` keeps the template's `location = /ws`; a path (a peer's, e.g. /socket.io/ or
+# /app/) proxies that prefix instead. NGINX_WORKERS (default auto) sets worker_processes.
+nginx_conf() {
+    local template="$1" dir="$2" listen="$3" location="$4" servers="" p
+    shift 4
+    for p in "$@"; do servers+="    server 127.0.0.1:$p max_fails=1 fail_timeout=10s;\n"; done
+    mkdir -p "$dir/tmp"
+    awk -v servers="$servers" -v listen="$listen" -v location="$location" '
+        /# BEGIN upstream servers/ { printf "%s", servers; skip = 1; next }
+        /# END upstream servers/ { skip = 0; next }
+        skip { next }
+        $0 ~ /^ *listen 8080;$/ { print "    listen 127.0.0.1:" listen ";"; next }
+        location != "-" && $0 ~ /location = \/ws \{/ { print "    location " location " {"; next }
+        { print }
+    ' "$ROOT/deploy/nginx/$template" >"$dir/upstream.conf"
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes ${NGINX_WORKERS:-auto};
+worker_rlimit_nofile 20000;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+daemon off;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  client_body_temp_path $dir/tmp;
+  proxy_temp_path $dir/tmp;
+  fastcgi_temp_path $dir/tmp;
+  uwsgi_temp_path $dir/tmp;
+  scgi_temp_path $dir/tmp;
+  include $dir/upstream.conf;
+}
+EOF
+}

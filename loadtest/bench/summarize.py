@@ -8,6 +8,7 @@ loadtest/bench/*.sh scripts.
     python3 loadtest/bench/summarize.py redis DIR              # Redis commands per event
     python3 loadtest/bench/summarize.py ceiling DIR            # ceiling-vs-relay.sh output
     python3 loadtest/bench/summarize.py memory DIR             # idle-memory.sh output
+    python3 loadtest/bench/summarize.py b4 DIR [P99_MS]        # b4-sockudo.sh output (the bar too)
 """
 import json
 import os
@@ -206,7 +207,92 @@ def memory(d):
         prev = (n, kb)
 
 
+B4_BAR = 0.67
+
+
+def b4(d, p99max=50.0):
+    """B4: per run, per process, and the bar (relay nodes + Redis CPU per delivery <= 0.67 x sockudo's)."""
+    with open(os.path.join(d, "steps.tsv")) as f:
+        rows = [l.rstrip("\n").split("\t") for l in f][1:]
+    runs = []
+    for side, ld, rooms, pas, rc, name, busy, loadavg in rows:
+        path = os.path.join(d, name + ".json")
+        if not os.path.exists(path):
+            runs.append(dict(side=side, load=ld, rooms=rooms, pas=pas, rc=rc, name=name, r=None))
+            continue
+        r = load(path)
+        labels = {}
+        with open(os.path.join(d, name + ".procs")) as f:
+            for l in f:
+                x = l.rstrip("\n").split("\t")
+                labels[int(x[0])] = x[1]
+        per = {}
+        for p in r["processes"]:
+            k = labels.get(p["pid"], "loadtest" if p["label"] != "server" else str(p["pid"]))
+            k = "nginx" if k.startswith("nginx") else k
+            c = per.setdefault(k, [0.0, 0])
+            c[0] += p["cpu_s"]
+            c[1] += p["rss_max_kb"]
+        ev, ch = r["events"], r["chat"]
+        lat = r.get("latency") or {}
+        bad = ev["lost"] + ch["lost"] + ev["dups"] + ch["dups"] + ev["reorders"] + ch["reorders"]
+        runs.append(dict(side=side, load=ld, rooms=rooms, pas=pas, rc=rc, name=name, r=r, per=per,
+                         busy=busy.split(" busy")[0], loadavg=loadavg, lat=lat,
+                         ok=rc == "0" and bad == 0 and lat.get("p99_ms", 1e9) < p99max))
+    d1k = lambda cpu, r: cpu * 1e6 / r["deliveries"] if r["deliveries"] else float("nan")
+    print("| side | load | rooms | pass | events/s offered | deliveries/s | lost / expected | dups | reorders | p50 ms | p99 ms | max ms | machine busy cores | others' cores | loadavg before | ok |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for x in runs:
+        r = x["r"]
+        if r is None:
+            print(f"| {x['side']} | {x['load']} | {x['rooms']} | {x['pas']} | (no report, exit {x['rc']}) |" + " |" * 11)
+            continue
+        ev, ch, lat = r["events"], r["chat"], x["lat"]
+        # Cores the rest of the machine took: machine busy minus every sampled process (servers, loadtest).
+        try:
+            others = f"{float(x['busy']) - sum(p['cpu_cores'] for p in r['processes']):.2f}".replace("-0.00", "0.00")
+        except ValueError:
+            others = "?"
+        print(f"| {x['side']} | {x['load']} | {x['rooms']} | {x['pas']} | {r['published_events'] / (r['params']['duration_s'] or 1):.0f} | {r['deliveries_per_s']:.0f} "
+              f"| {ev['lost'] + ch['lost']} / {ev['expected'] + ch['expected']} | {ev['dups'] + ch['dups']} | {ev['reorders'] + ch['reorders']} "
+              f"| {lat.get('p50_ms', 0):.2f} | {lat.get('p99_ms', 0):.2f} | {lat.get('max_ms', 0):.2f} | {x['busy']} | {others} | {x['loadavg']} | {'yes' if x['ok'] else '**no**'} |")
+    print()
+    print("Per process over the window: CPU s / CPU-ms per 1000 deliveries / RSS max MiB (nginx: master + workers):")
+    print()
+    print("| side | load | rooms | pass | node0 | node1 | node2 | redis | **nodes + redis CPU-ms / 1000** | nginx | loadtest | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for x in runs:
+        r = x["r"]
+        if r is None:
+            continue
+        per = x["per"]
+        cell = lambda k: f"{per[k][0]:.2f} s / {d1k(per[k][0], r):.1f} / {per[k][1] / 1024:.0f}" if k in per else "-"
+        srv = sum(per[k][0] for k in ("node0", "node1", "node2", "redis") if k in per)
+        x["cpk"] = d1k(srv, r)
+        x["nginx_cpk"] = d1k(per["nginx"][0], r) if "nginx" in per else float("nan")
+        errs = ", ".join(f"{k}={v}" for k, v in r["errors"].items()) or "-"
+        print(f"| {x['side']} | {x['load']} | {x['rooms']} | {x['pas']} | {cell('node0')} | {cell('node1')} | {cell('node2')} | {cell('redis')} "
+              f"| **{x['cpk']:.1f}** | {cell('nginx')} | {cell('loadtest')} | {errs} |")
+    print()
+    print(f"The bar: relay nodes + Redis CPU-ms per 1000 deliveries <= {B4_BAR} x sockudo's, on both loads (last run of each side, load, rooms, pass):")
+    print()
+    print("| load | rooms | pass | relay nodes + redis | sockudo nodes + redis | relay / sockudo | bar met | nginx relay / sockudo (not in the bar) |")
+    print("|---|---|---|---|---|---|---|---|")
+    last = {}
+    for x in runs:
+        if x["r"] is not None:
+            last[(x["side"], x["load"], x["rooms"], x["pas"])] = x
+    for (side, ld, rooms, pas), rl in last.items():
+        if side != "relay" or (("sockudo", ld, rooms, pas) not in last):
+            continue
+        sk = last[("sockudo", ld, rooms, pas)]
+        ratio = rl["cpk"] / sk["cpk"] if sk["cpk"] else float("nan")
+        both_ok = rl["ok"] and sk["ok"]
+        met = ("yes" if ratio <= B4_BAR else "**no**") + ("" if both_ok else " (a run was not ok)")
+        print(f"| {ld} | {rooms} | {pas} | {rl['cpk']:.1f} | {sk['cpk']:.1f} | {ratio:.2f} | {met} | {rl['nginx_cpk']:.1f} / {sk['nginx_cpk']:.1f} |")
+
+
 if __name__ == "__main__":
     what, args = sys.argv[1], sys.argv[2:]
     {"issue3": lambda: issue3(args), "rss": lambda: rss(args[0]), "issue4": lambda: issue4(args),
-     "redis": lambda: redis(args[0]), "ceiling": lambda: ceiling(args[0]), "memory": lambda: memory(args[0])}[what]()
+     "redis": lambda: redis(args[0]), "ceiling": lambda: ceiling(args[0]), "memory": lambda: memory(args[0]), "b4": lambda: b4(args[0], *map(float, args[1:2]))}[what]()

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Load driver for assist-relay (and, for comparison, the socket.io peer).
+/// Load driver for assist-relay (and, for comparison, the socket.io and Pusher/sockudo peers).
 #[derive(Debug, Parser)]
 #[command(name = "loadtest", version, about)]
 pub struct Cli {
@@ -66,6 +66,12 @@ pub enum ProtocolArg {
     Relay,
     /// socket.io v4 / Engine.IO v4 over websocket (the incumbent peer).
     Socketio,
+    /// Pusher channels protocol 7 (the sockudo peer): --url ws://HOST:PORT connects to
+    /// /app/KEY; a room is the channel private-ROOM (signed with --pusher-secret); events are
+    /// `client-event` and chat is mapped to the client event `client-chat`. Pusher keeps no
+    /// history: late joiners receive from their subscription on (their join-to-first-keyframe
+    /// waits for the publisher's next FullSnapshot).
+    Pusher,
 }
 
 /// Frame codec of the relay dialect.
@@ -96,6 +102,12 @@ pub struct Common {
     /// Relay codec.
     #[arg(long, value_enum, default_value_t = CodecArg::Json)]
     pub codec: CodecArg,
+    /// Pusher app key (--protocol pusher; the app id, `app` by default, is only the server's).
+    #[arg(long, default_value = "key")]
+    pub pusher_key: String,
+    /// Pusher app secret, to sign private-channel subscriptions (--protocol pusher).
+    #[arg(long, default_value = "secret")]
+    pub pusher_secret: String,
     /// How long to publish, e.g. 10s.
     #[arg(long, default_value = "10s", value_parser = duration)]
     pub duration: Duration,

@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::token::Minter;
-use crate::wire::{Inbound, Wire};
+use crate::wire::{pusher, Inbound, PusherApp, Wire};
 
 /// A client WebSocket.
 pub type Ws = WebSocketStream<TcpStream>;
@@ -193,6 +193,7 @@ impl Dialer {
             Wire::Raw(_) => {}
             Wire::Relay(_) => relay_join(&mut session, self.wire, who.resume.clone()).await?,
             Wire::SocketIo => sio_join(&mut session, who).await?,
+            Wire::Pusher(app) => pusher_join(&mut session, self.wire, app, who).await?,
         }
         session.join_time = join_start.elapsed();
         Ok(session)
@@ -312,6 +313,50 @@ async fn sio_join(session: &mut Session, who: &Participant) -> Result<(), OpenEr
             Inbound::CaughtUp { .. } => return Ok(()),
             Inbound::Reply(r) => ws.send(r).await.map_err(|e| fail("ws_write", e))?,
             Inbound::Closed { .. } => return Err(fail("closed_during_join", "closed")),
+            _ => session.pending.push(m),
+        }
+    }
+}
+
+async fn pusher_join(
+    session: &mut Session,
+    wire: Wire,
+    app: &PusherApp,
+    who: &Participant,
+) -> Result<(), OpenError> {
+    let ws = &mut session.ws;
+    let socket_id = loop {
+        let (m, inbound) = next_inbound(ws, wire).await?;
+        if let Some(id) = pusher::socket_id(&m) {
+            break id;
+        }
+        match inbound {
+            Inbound::Reply(r) => ws.send(r).await.map_err(|e| fail("ws_write", e))?,
+            Inbound::Closed { code } => {
+                return Err(fail(
+                    format!("closed_{}", code.unwrap_or(1005)),
+                    "closed before connection_established",
+                ))
+            }
+            Inbound::Error { code } => return Err(fail(code, "refused before subscribing")),
+            _ => {}
+        }
+    };
+    ws.send(app.subscribe(&socket_id, &who.room))
+        .await
+        .map_err(|e| fail("ws_write", e))?;
+    loop {
+        let (m, inbound) = next_inbound(ws, wire).await?;
+        match inbound {
+            Inbound::CaughtUp { .. } => return Ok(()),
+            Inbound::Reply(r) => ws.send(r).await.map_err(|e| fail("ws_write", e))?,
+            Inbound::Error { code } => return Err(fail(format!("join_error_{code}"), code)),
+            Inbound::Closed { code } => {
+                return Err(fail(
+                    format!("closed_{}", code.unwrap_or(1005)),
+                    "closed before subscription_succeeded",
+                ))
+            }
             _ => session.pending.push(m),
         }
     }

@@ -3,6 +3,8 @@
 //! - [`Wire::Relay`]: assist-relay v1 (`docs/protocol.md`) with the JSON or MessagePack codec.
 //! - [`Wire::SocketIo`]: the socket.io v4 / Engine.IO v4 websocket contract of the incumbent peer
 //!   (`shared/peers/socketio-relay`): `42["event",{...}]` packets, ping `2` answered with `3`.
+//! - [`Wire::Pusher`]: the Pusher channels protocol 7 of the sockudo peer (`shared/peers/sockudo`),
+//!   in [`pusher`]: rooms are private channels, events and chat are client events.
 //! - [`Wire::Raw`]: what the `ceiling` fan-out server forwards: relay client frames, no join, no
 //!   offsets.
 //!
@@ -25,6 +27,10 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::payload::{EventProbe, Lt};
 
+pub mod pusher;
+
+pub use pusher::PusherApp;
+
 /// Which server dialect to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wire {
@@ -32,6 +38,8 @@ pub enum Wire {
     Relay(Codec),
     /// socket.io v4 over the websocket transport.
     SocketIo,
+    /// Pusher channels protocol 7 with these app credentials.
+    Pusher(&'static PusherApp),
     /// The in-process fan-out server of `ceiling`: relay client frames forwarded verbatim.
     Raw(Codec),
 }
@@ -60,7 +68,7 @@ pub enum Inbound {
         /// How the join was served.
         mode: JoinMode,
     },
-    /// Relay `caught_up`, or the socket.io join ack.
+    /// Relay `caught_up`, the socket.io join ack, or Pusher's `subscription_succeeded`.
     CaughtUp {
         /// The offset to resume from (relay only).
         offset: Option<u64>,
@@ -75,7 +83,7 @@ pub enum Inbound {
         /// Its code.
         code: &'static str,
     },
-    /// Something that must be answered (Engine.IO ping).
+    /// Something that must be answered (Engine.IO or Pusher ping).
     Reply(Message),
     /// The server closed the connection.
     Closed {
@@ -142,11 +150,11 @@ struct SioPayload<'a> {
 }
 
 impl Wire {
-    /// The codec of relay frames (socket.io is always JSON text).
+    /// The codec of relay frames (socket.io and Pusher are always JSON text).
     pub fn codec(self) -> Codec {
         match self {
             Wire::Relay(c) | Wire::Raw(c) => c,
-            Wire::SocketIo => Codec::Json,
+            Wire::SocketIo | Wire::Pusher(_) => Codec::Json,
         }
     }
 
@@ -163,6 +171,7 @@ impl Wire {
                 };
                 with_query(&base, "EIO=4&transport=websocket")
             }
+            Wire::Pusher(app) => app.url(base),
         };
         let mut req = url
             .as_str()
@@ -212,6 +221,7 @@ impl Wire {
                 )
             }
             Wire::SocketIo => Ok(Message::text(sio_with_room("event", room, &event_json)?)),
+            Wire::Pusher(_) => Ok(pusher::publish(room, pusher::EVENT, &event_json)),
         }
     }
 
@@ -232,6 +242,7 @@ impl Wire {
                 json_str(id),
                 json_str(text)
             ))),
+            Wire::Pusher(_) => Ok(pusher::chat(room, id, text)),
         }
     }
 
@@ -244,6 +255,7 @@ impl Wire {
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Inbound::Other,
             Message::Text(t) => match self {
                 Wire::SocketIo => decode_sio(t.as_str()),
+                Wire::Pusher(_) => pusher::decode(t.as_str()),
                 Wire::Relay(Codec::Json) | Wire::Raw(Codec::Json) => {
                     decode_relay(self, Codec::Json, t.as_bytes())
                 }

@@ -38,7 +38,7 @@ use crate::sampler::{Sampler, Target};
 use crate::stats::{record_us, ViewerStats};
 use crate::token::Minter;
 use crate::transport::{parse_ips, Dialer, Session};
-use crate::wire::Wire;
+use crate::wire::{PusherApp, Wire};
 
 /// Runs a scenario to its report (thresholds checked, JSON written when asked).
 pub async fn run(scenario: Scenario) -> anyhow::Result<Report> {
@@ -79,6 +79,16 @@ pub fn wire_of(c: &Common) -> anyhow::Result<Wire> {
             }
             Wire::SocketIo
         }
+        ProtocolArg::Pusher => {
+            if codec != Codec::Json {
+                bail!("--protocol pusher speaks JSON text only; drop --codec msgpack");
+            }
+            // One app per process, shared by every participant for the whole run.
+            Wire::Pusher(Box::leak(Box::new(PusherApp {
+                key: c.pusher_key.clone(),
+                secret: c.pusher_secret.clone(),
+            })))
+        }
     })
 }
 
@@ -87,6 +97,7 @@ pub fn protocol_label(w: Wire) -> &'static str {
     match w {
         Wire::Relay(_) => "relay",
         Wire::SocketIo => "socketio",
+        Wire::Pusher(_) => "pusher",
         Wire::Raw(_) => "fanout",
     }
 }
