@@ -128,13 +128,7 @@ step() {
     for i in "${!pids[@]}"; do printf '%s\t%s\t%s\n' "${pids[i]}" "${labels[i]}" "$(proc_cpu_s "${pids[i]}")"; done >"$OUT/$name.procs0"
     echo "loadavg before $name: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt"
     j0="$(cpu_jiffies)"
-    # Halfway through publishing: nginx -> node connections per node (where the clients landed).
-    (
-        sleep "$(awk -v d="${DURATION%s}" 'BEGIN { print d / 2 + 3 }')"
-        for i in 0 1 2; do
-            printf 'node%s %s\n' "$i" "$(ss -Htn state established "( dport = :${ups[i]} )" 2>/dev/null | wc -l)"
-        done >"$OUT/placement-$name.txt"
-    ) &
+    probe_placement
     run "$LOADTEST" cobrowse "${urls[@]}" --secret "$SECRET" --rooms "$rooms" --agents "$AGENTS" \
         "${recs[@]}" --speed "$SPEED" --chat-rate "$CHAT_RATE" --late-joiners 0 \
         --duration "$DURATION" --drain "$DRAIN" --source-ips "$SOURCE_IPS" \
@@ -143,18 +137,7 @@ step() {
     local busy
     busy="$(machine_busy_since "$j0")"
     echo "machine during $name: $busy" | tee -a "$OUT/machine.txt"
-    # pid, label, CPU s at start, CPU s at end (process life), RSS kB at end
-    for i in "${!pids[@]}"; do
-        printf '%s\t%s\t%s\t%s\t%s\n' "${pids[i]}" "${labels[i]}" "$(awk -F'\t' -v p="${pids[i]}" '$1 == p { print $3 }' "$OUT/$name.procs0")" \
-            "$(proc_cpu_s "${pids[i]}")" "$(rss_kb "${pids[i]}")"
-    done >"$OUT/$name.procs"
-    if [[ $side == relay ]]; then
-        for i in 0 1 2; do
-            echo "## node$i"
-            curl -fs "http://127.0.0.1:${admins[i]}/metrics" | grep -E '^relay_(frames_(in|out)_total\{type="(event|chat)"|closes_total|resyncs_total|queue_overflows|connections)' | grep -v ' 0$' || true
-        done >"$OUT/metrics-$name.txt"
-    fi
-    redis-cli -p "$redis_port" INFO commandstats >"$OUT/commandstats-$name.txt" 2>/dev/null || true
+    record_step
     # Cores the rest of the machine (other users) took during the run: machine busy minus the
     # sampled server processes and loadtest.
     local other

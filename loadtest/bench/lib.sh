@@ -195,3 +195,36 @@ http {
 }
 EOF
 }
+
+# The step of a three-node cluster benchmark (b2-cluster.sh, b4-sockudo.sh), in pieces both use.
+# They read the caller's locals (bash scopes dynamically): `name`, `side`, `ups` (the nodes'
+# upstream ports), `pids` and `labels` (every sampled server process), `admins` (relay nodes'
+# admin ports), `redis_port`; and DURATION and OUT.
+
+# In the background, halfway through publishing: nginx -> node connections per node (where the
+# clients landed), into $OUT/placement-$name.txt.
+probe_placement() {
+    (
+        sleep "$(awk -v d="${DURATION%s}" 'BEGIN { print d / 2 + 3 }')"
+        for i in 0 1 2; do
+            printf 'node%s %s\n' "$i" "$(ss -Htn state established "( dport = :${ups[i]} )" 2>/dev/null | wc -l)"
+        done >"$OUT/placement-$name.txt"
+    ) &
+}
+
+# After the run: per process pid, label, CPU s at start (from $OUT/$name.procs0), CPU s at end and
+# RSS kB at end into $OUT/$name.procs; the relay nodes' delivery metrics; Redis's commandstats.
+record_step() {
+    local i
+    for i in "${!pids[@]}"; do
+        printf '%s\t%s\t%s\t%s\t%s\n' "${pids[i]}" "${labels[i]}" "$(awk -F'\t' -v p="${pids[i]}" '$1 == p { print $3 }' "$OUT/$name.procs0")" \
+            "$(proc_cpu_s "${pids[i]}")" "$(rss_kb "${pids[i]}")"
+    done >"$OUT/$name.procs"
+    if [[ $side == relay ]]; then
+        for i in 0 1 2; do
+            echo "## node$i"
+            curl -fs "http://127.0.0.1:${admins[i]}/metrics" | grep -E '^relay_(frames_(in|out)_total\{type="(event|chat)"|closes_total|resyncs_total|queue_overflows|connections)' | grep -v ' 0$' || true
+        done >"$OUT/metrics-$name.txt"
+    fi
+    redis-cli -p "$redis_port" INFO commandstats >"$OUT/commandstats-$name.txt" 2>/dev/null || true
+}
