@@ -112,16 +112,8 @@ step() {
         nginx_conf assist-relay.conf "$ndir" "$nginx_port" /socket.io/ "${ups[@]}"
         urls=(--url "ws://127.0.0.1:$nginx_port" --protocol socketio)
     fi
-    cp "$ndir/upstream.conf" "$OUT/nginx-$side.conf"
-    printf '+ %s\n' "$NGINX -p $ndir -c $ndir/nginx.conf -e $ndir/error.log" >&2
-    "$NGINX" -p "$ndir" -c "$ndir/nginx.conf" -e "$ndir/error.log" &
-    local nginx_pid=$!
-    BENCH_PIDS+=("$nginx_pid")
-    wait_port "$nginx_port"
-    sleep 0.3
-    pids+=("$redis_pid" "$nginx_pid")
-    labels+=("redis" "nginx-master")
-    for i in $(pgrep -P "$nginx_pid"); do pids+=("$i"); labels+=("nginx-worker"); done
+    local nginx_pid
+    start_nginx
     for f in $RECORDINGS; do recs+=(--recording "$FIXTURES/$f"); done
     local spids=()
     for i in "${pids[@]}"; do spids+=(--server-pid "$i"); done

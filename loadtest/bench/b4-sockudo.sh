@@ -126,16 +126,8 @@ step() {
         nginx_conf assist-relay.conf "$ndir" "$nginx_port" /app/ "${ups[@]}"
         urls=(--url "ws://127.0.0.1:$nginx_port" --protocol pusher --pusher-key "$PUSHER_KEY" --pusher-secret "$PUSHER_SECRET")
     fi
-    cp "$ndir/upstream.conf" "$OUT/nginx-$side.conf"
-    printf '+ %s\n' "$NGINX -p $ndir -c $ndir/nginx.conf -e $ndir/error.log" >&2
-    "$NGINX" -p "$ndir" -c "$ndir/nginx.conf" -e "$ndir/error.log" &
-    local nginx_pid=$!
-    BENCH_PIDS+=("$nginx_pid")
-    wait_port "$nginx_port"
-    sleep 0.3
-    pids+=("$redis_pid" "$nginx_pid")
-    labels+=("redis" "nginx-master")
-    for i in $(pgrep -P "$nginx_pid"); do pids+=("$i"); labels+=("nginx-worker"); done
+    local nginx_pid
+    start_nginx
     if [[ $load == broadcast ]]; then
         shape=(--agents "$BCAST_VIEWERS" --rate "$BCAST_RATE" --size "$BCAST_SIZE" --chat-rate 0)
     else

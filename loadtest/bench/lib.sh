@@ -201,6 +201,23 @@ EOF
 # upstream ports), `pids` and `labels` (every sampled server process), `admins` (relay nodes'
 # admin ports), `redis_port`; and DURATION and OUT.
 
+# Starts nginx from the caller's `ndir` (config written by nginx_conf), keeps its upstream block in
+# $OUT/nginx-$side.conf, waits for `nginx_port`, sets the caller's `nginx_pid`, and adds Redis
+# (`redis_pid`), the nginx master and its workers to the sampled `pids` / `labels`.
+start_nginx() {
+    local i
+    cp "$ndir/upstream.conf" "$OUT/nginx-$side.conf"
+    printf '+ %s\n' "$NGINX -p $ndir -c $ndir/nginx.conf -e $ndir/error.log" >&2
+    "$NGINX" -p "$ndir" -c "$ndir/nginx.conf" -e "$ndir/error.log" &
+    nginx_pid=$!
+    BENCH_PIDS+=("$nginx_pid")
+    wait_port "$nginx_port"
+    sleep 0.3
+    pids+=("$redis_pid" "$nginx_pid")
+    labels+=("redis" "nginx-master")
+    for i in $(pgrep -P "$nginx_pid"); do pids+=("$i"); labels+=("nginx-worker"); done
+}
+
 # In the background, halfway through publishing: nginx -> node connections per node (where the
 # clients landed), into $OUT/placement-$name.txt.
 probe_placement() {
