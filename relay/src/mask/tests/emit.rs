@@ -48,30 +48,9 @@ fn repeated_keys_are_refused_however_spelled_and_however_many() {
     }
 }
 
-fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
-    use proptest::prelude::*;
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<u64>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>()
-            .prop_filter("finite", |f| f.is_finite())
-            .prop_map(Value::from),
-        any::<String>().prop_map(Value::String),
-    ];
-    leaf.prop_recursive(4, 32, 6, |inner| {
-        prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            proptest::collection::btree_map(any::<String>(), inner, 0..6)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
-
 proptest::proptest! {
     #[test]
-    fn a_changed_event_is_serde_jsons_text_of_it(extra in any_json(), text in "[^*]{1,8}", pretty: bool) {
+    fn a_changed_event_is_serde_jsons_text_of_it(extra in any_json(4, 32, 6), text in "[^*]{1,8}", pretty: bool) {
         let v = serde_json::json!({"type": 3, "data": {"source": 5, "id": 4, "text": text, "extra": extra}});
         let event = if pretty {
             serde_json::to_string_pretty(&v).expect("writes")
@@ -90,7 +69,7 @@ proptest::proptest! {
     /// accepts, except repeated keys.
     #[test]
     fn the_reader_accepts_what_serde_json_accepts(
-        v in any_json(),
+        v in any_json(4, 32, 6),
         pretty: bool,
         at in proptest::prelude::any::<proptest::sample::Index>(),
         how in 0u8..3,

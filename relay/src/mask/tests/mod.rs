@@ -14,6 +14,32 @@ mod json;
 mod state;
 mod walk;
 
+/// Any JSON value, nested up to `depth`, about `size` nodes, `branch` items per array or object.
+fn any_json(
+    depth: u32,
+    size: u32,
+    branch: usize,
+) -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<u64>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        any::<String>().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(depth, size, branch as u32, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..branch).prop_map(Value::Array),
+            proptest::collection::btree_map(any::<String>(), inner, 0..branch)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
 const KEY: [u8; 32] = [7; 32];
 /// Values typed into loan-apply.json's form (the password was masked by the recorder).
 const TYPED: [&str; 6] = [
