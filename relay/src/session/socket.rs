@@ -216,7 +216,16 @@ impl Wire {
         self.node.metrics.closes.with_label_values(&[label]).inc();
         tracing::info!(reason = label, "connection closed");
         if let Some(frame) = frame {
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(Some(frame))).await;
+            // Send the close frame, then read (and drop) what the client still sends until its
+            // close reply, bounded in time. Dropping a socket with unread bytes makes the kernel
+            // answer with a reset, which can discard the error and close frames the client has
+            // not read yet (a client sending many refused frames back to back saw only 1006).
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                self.ws.close(Some(frame)).await?;
+                while self.ws.next().await.transpose()?.is_some() {}
+                Ok::<(), tokio_tungstenite::tungstenite::Error>(())
+            })
+            .await;
         }
     }
 }
