@@ -201,7 +201,10 @@ async fn the_signature_is_checked_before_the_payload_is_read_and_before_exp() {
     let relay = Relay::start().await;
     let other = "another-secret-another-secret-another";
     let expired = now_secs() - 3600;
-    assert_eq!(refusal(&relay, &token(SECRET, expired)).await, "token_expired");
+    assert_eq!(
+        refusal(&relay, &token(SECRET, expired)).await,
+        "token_expired"
+    );
     assert_eq!(
         refusal(&relay, &token(other, expired)).await,
         "token_bad_signature"
