@@ -40,8 +40,20 @@ async fn error_frames_echo_the_id_of_the_refused_frame_whenever_it_could_be_read
     let relay = Relay::start().await;
     for codec in Codec::ALL {
         let room = format!("ids-{}", codec.label());
-        let (mut cust, _) = relay.join(&room, Role::Customer, "cust", codec).await;
+        let (mut cust, joined) = relay.join(&room, Role::Customer, "cust", codec).await;
         let (mut agent, _) = relay.join(&room, Role::Agent, "agent", codec).await;
+        // `joined` always carries `limits` (the examples of §7 show them).
+        assert!(
+            matches!(
+                &joined.frame,
+                ServerFrame::Joined {
+                    limits: Some(_),
+                    ..
+                }
+            ),
+            "{:?}",
+            joined.frame
+        );
         let cases = [
             // invalid_frame: a rule of a known frame broken.
             (
