@@ -262,3 +262,53 @@ async fn a_client_over_its_violation_budget_reads_every_error_and_the_4501_close
         assert!(errors >= 20, "{codec:?}: {errors} error frames");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exp_is_checked_before_the_issuer_and_the_issuer_before_the_audience() {
+    use assist_relay::auth::{ExtraClaims, TokenPolicy};
+    let relay = Relay::start_with(|c| {
+        c.token_policy = TokenPolicy {
+            audience: Some("assist-relay".into()),
+            issuer: Some("https://backend.example".into()),
+            ..TokenPolicy::default()
+        };
+    })
+    .await;
+    let mint = |exp: u64, aud: &str, iss: &str| {
+        let claims = Claims {
+            sub: "cust".into(),
+            room: "tok".into(),
+            role: Role::Customer,
+            exp,
+            iat: None,
+            mask: None,
+            caps: None,
+        };
+        let extra = ExtraClaims {
+            aud: Some(aud.into()),
+            iss: Some(iss.into()),
+            ..Default::default()
+        };
+        Auth::new(SECRET.as_bytes())
+            .mint_with(&claims, &extra)
+            .expect("mint")
+    };
+    let (past, soon) = (now_secs() - 3600, now_secs() + 600);
+    for (token, want) in [
+        (mint(past, "other", "https://evil.example"), "token_expired"),
+        (
+            mint(soon, "other", "https://evil.example"),
+            "token_wrong_issuer",
+        ),
+        (
+            mint(soon, "other", "https://backend.example"),
+            "token_wrong_audience",
+        ),
+        (
+            mint(soon, "assist-relay", "https://backend.example"),
+            "accepted",
+        ),
+    ] {
+        assert_eq!(refusal(&relay, &token).await, want);
+    }
+}
