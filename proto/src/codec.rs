@@ -134,7 +134,7 @@ pub struct EncodeError(pub String);
 #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Envelope<'a> {
     /// Frame type.
-    #[serde(rename = "type", borrow)]
+    #[serde(rename = "type", borrow, deserialize_with = "str_only")]
     pub kind: Cow<'a, str>,
     /// Client-chosen id (chat, event, ping), echoed by `ack`, `error` and `pong`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -234,4 +234,26 @@ pub struct Envelope<'a> {
     /// STUN/TURN servers for calls, in `joined`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ice_servers: Option<Vec<IceServer>>,
+}
+
+/// Reads a string, and only a string: a MessagePack `bin` (which serde would take as UTF-8 text)
+/// is refused, so a frame whose `type` is not a string is `malformed` in both codecs.
+fn str_only<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Cow<'de, str>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Cow<'de, str>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(v))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v.to_owned()))
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v))
+        }
+    }
+    d.deserialize_str(V)
 }

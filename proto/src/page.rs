@@ -14,7 +14,10 @@ pub const MAX_FIELD_VALUE: usize = 1024;
 /// What the app (or its backend) reports about the native screen the customer is on.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct NativePage {
-    /// App-defined screen id, e.g. `checkout` (an id: `[A-Za-z0-9._:-]{1,128}`).
+    /// App-defined screen id, e.g. `checkout` (an id: `[A-Za-z0-9._:-]{1,128}`). Required, but a
+    /// missing one decodes as empty so that [`NativePage::validate`] refuses it (`invalid_frame`,
+    /// like every missing required field), not the decoder (`malformed`).
+    #[serde(default)]
     pub page_id: String,
     /// Title shown to the agent, e.g. `Payment`.
     #[serde(default)]

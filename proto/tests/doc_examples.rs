@@ -240,10 +240,14 @@ fn server_frame_examples_are_exact() {
                 reason: None,
                 head: 1304,
                 pages: vec![],
-                limits: None,
+                limits: Some(Limits {
+                    max_frame_bytes: 1048576,
+                    max_upload_bytes: 67108864,
+                    chunk_bytes: 524032,
+                }),
                 ice_servers: vec![],
             },
-            r#"{"type":"joined","epoch":"01J9Z3K8Q4","room":"room-42","you":{"id":"agent-3","role":"agent"},"members":[{"id":"cust-7","role":"customer"},{"id":"agent-3","role":"agent"}],"mode":"resume","head":1304}"#,
+            r#"{"type":"joined","epoch":"01J9Z3K8Q4","room":"room-42","you":{"id":"agent-3","role":"agent"},"members":[{"id":"cust-7","role":"customer"},{"id":"agent-3","role":"agent"}],"mode":"resume","head":1304,"limits":{"max_frame_bytes":1048576,"max_upload_bytes":67108864,"chunk_bytes":524032}}"#,
         ),
         (
             ServerFrame::Joined {
@@ -255,10 +259,14 @@ fn server_frame_examples_are_exact() {
                 reason: Some(ResyncReason::EpochChanged),
                 head: 12,
                 pages: vec![],
-                limits: None,
+                limits: Some(Limits {
+                    max_frame_bytes: 1048576,
+                    max_upload_bytes: 67108864,
+                    chunk_bytes: 524032,
+                }),
                 ice_servers: vec![],
             },
-            r#"{"type":"joined","epoch":"01JA0B7T2M","room":"room-42","you":{"id":"agent-3","role":"agent"},"members":[{"id":"cust-7","role":"customer"},{"id":"agent-3","role":"agent"}],"mode":"resync","reason":"epoch_changed","head":12}"#,
+            r#"{"type":"joined","epoch":"01JA0B7T2M","room":"room-42","you":{"id":"agent-3","role":"agent"},"members":[{"id":"cust-7","role":"customer"},{"id":"agent-3","role":"agent"}],"mode":"resync","reason":"epoch_changed","head":12,"limits":{"max_frame_bytes":1048576,"max_upload_bytes":67108864,"chunk_bytes":524032}}"#,
         ),
         (
             ServerFrame::Event {
@@ -383,10 +391,14 @@ fn server_frame_examples_are_exact() {
                         ts: 1718000060000,
                     },
                 ],
-                limits: None,
+                limits: Some(Limits {
+                    max_frame_bytes: 1048576,
+                    max_upload_bytes: 67108864,
+                    chunk_bytes: 524032,
+                }),
                 ice_servers: vec![],
             },
-            r#"{"type":"joined","epoch":"01J9Z3K8Q4","room":"room-42","you":{"id":"agent-3","role":"agent"},"members":[{"id":"cust-7","role":"customer"},{"id":"agent-3","role":"agent"}],"mode":"resume","head":1306,"pages":[{"kind":"web","url":"https://shop.example/cart","title":"Cart","offset":1201,"ts":1718000000000},{"kind":"native","url":"native://checkout","page_id":"checkout","title":"Payment","offset":1305,"ts":1718000060000}]}"#,
+            r#"{"type":"joined","epoch":"01J9Z3K8Q4","room":"room-42","you":{"id":"agent-3","role":"agent"},"members":[{"id":"cust-7","role":"customer"},{"id":"agent-3","role":"agent"}],"mode":"resume","head":1306,"pages":[{"kind":"web","url":"https://shop.example/cart","title":"Cart","offset":1201,"ts":1718000000000},{"kind":"native","url":"native://checkout","page_id":"checkout","title":"Payment","offset":1305,"ts":1718000060000}],"limits":{"max_frame_bytes":1048576,"max_upload_bytes":67108864,"chunk_bytes":524032}}"#,
         ),
     ];
     let doc = protocol_doc();
@@ -602,7 +614,11 @@ fn guide_and_signal_examples_are_exact() {
                 reason: None,
                 head: 1289,
                 pages: vec![],
-                limits: None,
+                limits: Some(Limits {
+                    max_frame_bytes: 1048576,
+                    max_upload_bytes: 67108864,
+                    chunk_bytes: 524032,
+                }),
                 ice_servers: vec![
                     IceServer {
                         urls: vec!["stun:stun.example.com:3478".into()],
@@ -619,7 +635,7 @@ fn guide_and_signal_examples_are_exact() {
                     },
                 ],
             },
-            r#"{"type":"joined","epoch":"01J9Z3K8Q4","room":"room-42","you":{"id":"cust-7","role":"customer"},"members":[{"id":"cust-7","role":"customer"},{"id":"agent-3","role":"agent"}],"mode":"fresh","head":1289,"ice_servers":[{"urls":["stun:stun.example.com:3478"]},{"urls":["turn:turn.example.com:3478?transport=udp","turns:turn.example.com:5349"],"username":"1718003600:cust-7","credential":"BiPTixRlDOEwb3I+HROQgj0LLno="}]}"#,
+            r#"{"type":"joined","epoch":"01J9Z3K8Q4","room":"room-42","you":{"id":"cust-7","role":"customer"},"members":[{"id":"cust-7","role":"customer"},{"id":"agent-3","role":"agent"}],"mode":"fresh","head":1289,"limits":{"max_frame_bytes":1048576,"max_upload_bytes":67108864,"chunk_bytes":524032},"ice_servers":[{"urls":["stun:stun.example.com:3478"]},{"urls":["turn:turn.example.com:3478?transport=udp","turns:turn.example.com:5349"],"username":"1718003600:cust-7","credential":"BiPTixRlDOEwb3I+HROQgj0LLno="}]}"#,
         ),
     ];
     for (frame, json) in server {

@@ -537,3 +537,51 @@ fn server_frames_need_their_required_fields() {
     .expect("decode");
     assert!(matches!(f, ServerFrame::Joined { reason: None, .. }));
 }
+
+#[test]
+fn a_msgpack_type_that_is_bin_not_str_is_malformed() {
+    // {"type": bin("ping")}
+    let bin_type = [
+        0x81, 0xa4, b't', b'y', b'p', b'e', 0xc4, 4, b'p', b'i', b'n', b'g',
+    ];
+    assert_eq!(
+        code_of(Codec::MsgPack, &bin_type),
+        Err(ErrorCode::Malformed)
+    );
+    // {"type": "ping"} (str) is a ping.
+    let str_type = [
+        0x81, 0xa4, b't', b'y', b'p', b'e', 0xa4, b'p', b'i', b'n', b'g',
+    ];
+    assert_eq!(
+        code_of(Codec::MsgPack, &str_type),
+        Ok(ClientFrame::Ping { id: None })
+    );
+}
+
+#[test]
+fn the_id_of_a_refused_frame_is_read_whenever_the_envelope_decodes() {
+    let cases: [(&str, Option<&str>); 6] = [
+        (r#"{"type":"chat","id":"c1","text":""}"#, Some("c1")),
+        (r#"{"type":"nope","id":"u1"}"#, Some("u1")),
+        (
+            r#"{"type":"event","id":"e1","event":{"type":"x"}}"#,
+            Some("e1"),
+        ),
+        (r#"{"type":"native_page","id":"n1","page":{}}"#, Some("n1")),
+        (r#"{"type":"nope","id":""}"#, None),
+        (r#"{"type":"chat","id":"c1","text":5}"#, None),
+    ];
+    for (json, want) in cases {
+        let err = ClientFrame::decode(Codec::Json, json.as_bytes()).expect_err(json);
+        assert_eq!(
+            ClientFrame::refused_id(Codec::Json, json.as_bytes(), &err).as_deref(),
+            want,
+            "{json}"
+        );
+    }
+    // A missing page_id is invalid_frame, like every missing required field.
+    assert_eq!(
+        json_code(r#"{"type":"native_page","page":{"title":"Pay"}}"#),
+        Err(ErrorCode::InvalidFrame)
+    );
+}

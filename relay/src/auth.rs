@@ -171,6 +171,8 @@ impl Auth {
     }
 
     fn origin_allowed(&self, origin: &str) -> bool {
+        // One trailing `/` is ignored on both sides (operations.md, `--allowed-origins`).
+        let origin = origin.strip_suffix('/').unwrap_or(origin);
         self.allowed_origins.is_empty()
             || self
                 .allowed_origins

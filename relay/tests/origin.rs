@@ -58,3 +58,27 @@ async fn without_an_allow_list_any_origin_may_connect() {
     let (_c, j) = relay.join("o", Role::Agent, "b", Codec::Json).await;
     assert_eq!(j.members().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trailing_slash_is_ignored_on_either_side_as_operations_md_says() {
+    let relay =
+        Relay::start_with(|c| c.allowed_origins = vec!["https://app.example.com".into()]).await;
+    assert!(upgrade(&relay, Some("https://app.example.com/"))
+        .await
+        .is_ok());
+    assert!(upgrade(&relay, Some("HTTPS://APP.example.com/"))
+        .await
+        .is_ok());
+    let (status, _) = upgrade(&relay, Some("https://app.example.com//"))
+        .await
+        .expect_err("only one slash is ignored");
+    assert_eq!(status, 403);
+    let relay =
+        Relay::start_with(|c| c.allowed_origins = vec!["https://app.example.com/".into()]).await;
+    assert!(upgrade(&relay, Some("https://app.example.com/"))
+        .await
+        .is_ok());
+    assert!(upgrade(&relay, Some("https://app.example.com"))
+        .await
+        .is_ok());
+}

@@ -111,6 +111,21 @@ impl<'a> ClientFrame<'a> {
         Self::from_envelope(codec.decode(bytes)?)
     }
 
+    /// The `id` of a frame that [`ClientFrame::decode`] refused with `err`, when it could be read:
+    /// the envelope decoded (so the refusal is `invalid_frame`, `invalid_event` or
+    /// `unknown_type`) and its `id` is a string of 1 to 128 bytes. Error frames echo it. Decodes
+    /// the envelope again: refusals are rare, so accepted frames pay nothing for this.
+    pub fn refused_id(codec: Codec, bytes: &[u8], err: &ProtoError) -> Option<String> {
+        if !matches!(
+            err,
+            ProtoError::Invalid { .. } | ProtoError::InvalidEvent(_) | ProtoError::UnknownType(_)
+        ) {
+            return None;
+        }
+        let id = codec.decode(bytes).ok()?.id?;
+        (!id.is_empty() && id.len() <= MAX_ID_LEN).then_some(id)
+    }
+
     /// Validates an envelope as a client frame.
     pub fn from_envelope(env: Envelope<'a>) -> Result<Self, ProtoError> {
         match env.kind.as_ref() {

@@ -93,7 +93,13 @@ impl Inbound {
         let frame = match self.decode(msg) {
             Ok(f) => f,
             Err(e) => {
-                self.send_error(e.code(), e.to_string(), None)?;
+                // Echo the refused frame's id whenever its envelope could be read.
+                let id = match msg {
+                    Message::Text(t) => ClientFrame::refused_id(self.codec, t.as_bytes(), &e),
+                    Message::Binary(b) => ClientFrame::refused_id(self.codec, b, &e),
+                    _ => None,
+                };
+                self.send_error(e.code(), e.to_string(), id)?;
                 return Ok(None);
             }
         };

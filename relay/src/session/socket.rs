@@ -192,6 +192,11 @@ impl Wire {
     /// Sends the close frame for `exit` (bounded in time) and records why.
     pub(super) async fn finish(mut self, exit: Exit) {
         self.tally.publish(&self.node.metrics);
+        // A peer closed for not reading (idle, slow) will not answer the close: do not wait.
+        let linger = match exit {
+            Exit::Close(c) => !matches!(c, CloseCode::IdleTimeout | CloseCode::Slow),
+            Exit::Standard(..) | Exit::PeerGone => false,
+        };
         let frame = match exit {
             Exit::PeerGone => None,
             Exit::Close(code) => Some(CloseFrame {
@@ -216,7 +221,16 @@ impl Wire {
         self.node.metrics.closes.with_label_values(&[label]).inc();
         tracing::info!(reason = label, "connection closed");
         if let Some(frame) = frame {
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(Some(frame))).await;
+            // Send the close frame, then (`linger`) read and drop what the client still sends
+            // until its close reply, bounded in time. Dropping a socket with unread bytes makes
+            // the kernel answer with a reset, which can discard the error and close frames the
+            // client has not read yet (a client sending refused frames back to back saw 1006).
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                self.ws.close(Some(frame)).await?;
+                while linger && self.ws.next().await.transpose()?.is_some() {}
+                Ok::<(), tokio_tungstenite::tungstenite::Error>(())
+            })
+            .await;
         }
     }
 }
