@@ -183,7 +183,8 @@ const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
 
 /// How often the health loop pings Redis. A ping also makes the connection manager try to
 /// reconnect when its last attempt failed, so this bounds how long after Redis returns the node
-/// reconnects, turns ready and its rooms recover (docs/operations.md, "Redis outages").
+/// reconnects, turns ready and its rooms recover (docs/operations.md, "Redis: what the
+/// no-loss guarantee assumes").
 const HEALTH_INTERVAL: Duration = Duration::from_millis(250);
 /// A PING unanswered for this long makes the node unready: `/readyz` turns 503 between
 /// `PING_TIMEOUT` and `PING_TIMEOUT + HEALTH_INTERVAL` after Redis stops answering.
