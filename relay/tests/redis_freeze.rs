@@ -91,6 +91,11 @@ async fn a_client_whose_append_fails_on_a_frozen_redis_gets_its_close_at_once() 
     let close_gap = after_error.elapsed();
     eprintln!("append error after {errored:?}; close {close_gap:?} after the error");
     assert_eq!(closed, Closed::Frame(4004, "unavailable".into()));
+    // The append's own timeout (2 s), not the connection's response timeout (5 s).
+    assert!(
+        errored < Duration::from_secs(4),
+        "append failed after {errored:?}"
+    );
     assert!(
         close_gap < Duration::from_secs(2),
         "the close waited {close_gap:?} after the error"
