@@ -227,3 +227,21 @@ fn moves_over_a_node(json: &str) -> bool {
         Err(_) => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::moves_over_a_node;
+
+    #[test]
+    fn a_move_is_over_a_node_unless_every_position_has_id_minus_one() {
+        let mv = |ids: &str| format!(r#"{{"type":3,"data":{{"source":1,"positions":[{ids}]}}}}"#);
+        let pos = |id: i64| format!(r#"{{"x":1,"y":2,"id":{id},"timeOffset":0}}"#);
+        assert!(moves_over_a_node(&mv(&pos(5))));
+        assert!(moves_over_a_node(&mv(&format!("{},{}", pos(-1), pos(0)))));
+        assert!(!moves_over_a_node(&mv(&pos(-1))));
+        assert!(!moves_over_a_node(&mv(&format!("{},{}", pos(-1), pos(-1)))));
+        assert!(!moves_over_a_node(&mv("")), "no position moves nothing");
+        // Not a move as expected: kept, as it would be without coalescing.
+        assert!(moves_over_a_node(r#"{"type":3,"data":{"source":1}}"#));
+    }
+}
