@@ -314,6 +314,62 @@ async fn a_resyncing_viewer_gets_only_the_latest_pointer_position() {
     );
 }
 
+/// A MouseMove whose positions are over the nodes `ids` (-1: no node, e.g. inside an rr-block).
+fn move_over(n: u64, ids: &[i64]) -> String {
+    let positions: Vec<String> = ids
+        .iter()
+        .map(|id| format!(r#"{{"x":{n},"y":2,"id":{id},"timeOffset":0}}"#))
+        .collect();
+    format!(
+        r#"{{"type":3,"data":{{"source":1,"positions":[{}]}},"timestamp":{n}}}"#,
+        positions.join(",")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalescing_keeps_the_last_pointer_move_over_a_real_node() {
+    let relay = Relay::start().await;
+    let (mut customer, _) = relay
+        .join("hover", Role::Customer, "cust", Codec::Json)
+        .await;
+    let (mut agent, _) = relay.join("hover", Role::Agent, "agent", Codec::Json).await;
+    customer.publish(&synthetic(4, 0), None).await;
+    customer.publish(&synthetic(2, 1), None).await;
+    agent
+        .recv_until(|f| matches!(f, ServerFrame::Event { offset: 2, .. }))
+        .await;
+    let pos = agent.position();
+    agent.drop_abruptly();
+    customer.publish(&synthetic(4, 2), None).await; // 3
+    customer.publish(&synthetic(2, 3), None).await; // 4
+    customer.publish(&move_over(10, &[5]), None).await; // 5
+    customer.publish(&move_over(11, &[6]), None).await; // 6
+    customer.publish(&move_over(12, &[7, -1]), None).await; // 7: last over a node
+    customer.publish(&synthetic(3, 13), None).await; // 8
+    customer.publish(&move_over(14, &[-1]), None).await; // 9
+    customer.publish(&move_over(15, &[-1, -1]), None).await; // 10: last position
+    customer.chat("sync", "x").await; // 11
+    customer
+        .recv_until(|f| matches!(f, ServerFrame::Ack { id, .. } if id == "sync"))
+        .await;
+    let mut agent = relay
+        .connect("hover", Role::Agent, "agent", Codec::Json)
+        .await;
+    let j = agent
+        .join(Some(Position {
+            epoch: pos.epoch,
+            offset: 1,
+        }))
+        .await;
+    assert_eq!(j.mode(), JoinMode::Resync);
+    let offsets: Vec<u64> = j.catch_up.iter().filter_map(|f| f.offset()).collect();
+    assert_eq!(
+        offsets,
+        vec![3, 4, 7, 8, 10, 11],
+        "keyframe, the last move over a node, mutation, the last move, chat"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_bytes_on_a_live_connection_harm_no_one_else() {
     use proptest::prelude::*;

@@ -107,10 +107,15 @@ impl Outbound {
         let after = if marked { 0 } else { self.last };
         let entries: Vec<&Arc<Entry>> = cu.entries.iter().filter(|e| e.offset > after).collect();
         let coalesce = !marked || cu.mode == JoinMode::Resync;
+        let superseded = if coalesce {
+            superseded_pointer_moves(&entries)
+        } else {
+            Vec::new()
+        };
         let mut bytes = 0u64;
         let mut sent = 0u64;
         for (i, e) in entries.iter().enumerate() {
-            if coalesce && superseded_pointer_move(e, &entries[i + 1..]) {
+            if superseded.get(i).copied().unwrap_or(false) {
                 continue;
             }
             bytes += e.body.size() as u64;
@@ -168,17 +173,75 @@ impl Outbound {
     }
 }
 
-/// Whether `e` is a pointer move that a later entry of the same source makes redundant (the
-/// replayer only needs the pointer's latest position). Mutations and every other event are kept.
-fn superseded_pointer_move(e: &Entry, later: &[&Arc<Entry>]) -> bool {
-    let EntryBody::Event {
-        source: Some(src), ..
-    } = e.body
-    else {
-        return false;
-    };
-    POINTER_SOURCES.contains(&src)
-        && later
-            .iter()
-            .any(|l| matches!(l.body, EntryBody::Event { source: Some(s), .. } if s == src))
+/// Which of `entries` are pointer moves that later entries make redundant: per source, every
+/// move but the last one and the last one over a real node. The replayer needs the pointer's
+/// latest position, and the latest node it hovered: a move whose positions all have id -1 (no
+/// node: over an rr-block's content) moves no pointer and changes no hover in the Replayer, so it
+/// does not supersede the move before it. Mutations and every other event are kept.
+fn superseded_pointer_moves(entries: &[&Arc<Entry>]) -> Vec<bool> {
+    let mut superseded = vec![false; entries.len()];
+    // Per pointer source: a later move was seen; a later move over a real node was seen.
+    let mut later = [(false, false); POINTER_SOURCES.len()];
+    for (i, e) in entries.iter().enumerate().rev() {
+        let EntryBody::Event {
+            source: Some(src),
+            ref event,
+            ..
+        } = e.body
+        else {
+            continue;
+        };
+        let Some(k) = POINTER_SOURCES.iter().position(|&s| s == src) else {
+            continue;
+        };
+        let (any, real) = &mut later[k];
+        if *real {
+            superseded[i] = true;
+        } else if moves_over_a_node(event.get()) {
+            *real = true;
+        } else {
+            superseded[i] = *any;
+        }
+        *any = true;
+    }
+    superseded
+}
+
+/// Whether a MouseMove/TouchMove has a position over a real node (`id` other than -1). An event
+/// that does not parse as one counts as over a node (kept, as it would be without coalescing).
+fn moves_over_a_node(json: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Move {
+        data: MoveData,
+    }
+    #[derive(serde::Deserialize)]
+    struct MoveData {
+        positions: Vec<Pos>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Pos {
+        id: Option<i64>,
+    }
+    match serde_json::from_str::<Move>(json) {
+        Ok(m) => m.data.positions.iter().any(|p| p.id != Some(-1)),
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::moves_over_a_node;
+
+    #[test]
+    fn a_move_is_over_a_node_unless_every_position_has_id_minus_one() {
+        let mv = |ids: &str| format!(r#"{{"type":3,"data":{{"source":1,"positions":[{ids}]}}}}"#);
+        let pos = |id: i64| format!(r#"{{"x":1,"y":2,"id":{id},"timeOffset":0}}"#);
+        assert!(moves_over_a_node(&mv(&pos(5))));
+        assert!(moves_over_a_node(&mv(&format!("{},{}", pos(-1), pos(0)))));
+        assert!(!moves_over_a_node(&mv(&pos(-1))));
+        assert!(!moves_over_a_node(&mv(&format!("{},{}", pos(-1), pos(-1)))));
+        assert!(!moves_over_a_node(&mv("")), "no position moves nothing");
+        // Not a move as expected: kept, as it would be without coalescing.
+        assert!(moves_over_a_node(r#"{"type":3,"data":{"source":1}}"#));
+    }
 }

@@ -81,9 +81,12 @@ pub(crate) async fn serve(node: Arc<Node>, ws: Socket, adm: Admission, conn_id: 
     };
     let mut entered = false;
     let exit = session(&mut out, inbound, &mut entered, adm.claims.exp).await;
+    let reason = exit.audit_name();
+    // The close frame first: the cleanup below waits on the store, which may be what failed.
+    out.wire.finish(exit).await;
     if entered {
         let room = &*out.room;
-        crate::audit::leave(room, &out.me.id, role, conn_id, exit.audit_name());
+        crate::audit::leave(room, &out.me.id, role, conn_id, reason);
         if let Err(e) = node.broker.exit(room, &out.me, conn_id).await {
             tracing::warn!(error = %e, "presence exit failed");
         }
@@ -94,7 +97,6 @@ pub(crate) async fn serve(node: Arc<Node>, ws: Socket, adm: Admission, conn_id: 
             }
         }
     }
-    out.wire.finish(exit).await;
     gauge.dec();
 }
 

@@ -136,6 +136,16 @@ impl RedisServer {
         .expect("connect to the test redis")
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the server: its sockets stay open and say nothing,
+    /// as a hung Redis does.
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} redis-server");
+    }
+
     /// Stops the server (as a crash would).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -352,6 +362,17 @@ impl Relay {
             Backend::Redis { stores, .. } => {
                 stores[0].delete_room(room).await.expect("delete room")
             }
+        }
+    }
+
+    /// Freezes (`-STOP`) or thaws (`-CONT`) the shared redis-server; false in embedded mode.
+    pub fn signal_redis(&self, sig: &str) -> bool {
+        match &self.backend {
+            Backend::Redis { _server, .. } => {
+                _server.signal(sig);
+                true
+            }
+            Backend::Memory(_) => false,
         }
     }
 

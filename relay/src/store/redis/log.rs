@@ -20,6 +20,11 @@ use crate::store::{
     Unavailable, MAX_PAGES, MAX_TYPED_HASHES,
 };
 
+/// How long an append waits for Redis before it fails with `unavailable` (the connection's
+/// response timeout, 5 s, bounds every other command). An append is one short script; a Redis that
+/// takes this long is hung, and the client learns it sooner (docs/operations.md).
+const APPEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[async_trait]
 impl RoomLog for RedisStore {
     async fn append(&self, room: &str, new: NewEntry) -> Result<Appended, StoreError> {
@@ -92,17 +97,25 @@ impl RoomLog for RedisStore {
             .arg(page)
             .arg(new.sender.as_ref().map_or("", |r| r.sender.as_str()))
             .arg(pack_f64(&numbers));
-        let reply = match cmd.query_async(&mut conn).await {
-            // Redis restarted or flushed its scripts: load it again, once, and retry.
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                script
-                    .prepare_invoke()
-                    .load_async(&mut conn)
-                    .await
-                    .map_err(unavailable)?;
-                cmd.query_async(&mut conn).await
+        let run = async {
+            match cmd.query_async(&mut conn).await {
+                // Redis restarted or flushed its scripts: load it again, once, and retry.
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    script.prepare_invoke().load_async(&mut conn).await?;
+                    cmd.query_async(&mut conn).await
+                }
+                other => other,
             }
-            other => other,
+        };
+        // An append that Redis does not answer in time fails (the client resends it by id; if
+        // Redis ran it after all, the resend is acknowledged as a duplicate).
+        let Ok(reply) = tokio::time::timeout(APPEND_TIMEOUT, run).await else {
+            return Err(StoreError::Unavailable(
+                Unavailable::Timeout,
+                format!("append unanswered after {APPEND_TIMEOUT:?}"),
+            ));
         };
         let (_epoch, offset, dup, tail, kfn): (String, u64, i64, u64, i64) =
             reply.map_err(unavailable)?;

@@ -122,8 +122,9 @@ impl RedisStore {
             let manager_cfg = redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(Duration::from_secs(2)))
                 .set_response_timeout(Some(Duration::from_secs(5)))
-                .set_number_of_retries(2)
-                .set_max_delay(Duration::from_secs(2))
+                .set_min_delay(RECONNECT_MIN_DELAY)
+                .set_number_of_retries(RECONNECT_RETRIES)
+                .set_max_delay(RECONNECT_MAX_DELAY)
                 .set_push_sender(move |push: redis::PushInfo| {
                     if let Some(inner) = push_router.get().and_then(std::sync::Weak::upgrade) {
                         bus::route_push(&inner, push);
@@ -170,16 +171,37 @@ impl RedisStore {
     }
 }
 
-/// Pings Redis every second; feeds `/readyz`.
+/// After the connection to one server drops, redis-rs tries to reconnect at once and then
+/// `RECONNECT_RETRIES` more times, waiting a jittered exponential delay from `RECONNECT_MIN_DELAY`
+/// (doubling, capped at `RECONNECT_MAX_DELAY`) between tries; commands wait for that round. When
+/// the round fails, the next command (a health ping at the latest, [`HEALTH_INTERVAL`]) starts
+/// another. So reconnection is attempted at least every `HEALTH_INTERVAL` while Redis is away,
+/// and a command never waits on a dead server for more than about a second.
+const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(100);
+const RECONNECT_RETRIES: usize = 2;
+const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
+
+/// How often the health loop pings Redis. A ping also makes the connection manager try to
+/// reconnect when its last attempt failed, so this bounds how long after Redis returns the node
+/// reconnects, turns ready and its rooms recover (docs/operations.md, "Redis: what the
+/// no-loss guarantee assumes").
+const HEALTH_INTERVAL: Duration = Duration::from_millis(250);
+/// A PING unanswered for this long makes the node unready: `/readyz` turns 503 between
+/// `PING_TIMEOUT` and `PING_TIMEOUT + HEALTH_INTERVAL` after Redis stops answering.
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Pings Redis every [`HEALTH_INTERVAL`]; feeds `/readyz`. The first answer after a failure
+/// resubscribes every live room, whose members then recover from the log.
 async fn health_loop(weak: std::sync::Weak<Inner>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(HEALTH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let Some(inner) = weak.upgrade() else { return };
         let mut conn = inner.conn.clone();
         let ok = matches!(
             tokio::time::timeout(
-                Duration::from_secs(1),
+                PING_TIMEOUT,
                 redis::cmd("PING").query_async::<String>(&mut conn)
             )
             .await,
