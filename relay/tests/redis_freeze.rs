@@ -65,8 +65,8 @@ async fn a_client_whose_append_fails_on_a_frozen_redis_gets_its_close_at_once() 
 
     let frozen = Frozen::freeze(&relay).expect("cluster mode");
     let sent = Instant::now();
-    // A Meta event: no masking, so the append is the one store call (loading a mask from a
-    // frozen store ends the connection with 4004 and no error frame).
+    // A Meta event: no masking, so the append is the one store call (a masked event's first
+    // store call is loading the mask: `a_masked_event_on_a_frozen_redis_gets_its_error_and_close`).
     customer.publish(&synthetic(4, 1), Some("e2")).await;
     let err = loop {
         match customer.next_raw().await {
@@ -162,4 +162,39 @@ async fn readiness_and_live_delivery_follow_a_frozen_redis_promptly() {
         delivered < Duration::from_secs(2),
         "delivered after {delivered:?}"
     );
+}
+
+/// The first event that needs masking loads the room's masking state from the store; when that
+/// read fails the client hears what a failed append says (`unavailable` with its id, then 4004),
+/// not a bare close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_masked_event_on_a_frozen_redis_gets_its_error_and_close() {
+    let relay = Relay::start().await;
+    if !cluster_mode() {
+        return;
+    }
+    let (mut customer, _) = relay
+        .join("frozen-mask", Role::Customer, "cust", Codec::Json)
+        .await;
+    let frozen = Frozen::freeze(&relay).expect("cluster mode");
+    // An Input event (source 5): masked under every policy but `none`.
+    let input =
+        r#"{"type":3,"data":{"source":5,"id":7,"text":"secret","isChecked":false},"timestamp":1}"#;
+    customer.publish(input, Some("m1")).await;
+    let err = loop {
+        match customer.next_raw().await {
+            Some(f @ ServerFrame::Error { .. }) => break f,
+            Some(_) => {}
+            None => panic!("closed without an error: {:?}", customer.close_frame),
+        }
+    };
+    assert!(
+        matches!(&err, ServerFrame::Error { code: ErrorCode::Unavailable, id: Some(id), .. } if id == "m1"),
+        "{err:?}"
+    );
+    assert_eq!(
+        customer.closed().await,
+        Closed::Frame(4004, "unavailable".into())
+    );
+    drop(frozen);
 }

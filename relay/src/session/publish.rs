@@ -16,7 +16,7 @@ use super::inbound::Inbound;
 use crate::hub::EntryBody;
 use crate::mask::{may_need_masking, MaskPolicy, RoomMask};
 use crate::pages::read_meta;
-use crate::store::{Appended, NewEntry};
+use crate::store::{Appended, NewEntry, StoreError};
 
 /// Events larger than this are masked on the blocking pool.
 const BLOCKING_MASK_BYTES: usize = 256 * 1024;
@@ -42,7 +42,11 @@ impl Inbound {
     ) -> Result<(), Exit> {
         let policy = self.mask_policy;
         if may_need_masking(policy, head.kind.as_u8(), head.source) {
-            self.load_mask().await?;
+            // A store that fails here is answered as a failed append: `unavailable` with the
+            // frame's id, then 4004 (not a bare close).
+            if let Err(e) = self.load_mask().await {
+                return self.store_failed(e, id);
+            }
             if let Some(mut mask) = self.mask.take() {
                 // A big snapshot takes a parse and a walk (about 100 ms for 7 MB): off the
                 // runtime's worker threads.
@@ -83,7 +87,9 @@ impl Inbound {
                 let typed = mask.take_new_typed();
                 if !typed.is_empty() {
                     let node = self.node.clone();
-                    node.log.add_typed_hashes(&self.room, &typed).await?;
+                    if let Err(e) = node.log.add_typed_hashes(&self.room, &typed).await {
+                        return self.store_failed(e, id);
+                    }
                 }
             }
         }
@@ -131,7 +137,7 @@ impl Inbound {
 
     /// Builds the masking state from the room's keyframe and tail (already masked) and the
     /// room's typed-value hashes, once per connection.
-    async fn load_mask(&mut self) -> Result<(), Exit> {
+    async fn load_mask(&mut self) -> Result<(), StoreError> {
         if self.mask.is_some() || self.mask_policy == MaskPolicy::None {
             return Ok(());
         }
