@@ -1,5 +1,10 @@
-//! Real processes for tests/cluster.rs: `relay serve` nodes, a durable redis-server that can be
-//! stopped and restarted, nginx in front, and a three-master Redis Cluster.
+//! Real processes for tests/cluster.rs and tests/convergence.rs: `relay serve` nodes, a durable
+//! redis-server that can be stopped and restarted, nginx in front, a three-master Redis Cluster;
+//! and (`resilient`) a client that survives its node.
+
+#![allow(dead_code)]
+
+pub mod resilient;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
