@@ -296,22 +296,21 @@ async fn a_resyncing_viewer_gets_only_the_latest_pointer_position() {
     customer
         .recv_until(|f| matches!(f, ServerFrame::Ack { id, .. } if id == "sync"))
         .await;
-    let mut agent = relay
-        .connect("coalesce", Role::Agent, "agent", Codec::Json)
-        .await;
-    let j = agent
-        .join(Some(Position {
-            epoch: pos.epoch,
-            offset: 1,
-        }))
-        .await;
-    assert_eq!(j.mode(), JoinMode::Resync);
-    let offsets: Vec<u64> = j.catch_up.iter().filter_map(|f| f.offset()).collect();
+    let offsets = resync_offsets(&relay, "coalesce", pos.epoch).await;
     assert_eq!(
         offsets,
         vec![3, 4, 25, 30, 31],
         "keyframe, mutation, last pointer move, chat"
     );
+}
+
+/// An agent of `room` rejoining from offset 1 of `epoch` after the keyframe moved on: a resync;
+/// the offsets of its catch-up.
+async fn resync_offsets(relay: &Relay, room: &str, epoch: String) -> Vec<u64> {
+    let mut agent = relay.connect(room, Role::Agent, "agent", Codec::Json).await;
+    let j = agent.join(Some(Position { epoch, offset: 1 })).await;
+    assert_eq!(j.mode(), JoinMode::Resync);
+    j.catch_up.iter().filter_map(|f| f.offset()).collect()
 }
 
 /// A MouseMove whose positions are over the nodes `ids` (-1: no node, e.g. inside an rr-block).
@@ -352,17 +351,7 @@ async fn coalescing_keeps_the_last_pointer_move_over_a_real_node() {
     customer
         .recv_until(|f| matches!(f, ServerFrame::Ack { id, .. } if id == "sync"))
         .await;
-    let mut agent = relay
-        .connect("hover", Role::Agent, "agent", Codec::Json)
-        .await;
-    let j = agent
-        .join(Some(Position {
-            epoch: pos.epoch,
-            offset: 1,
-        }))
-        .await;
-    assert_eq!(j.mode(), JoinMode::Resync);
-    let offsets: Vec<u64> = j.catch_up.iter().filter_map(|f| f.offset()).collect();
+    let offsets = resync_offsets(&relay, "hover", pos.epoch).await;
     assert_eq!(
         offsets,
         vec![3, 4, 7, 8, 10, 11],
