@@ -336,7 +336,7 @@ async fn token_endpoint_mints_tokens_that_the_node_accepts() {
 }
 
 #[tokio::test]
-async fn without_demo_mode_nothing_is_served() {
+async fn without_demo_mode_no_page_is_served_and_the_listener_says_so() {
     let relay = start(false).await;
     for target in [
         "/demo/",
@@ -348,12 +348,20 @@ async fn without_demo_mode_nothing_is_served() {
             &format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"),
         )
         .await;
-        if let Some(r) = r {
-            assert_ne!(r.status, 200, "{target}");
-            assert!(!r.text().contains("token\""), "{target}: {}", r.text());
-            assert!(!r.text().contains("<title>"), "{target}");
-        }
+        // Not an empty reply: a 404 that says how to turn the demo on.
+        let r = r.unwrap_or_else(|| panic!("{target}: no answer"));
+        assert_eq!(r.status, 404, "{target}");
+        assert!(r.text().contains("demo_off"), "{target}: {}", r.text());
+        assert!(r.text().contains("--demo"), "{target}: {}", r.text());
+        assert!(!r.text().contains("token\""), "{target}: {}", r.text());
+        assert!(!r.text().contains("<title>"), "{target}");
     }
+    // `/` says what this listener is.
+    let r = raw(relay.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("an answer");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("\"websocket\":\"/ws\""), "{}", r.text());
     // a WebSocket upgrade of /demo/token gets the usual 404 not_found refusal
     let r = raw(
         relay.addr,

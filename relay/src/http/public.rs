@@ -200,6 +200,12 @@ async fn route(
         }
     }
     let Some(key) = ws::upgrade_key(&req) else {
+        // A browser pointed at the listener: say what it is rather than close without a word.
+        let path = req.uri().path();
+        if path == "/" || path == "/demo" || path.starts_with("/demo/") {
+            set(Outcome::Served);
+            return Ok(ws::listener_info(path));
+        }
         return Err(NotAnUpgrade);
     };
     let node = &public.node;

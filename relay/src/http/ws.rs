@@ -106,6 +106,39 @@ pub(crate) fn refusal(reason: RejectReason) -> Response {
     resp
 }
 
+/// What a plain browser request for `/` or `/demo/...` gets from a node without `--demo`: what
+/// this listener is, and how to turn the demo on (`/`: 200; `/demo...`: 404 `demo_off`).
+pub(crate) fn listener_info(path: &str) -> Response {
+    let (status, body) = if path == "/" {
+        (
+            StatusCode::OK,
+            serde_json::json!({
+                "service": "assist-relay",
+                "websocket": "/ws",
+                "protocol": "docs/protocol.md",
+                "demo": "off; start the node with `relay serve --demo` to serve the demo pages at /demo/",
+            }),
+        )
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            serde_json::json!({
+                "error": "demo_off",
+                "message": "the demo pages are served only by a node started with `relay serve --demo` (loopback only unless --demo-unsafe-public)",
+            }),
+        )
+    };
+    let mut resp = Response::new(Body::from(body.to_string()));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
 /// The WebSocket over an upgraded connection. hyper hands the connection back boxed (a
 /// `Box<dyn Io>` with a rewind buffer, one virtual call per read and write); it is unboxed here
 /// to the TCP stream it was built on, and the bytes the client sent after its request (if it
