@@ -20,7 +20,11 @@ const SECRET = 'sdk-guide-secret-0123456789abcdef';
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
 function findRelay() {
-  if (process.env.RELAY_BIN) return existsSync(process.env.RELAY_BIN) ? process.env.RELAY_BIN : null;
+  if (process.env.RELAY_BIN) {
+    // Named but missing is a mistake in the test command, not a reason to skip.
+    if (!existsSync(process.env.RELAY_BIN)) throw new Error(`RELAY_BIN=${process.env.RELAY_BIN} does not exist`);
+    return process.env.RELAY_BIN;
+  }
   const build = spawnSync('cargo', ['build', '--bin', 'relay'], { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] });
   if (build.error || build.status !== 0) return null;
   const bin = join(process.env.CARGO_TARGET_DIR ?? join(REPO, 'target'), 'debug', 'relay');
