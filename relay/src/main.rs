@@ -109,10 +109,16 @@ struct ExportArgs {
 
 #[derive(clap::Args)]
 struct TokenArgs {
-    /// The HS256 secret to sign with: the relay's --jwt-secret, or with --kid that key's secret
-    /// from --jwt-keys.
-    #[arg(long, env = "RELAY_JWT_SECRET", hide_env_values = true)]
-    secret: String,
+    /// The HS256 secret to sign with: the relay's --jwt-secret (the same flag and variable as
+    /// `relay serve`; `--secret` is kept as another name), or with --kid that key's secret from
+    /// --jwt-keys.
+    #[arg(
+        long = "jwt-secret",
+        visible_alias = "secret",
+        env = "RELAY_JWT_SECRET",
+        hide_env_values = true
+    )]
+    secret: Option<String>,
     /// Put this `kid` in the token header (the relay verifies it with that --jwt-keys key);
     /// without it the relay uses its --jwt-secret.
     #[arg(long)]
@@ -266,12 +272,19 @@ fn token(args: &TokenArgs) -> anyhow::Result<String> {
         caps: (!args.caps.is_empty())
             .then(|| args.caps.iter().map(|c| c.as_str().to_owned()).collect()),
     };
+    let secret = args
+        .secret
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            anyhow::anyhow!("no secret to sign with: pass --jwt-secret or set RELAY_JWT_SECRET")
+        })?;
     let auth = match &args.kid {
         Some(kid) => {
             validate_id("kid", kid).map_err(anyhow::Error::msg)?;
-            Auth::with_keys(None, &[(kid.clone(), args.secret.as_bytes().to_vec())])
+            Auth::with_keys(None, &[(kid.clone(), secret.as_bytes().to_vec())])
         }
-        None => Auth::new(args.secret.as_bytes()),
+        None => Auth::new(secret.as_bytes()),
     };
     let extra = assist_relay::auth::ExtraClaims {
         aud: args.aud.clone(),

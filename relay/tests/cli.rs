@@ -268,3 +268,49 @@ fn page_class_names_with_white_space_are_refused() {
         );
     }
 }
+
+/// `relay serve` and `relay token` take the secret under one name (`--jwt-secret`, or
+/// `RELAY_JWT_SECRET`; `token --secret` still works), and without one both say both names.
+#[test]
+fn the_secret_has_one_name_and_a_missing_one_is_named() {
+    for args in [
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ][..],
+        &["token", "--room", "r", "--role", "agent", "--sub", "a"][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_relay"))
+            .args(args)
+            .env_remove("RELAY_JWT_SECRET")
+            .env_remove("RELAY_JWT_KEYS")
+            .env_remove("RELAY_REDIS_URL")
+            .output()
+            .expect("relay runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        assert!(stderr.contains("--jwt-secret"), "{args:?}: {stderr}");
+        assert!(stderr.contains("RELAY_JWT_SECRET"), "{args:?}: {stderr}");
+    }
+    for flag in ["--jwt-secret", "--secret"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_relay"))
+            .args([
+                "token", flag, SECRET, "--room", "r", "--role", "agent", "--sub", "a",
+            ])
+            .env_remove("RELAY_JWT_SECRET")
+            .output()
+            .expect("relay runs");
+        assert!(
+            out.status.success(),
+            "{flag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).starts_with("eyJ"),
+            "{flag}"
+        );
+    }
+}

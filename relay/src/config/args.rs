@@ -30,12 +30,8 @@ pub struct ServeArgs {
     pub admin_listen: SocketAddr,
     /// HS256 secret that verifies participant tokens without a `kid` header (use 32+ random
     /// bytes in production). Required unless --jwt-keys is given.
-    #[arg(
-        long,
-        env = "RELAY_JWT_SECRET",
-        hide_env_values = true,
-        required_unless_present = "jwt_keys"
-    )]
+    // Checked in `NodeConfig::try_from`, whose error names the environment variable too.
+    #[arg(long, env = "RELAY_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
     /// More HS256 keys, chosen by the token header's `kid`: `KID=SECRET`, repeat or
     /// comma-separate. Several at once let a secret be rotated without dropping sessions.

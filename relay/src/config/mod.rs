@@ -184,7 +184,9 @@ impl TryFrom<&ServeArgs> for NodeConfig {
         let jwt_keys = crate::keys::parse_jwt_keys(&a.jwt_keys).map_err(ConfigError)?;
         if jwt_secret.is_empty() && jwt_keys.is_empty() {
             return Err(ConfigError(
-                "--jwt-secret / RELAY_JWT_SECRET must not be empty (or give --jwt-keys)".into(),
+                "no token secret: pass --jwt-secret or set RELAY_JWT_SECRET (or give --jwt-keys / \
+                 RELAY_JWT_KEYS); it must not be empty"
+                    .into(),
             ));
         }
         if a.max_token_lifetime.is_zero() {
