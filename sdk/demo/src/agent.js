@@ -13,6 +13,9 @@ import {
   MAX_ANNOTATION_BYTES,
 } from '@assist-relay/sdk';
 import { settings, demoToken, showStatus, clock } from './common.js';
+import { Zoom } from './zoom.js';
+import { PageHistory, PastView } from './past.js';
+import { waitingCustomers } from './waiting.js';
 
 const cfg = settings('agent');
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -21,7 +24,35 @@ $('room-name').textContent = cfg.room;
 document.title = `Assist console · ${cfg.room}`;
 
 const client = new RelayClient({ codec: cfg.codec, room: cfg.room });
-const view = new LiveView(client, { root: $('replay'), fit: true });
+// The console scales the replay itself (zoom.js): fit to the width, or 50 / 75 / 100 %.
+// Created before the LiveView: the timeline (rendered on the view's events) asks it which pages it has.
+const history = new PageHistory(client);
+const view = new LiveView(client, { root: $('replay') });
+const zoom = new Zoom({ select: /** @type {HTMLSelectElement} */ ($('zoom')), level: $('zoom-level') });
+const liveZoom = zoom.attach($('replay'), () => view.replayer);
+view.on('replayer', () => liveZoom.refresh());
+
+// The side panel can be hidden so that the replay takes the whole width (small consoles).
+const sideToggle = $('side-toggle');
+let unread = 0;
+function renderSideToggle() {
+  const hidden = document.body.classList.contains('side-hidden');
+  sideToggle.setAttribute('aria-pressed', String(hidden));
+  sideToggle.textContent = hidden ? `Show panel${unread ? ` (${unread})` : ''}` : 'Hide panel';
+  sideToggle.classList.toggle('unread', hidden && unread > 0);
+}
+sideToggle.addEventListener('click', () => {
+  document.body.classList.toggle('side-hidden');
+  unread = 0;
+  renderSideToggle();
+  requestAnimationFrame(() => zoom.applyAll());
+});
+client.on('chat', () => {
+  if (document.body.classList.contains('side-hidden')) {
+    unread++;
+    renderSideToggle();
+  }
+});
 
 // ---- status -------------------------------------------------------------------------------------
 
@@ -69,6 +100,29 @@ view.on('page', (p) => {
 });
 view.on('timeline', (t) => renderTimeline(t));
 
+// A click on a timeline entry shows that page paused (past.js), beside the live replay, which
+// keeps running underneath; "Back to live" (or Escape) returns.
+const past = new PastView({
+  history,
+  box: $('past'),
+  root: $('past-replay'),
+  label: $('past-label'),
+  seek: /** @type {HTMLInputElement} */ ($('past-seek')),
+  at: $('past-at'),
+  back: $('back-to-live'),
+  time: clock,
+  onChange: () => {
+    renderTimeline(view.timeline);
+    $('viewer-mode').dataset.mode = past.entry ? 'past' : 'live';
+  },
+});
+const pastZoom = zoom.attach($('past-replay'), () => past.replayer);
+past.o.zoom = pastZoom;
+/** @param {any} p a timeline entry */
+function openPast(p) {
+  if (!past.show(p)) hint('That page is from before you joined: see it in the session’s recording.');
+}
+
 /** @param {any[]} pages */
 function renderTimeline(pages) {
   const ol = $('timeline');
@@ -85,6 +139,21 @@ function renderTimeline(pages) {
     li.dataset.kind = p.kind;
     if (typeof p.offset === 'number') li.dataset.offset = String(p.offset);
     if (i === pages.length - 1) li.classList.add('current');
+    const seekable = typeof p.offset === 'number' && history.has(p.offset);
+    li.dataset.seekable = String(seekable);
+    if (past.entry && past.entry.offset === p.offset) li.classList.add('viewing');
+    li.title = `${p.url || ''}${seekable ? '\nClick: show this page, paused' : '\nBefore you joined: in the session’s recording'}`;
+    if (seekable) {
+      li.tabIndex = 0;
+      li.setAttribute('role', 'button');
+      li.addEventListener('click', () => openPast(p));
+      li.addEventListener('keydown', (e) => {
+        if (e.key === 'Enter' || e.key === ' ') {
+          e.preventDefault();
+          openPast(p);
+        }
+      });
+    }
     const time = document.createElement('span');
     time.className = 'tl-time';
     time.textContent = typeof p.ts === 'number' ? clock(p.ts) : '';
@@ -98,7 +167,7 @@ function renderTimeline(pages) {
     li.append(time, title, where);
     ol.append(li);
   });
-  ol.scrollTop = ol.scrollHeight;
+  if (!past.entry) ol.scrollTop = ol.scrollHeight;
 }
 
 /** @param {string} url */
@@ -157,9 +226,35 @@ const chat = new ChatPanel(client, {
   send: $('chat-send'),
 });
 
+// "End session" asks first (a modal dialog); only "End session" in it ends the room.
+const endDialog = /** @type {HTMLDialogElement} */ ($('end-dialog'));
 $('end').addEventListener('click', () => {
+  if (!endDialog.open) endDialog.showModal();
+});
+endDialog.addEventListener('close', () => {
+  if (endDialog.returnValue !== 'end') return;
+  endDialog.returnValue = '';
   /** @type {HTMLButtonElement} */ ($('end')).disabled = true;
   client.end().catch(() => {});
+});
+client.on('closed', () => {
+  /** @type {HTMLButtonElement} */ ($('end')).disabled = true;
+  if (endDialog.open) endDialog.close();
+});
+
+// ---- waiting customers (GET /demo/rooms?state=waiting) ---------------------------------------------
+
+const waiting = waitingCustomers({
+  list: $('waiting'),
+  note: $('waiting-note'),
+  count: $('waiting-count'),
+  room: cfg.room,
+  clock,
+  link: (room) => {
+    const q = new URLSearchParams(cfg.query);
+    q.set('room', room);
+    return `?${q}`;
+  },
 });
 
 // ---- guidance (docs/protocol.md §18) --------------------------------------------------------------
@@ -495,4 +590,4 @@ const ready = Promise.all([joined, caughtUp]).then(([j]) => j);
 ready.catch((e) => console.warn('console not ready', e));
 
 // @ts-ignore for tests and the console
-window.demo = { client, view, ready, chat, guide, calls };
+window.demo = { client, view, ready, chat, guide, calls, zoom, liveZoom, past, history, waiting };
