@@ -47,9 +47,9 @@ export class Scenario {
   }
 
   /** The agent console, pinned to node `node`. Resolves when it is live (or as `until`). */
-  async agent({ sub = 'agent', node = 2, codec, room, until = ['live', 'waiting', 'native'], viewport = { width: 1400, height: 900 } } = {}) {
+  async agent({ sub = 'agent', node = 2, codec, room, extra, until = ['live', 'waiting', 'native'], viewport = { width: 1400, height: 900 } } = {}) {
     const p = await this.newPage(`agent ${sub}`, { viewport });
-    await p.page.goto(this.url('agent', { sub, node, codec, room }));
+    await p.page.goto(this.url('agent', { sub, node, codec, room, extra }));
     await waitStatus(p.page, until);
     return p;
   }

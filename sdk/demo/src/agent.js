@@ -20,8 +20,10 @@ import { waitingCustomers } from './waiting.js';
 const cfg = settings('agent');
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
-$('room-name').textContent = cfg.room;
-document.title = `Assist console · ${cfg.room}`;
+// `?lobby`: no room yet; the agent picks a waiting customer from the list (nothing connects).
+const lobby = cfg.query.has('lobby');
+$('room-name').textContent = lobby ? '(none: pick a waiting customer)' : cfg.room;
+document.title = lobby ? 'Assist console · waiting customers' : `Assist console · ${cfg.room}`;
 
 const client = new RelayClient({ codec: cfg.codec, room: cfg.room });
 // The console scales the replay itself (zoom.js): fit to the width, or 50 / 75 / 100 %.
@@ -248,11 +250,12 @@ const waiting = waitingCustomers({
   list: $('waiting'),
   note: $('waiting-note'),
   count: $('waiting-count'),
-  room: cfg.room,
+  room: lobby ? '' : cfg.room,
   clock,
   link: (room) => {
     const q = new URLSearchParams(cfg.query);
     q.set('room', room);
+    q.delete('lobby');
     return `?${q}`;
   },
 });
@@ -584,10 +587,19 @@ renderCall();
 
 // ---- connect -----------------------------------------------------------------------------------------
 
-const caughtUp = new Promise((resolve) => client.once('caught_up', resolve));
-const joined = client.connect(cfg.relay, demoToken(cfg.room, 'agent', cfg.sub));
-const ready = Promise.all([joined, caughtUp]).then(([j]) => j);
-ready.catch((e) => console.warn('console not ready', e));
+let ready;
+if (lobby) {
+  showStatus($('status'), 'lobby', 'not in a room');
+  $('replay-note').textContent = 'Pick a customer from the waiting list.';
+  for (const id of ['end', 'call-start', 'chat-send', 'chat-input']) /** @type {HTMLButtonElement} */ ($(id)).disabled = true;
+  document.body.classList.add('lobby');
+  ready = Promise.resolve(null);
+} else {
+  const caughtUp = new Promise((resolve) => client.once('caught_up', resolve));
+  const joined = client.connect(cfg.relay, demoToken(cfg.room, 'agent', cfg.sub));
+  ready = Promise.all([joined, caughtUp]).then(([j]) => j);
+  ready.catch((e) => console.warn('console not ready', e));
+}
 
 // @ts-ignore for tests and the console
 window.demo = { client, view, ready, chat, guide, calls, zoom, liveZoom, past, history, waiting };

@@ -365,16 +365,17 @@ describe('the agent console and the customer page in Chromium (3 nodes + nginx +
       const listing = await (await fetch(`${cluster.base}/demo/rooms?state=waiting`)).json();
       assert.ok(listing.rooms.some((r) => r.room === room), `the listing has the room: ${JSON.stringify(listing)}`);
 
-      // An agent in a console of another room sees the customer waiting, and picks them.
-      const agent = await s.agent({ node: 2, sub: 'waiting-agent', room: `${s.room}-desk`, viewport: CONSOLE_720 });
+      // An agent at the desk (the console without a room, `?lobby`) sees the customer waiting.
+      const agent = await s.agent({ node: 2, sub: 'waiting-agent', extra: { lobby: '1' }, until: 'lobby', viewport: CONSOLE_720 });
       const a = agent.page;
+      assert.equal(agent.cap.sockets.length, 0, 'the desk joins no room');
       const item = `#waiting li[data-room="${room}"]`;
       await a.waitForSelector(item, { timeout: 10_000 });
       assert.match(await a.textContent(item), /waiting-cust/);
       assert.match(await a.textContent(item), /waiting \d+ s/);
       assert.match(await a.textContent(item), /customer\.html/, 'the page the customer is on');
       await a.screenshot({ path: artifactPath('console-waiting-list.png') });
-      await Promise.all([a.waitForURL((u) => u.searchParams.get('room') === room), a.click(`${item} a`)]);
+      await Promise.all([a.waitForURL((u) => u.searchParams.get('room') === room && !u.searchParams.has('lobby')), a.click(`${item} a`)]);
       await waitStatus(a, 'live');
       assert.equal(await a.textContent('#room-name'), room);
       await converged(customer, agent, { what: 'the picked customer to replay' });
