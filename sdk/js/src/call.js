@@ -6,6 +6,7 @@
 // `hangup` with reason `declined`.
 
 import { Emitter } from './emitter.js';
+import { CALL_EVENT_ALIASES } from './wire.js';
 
 /** Call states, in order: `idle` → `calling` (we offered) | `ringing` (we were offered, asking
  * for consent) → `connecting` → `connected` → `ended`. */
@@ -20,8 +21,8 @@ function callId() {
 /**
  * One participant's voice calls over a RelayClient: at most one call at a time.
  *
- * Events: `state` (state, detail), `incoming` ({ call, from }), `remote-stream` (MediaStream),
- * `connection-state` (RTCPeerConnection.connectionState), `ended` ({ call, reason, by }),
+ * Events: `state` (state, detail), `incoming` ({ call, from }), `remoteStream` (MediaStream),
+ * `connectionState` (RTCPeerConnection.connectionState), `ended` ({ call, reason, by }),
  * `error` ({ code, message, error }).
  */
 export class CallManager extends Emitter {
@@ -39,7 +40,7 @@ export class CallManager extends Emitter {
    *   `audioElement`: an <audio> element that plays the remote stream (autoplay).
    */
   constructor(client, options = {}) {
-    super();
+    super(CALL_EVENT_ALIASES);
     this.client = client;
     this._consent = options.consent ?? null;
     this._PC = options.RTCPeerConnection ?? globalThis.RTCPeerConnection;
@@ -68,7 +69,7 @@ export class CallManager extends Emitter {
     this._offs = [
       client.on('signal', (s, meta) => this._onSignal(s, meta?.from)),
       client.on('closed', () => this._end('closed', 'local', false)),
-      client.on('member_left', (m) => {
+      client.on('memberLeft', (m) => {
         if (this.peer && m?.id === this.peer.id && this.state !== 'idle') this._end('peer_left', 'remote', false);
       }),
     ];
@@ -221,8 +222,8 @@ export class CallManager extends Emitter {
       if (this.call !== call || this.state === 'ended') return;
       const c = e?.candidate;
       const sig = { kind: 'ice', candidate: c ? c.candidate ?? '' : '' }; // '': end of candidates
-      if (c?.sdpMid != null) sig.sdp_mid = c.sdpMid;
-      if (c?.sdpMLineIndex != null) sig.sdp_mline_index = c.sdpMLineIndex;
+      if (c?.sdpMid != null) sig.sdpMid = c.sdpMid;
+      if (c?.sdpMLineIndex != null) sig.sdpMLineIndex = c.sdpMLineIndex;
       // Never ahead of our offer/answer: the other side would not know the call yet.
       if (this._outgoing) this._outgoing.push(sig);
       else this._signal(sig);
@@ -235,12 +236,12 @@ export class CallManager extends Emitter {
         this._audio.srcObject = stream;
         this._audio.play?.()?.catch?.(() => {});
       }
-      this.emit('remote-stream', stream);
+      this.emit('remoteStream', stream);
     };
     pc.onconnectionstatechange = () => {
       if (this.pc !== pc) return;
       const s = pc.connectionState;
-      this.emit('connection-state', s);
+      this.emit('connectionState', s);
       if (s === 'connected') this._setState('connected');
       else if (s === 'failed') this._end('failed', 'local', true);
     };
@@ -266,8 +267,8 @@ export class CallManager extends Emitter {
       else {
         await this.pc.addIceCandidate({
           candidate: s.candidate,
-          sdpMid: s.sdp_mid ?? null,
-          sdpMLineIndex: s.sdp_mline_index ?? null,
+          sdpMid: s.sdpMid ?? null,
+          sdpMLineIndex: s.sdpMLineIndex ?? null,
         });
       }
     } catch (e) {

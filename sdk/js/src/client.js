@@ -9,7 +9,8 @@
 
 import { Emitter } from './emitter.js';
 import { RawEvent, getCodec } from './codec.js';
-import { DEFAULT_LIMITS, RelayError } from './protocol.js';
+import { RelayError } from './protocol.js';
+import { CLIENT_EVENT_ALIASES, defaultLimits, nativePageToWire, signalToWire } from './wire.js';
 import { ConnectionMethods, withQuery } from './connection.js';
 import { InboundMethods } from './inbound.js';
 import { OutboxMethods } from './outbox.js';
@@ -40,7 +41,7 @@ function randomId() {
 export class RelayClient extends Emitter {
   /** @param {RelayClientOptions} [options] */
   constructor(options = {}) {
-    super();
+    super(CLIENT_EVENT_ALIASES);
     this._codec = getCodec(options.codec ?? 'json');
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this._tokenTransport = options.tokenTransport ?? 'subprotocol';
@@ -62,15 +63,15 @@ export class RelayClient extends Emitter {
     this.epoch = null;
     /** @type {number | null} last offset handled (event, last chunk, chat, caught_up) */
     this.offset = null;
-    /** @type {{ max_frame_bytes: number, max_upload_bytes: number, chunk_bytes: number }} */
-    this.limits = { ...DEFAULT_LIMITS };
+    /** @type {import('../types/core.js').Limits} node limits from the last joined */
+    this.limits = defaultLimits();
     /** @type {Map<string, { id: string, role: string }>} presence, rebuilt on every joined */
     this.members = new Map();
     /** @type {{ id: string, role: string } | null} */
     this.you = null;
     /** @type {string | null} */
     this.room = null;
-    /** @type {any[]} page timeline from the last joined */
+    /** @type {import('../types/core.js').PageRecord[]} page timeline from the last joined */
     this.pages = [];
     /** @type {{ urls: string[], username?: string, credential?: string }[]} STUN/TURN servers from the last joined (§19.2) */
     this.iceServers = [];
@@ -184,12 +185,13 @@ export class RelayClient extends Emitter {
   /**
    * Reports that the customer's app shows a native screen (§11.1). Queued and resent like events.
    *
-   * @param {{ page_id: string, title?: string, template?: string, fields?: Record<string, string> }} page
+   * @param {import('../types/core.js').NativePage} page `pageId` (0.1's `page_id` is accepted too)
    * @param {{ id?: string }} [opts]
    * @returns {Promise<{ id: string, offset: number, duplicate: boolean }>}
    */
   reportNativePage(page, opts = {}) {
-    return this._enqueue({ kind: 'native_page', id: opts.id ?? this._nextId('n'), page });
+    const wire = nativePageToWire(page);
+    return this._enqueue({ kind: 'native_page', id: opts.id ?? this._nextId('n'), page: wire });
   }
 
   /**
@@ -226,13 +228,15 @@ export class RelayClient extends Emitter {
   /**
    * Sends a call signaling message (§19) to participant `to` (of the other role), or to every
    * participant of the other role. Fire and forget; returns whether it was handed to the socket.
-   * @param {{ kind: 'offer' | 'answer' | 'ice' | 'hangup', call: string, sdp?: string, candidate?: string, sdp_mid?: string, sdp_mline_index?: number, reason?: string }} signal
+   * @param {import('../types/core.js').Signal} signal `sdpMid`, `sdpMLineIndex` (0.1's
+   *   `sdp_mid`, `sdp_mline_index` are accepted too)
    * @param {string} [to]
    * @returns {boolean}
    */
   sendSignal(signal, to) {
     if (this.state !== 'joined') return false;
-    return this._send(to ? { type: 'signal', signal, to } : { type: 'signal', signal });
+    const wire = signalToWire(signal);
+    return this._send(to ? { type: 'signal', signal: wire, to } : { type: 'signal', signal: wire });
   }
 
   /** Number of events and native pages not acked yet. */

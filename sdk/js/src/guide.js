@@ -43,7 +43,7 @@ export class GuideSender {
     this._pendingPointer = null;
     this._timer = null;
     this._offs = [
-      client.on('member_joined', (m) => {
+      client.on('memberJoined', (m) => {
         if (m?.role === 'customer') this.resend();
       }),
       client.on('joined', () => this.resend()),

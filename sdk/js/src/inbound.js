@@ -4,7 +4,7 @@
 // Acks and errors of our own sends are the outbox's (outbox.js); the socket is connection.js's.
 
 import { utf8Decode, utf8Encode } from './codec.js';
-import { DEFAULT_LIMITS } from './protocol.js';
+import { joinedFromWire, signalFromWire } from './wire.js';
 
 const SEEN_CHAT_LIMIT = 2000;
 
@@ -43,7 +43,7 @@ export class InboundMethods {
         return this._onChat(f);
       case 'caught_up':
         this.offset = f.offset;
-        this.emit('caught_up', f);
+        this.emit('caughtUp', f);
         return;
       case 'resync':
         this.epoch = f.epoch;
@@ -55,7 +55,7 @@ export class InboundMethods {
       case 'chunk_ack': {
         const entry = this._outbox.get(f.id);
         entry?.upload?.acked.add(f.index);
-        this.emit('chunk_ack', f);
+        this.emit('chunkAck', f);
         return;
       }
       case 'error':
@@ -64,37 +64,38 @@ export class InboundMethods {
         return;
       case 'member_joined':
         if (f.member) this.members.set(f.member.id, f.member);
-        this.emit('member_joined', f.member);
+        this.emit('memberJoined', f.member);
         return;
       case 'member_left':
         if (f.member) this.members.delete(f.member.id);
-        this.emit('member_left', f.member);
+        this.emit('memberLeft', f.member);
         return;
       case 'snapshot_request':
-        this.emit('snapshot_request', { reason: f.reason });
+        this.emit('snapshotRequest', { reason: f.reason });
         return;
       case 'guide': // agent guidance, customers only (§18); not an entry: offset not kept
         this.emit('guide', f.guide, { from: f.from, offset: f.offset });
         return;
       case 'signal': // call signaling (§19)
-        this.emit('signal', f.signal, { from: f.from });
+        this.emit('signal', signalFromWire(f.signal), { from: f.from });
         return;
       default:
         this.emit('unknown', f); // unknown server frame types are ignored (§2)
     }
   }
 
-  /** @param {Record<string, any>} f */
-  _onJoined(f) {
+  /** @param {Record<string, any>} wire */
+  _onJoined(wire) {
+    const f = joinedFromWire(wire);
     const reconnected = this._everJoined;
     this._everJoined = true;
     this.epoch = f.epoch;
     this.room = f.room ?? this.room;
     this.you = f.you ?? this.you;
-    this.pages = f.pages ?? [];
-    this.iceServers = Array.isArray(f.ice_servers) ? f.ice_servers : [];
-    if (f.limits) this.limits = { ...DEFAULT_LIMITS, ...f.limits };
-    this.members = new Map((f.members ?? []).map((m) => [m.id, m]));
+    this.pages = f.pages;
+    this.iceServers = f.iceServers;
+    this.limits = f.limits;
+    this.members = new Map(f.members.map((m) => [m.id, m]));
     this._assembly = null;
     this._attempt = 0;
     this.state = 'joined';

@@ -136,11 +136,11 @@ export class OutboxMethods {
             continue;
           }
           const size = entry.raw.bytes.length;
-          if (size <= this.limits.chunk_bytes) {
+          if (size <= this.limits.chunkBytes) {
             if (this._send({ type: 'event', id: entry.id, event: entry.raw })) entry.sentGen = gen;
             continue;
           }
-          if (size > this.limits.max_upload_bytes) {
+          if (size > this.limits.maxUploadBytes) {
             this._outbox.delete(entry.id);
             entry.reject(
               new RelayError('too_large', `event of ${size} bytes exceeds max_upload_bytes`, {

@@ -2,6 +2,7 @@
 
 import { record as rrwebRecord, Replayer as RrwebReplayer } from 'rrweb';
 import { Emitter } from './emitter.js';
+import { withPageAlias } from './wire.js';
 
 const EVENT_FULL_SNAPSHOT = 2;
 const EVENT_META = 4;
@@ -76,7 +77,7 @@ export function startRecording(client, options = {}) {
 
   start();
   const offs = [
-    client.on('snapshot_request', takeFullSnapshot),
+    client.on('snapshotRequest', takeFullSnapshot),
     client.on('overflow', () => {
       overflowed = true;
     }),
@@ -113,7 +114,7 @@ export function startRecording(client, options = {}) {
     /**
      * Pauses recording (nothing of the web view is sent while a native screen shows) and reports
      * the native screen; resolves with its `ack`.
-     * @param {{ page_id: string, title?: string, template?: string, fields?: Record<string, string> }} page
+     * @param {import('../types/core.js').NativePage} page
      * @param {{ id?: string }} [opts]
      */
     showNativePage(page, opts) {
@@ -166,12 +167,12 @@ export function snapshotTitle(event) {
 /**
  * What an rrweb Meta event's `href` says about the page.
  * @param {string} href
- * @returns {{ kind: 'web' | 'native', url: string, page_id?: string }}
+ * @returns {{ kind: 'web' | 'native', url: string, pageId?: string }}
  */
 export function describeHref(href) {
   const url = typeof href === 'string' ? href : '';
   if (url.startsWith(NATIVE_SCHEME)) {
-    return { kind: 'native', url, page_id: url.slice(NATIVE_SCHEME.length) };
+    return withPageAlias({ kind: 'native', url, pageId: url.slice(NATIVE_SCHEME.length) });
   }
   return { kind: 'web', url };
 }
@@ -216,7 +217,7 @@ export class LiveView extends Emitter {
     this.replayer = null;
     /** @type {'connecting' | 'catching-up' | 'live' | 'resyncing' | 'native' | 'waiting' | 'disconnected'} */
     this.status = client.state === 'joined' ? 'live' : 'connecting';
-    /** @type {any} the page on screen: { kind, url, page_id?, title?, offset, ts } */
+    /** @type {any} the page on screen: { kind, url, pageId?, title?, offset, ts } */
     this.page = null;
     /** @type {any[]} page timeline, oldest first */
     this.timeline = [...(client.pages ?? [])];
@@ -244,7 +245,7 @@ export class LiveView extends Emitter {
       client.on('joined', (f) => this._onJoined(f)),
       client.on('resync', (info) => this._onResync(info)),
       client.on('event', (event, meta) => this._onEvent(event, meta?.offset)),
-      client.on('caught_up', () => this._onCaughtUp()),
+      client.on('caughtUp', () => this._onCaughtUp()),
       client.on('disconnected', (info) => {
         if (info.willReconnect) this._setStatus('disconnected', { willReconnect: true, code: info.code });
       }),
@@ -434,7 +435,7 @@ export class LiveView extends Emitter {
     if (type !== EVENT_FULL_SNAPSHOT) return;
     const base = this._pendingPage ?? { ...(this.page ?? describeHref('')), offset, ts: event.timestamp };
     this._pendingPage = null;
-    const page = { ...base };
+    const page = withPageAlias({ ...base });
     delete page.title;
     const title = snapshotTitle(event);
     if (title !== undefined) page.title = title;

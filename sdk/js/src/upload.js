@@ -17,7 +17,7 @@ export class UploadMethods {
   async _prepareUpload(raw) {
     const bytes = raw.bytes;
     const digest = await sha256Digest(bytes);
-    const parts = sliceUtf8(bytes, this.limits.chunk_bytes);
+    const parts = sliceUtf8(bytes, this.limits.chunkBytes);
     const slices = this._codec.name === 'json' ? parts.map((p) => utf8Decode(p)) : parts;
     return { size: bytes.length, digest, count: slices.length, slices, acked: new Set() };
   }
