@@ -10,6 +10,7 @@ import { CALL_EVENT_ALIASES } from './wire.js';
 
 /** Call states, in order: `idle` → `calling` (we offered) | `ringing` (we were offered, asking
  * for consent) → `connecting` → `connected` → `ended`. */
+/** @type {readonly import('../types/chat.js').CallState[]} */
 export const CallStates = Object.freeze(['idle', 'calling', 'ringing', 'connecting', 'connected', 'ended']);
 
 function callId() {
@@ -27,9 +28,9 @@ function callId() {
  */
 export class CallManager extends Emitter {
   /**
-   * @param {import('./client.js').RelayClient} client
+   * @param {import('../types/core.js').RelayClient} client
    * @param {{
-   *   consent?: (offer: { call: string, from: { id: string, role: string } }) => boolean | Promise<boolean>,
+   *   consent?: (offer: { call: string, from: import('../types/core.js').Member }) => boolean | Promise<boolean>,
    *   RTCPeerConnection?: any,
    *   getUserMedia?: (constraints: any) => Promise<any>,
    *   constraints?: any,
@@ -53,7 +54,7 @@ export class CallManager extends Emitter {
     this.state = 'idle';
     /** @type {string | null} */
     this.call = null;
-    /** @type {{ id: string, role: string } | null} the other side */
+    /** @type {import('../types/core.js').Member | null} the other side */
     this.peer = null;
     /** @type {any} */
     this.pc = null;
@@ -125,7 +126,7 @@ export class CallManager extends Emitter {
 
   /**
    * @param {any} s
-   * @param {{ id: string, role: string } | undefined} from
+   * @param {import('../types/core.js').Member | undefined} from
    */
   async _onSignal(s, from) {
     if (!s || !from || typeof s.call !== 'string') return;
@@ -167,7 +168,7 @@ export class CallManager extends Emitter {
 
   /**
    * @param {any} s
-   * @param {{ id: string, role: string }} from
+   * @param {import('../types/core.js').Member} from
    */
   async _incoming(s, from) {
     this.call = s.call;

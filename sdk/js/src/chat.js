@@ -17,10 +17,10 @@ let panels = 0;
  */
 export class ChatPanel {
   /**
-   * @param {import('./client.js').RelayClient} client
+   * @param {import('../types/core.js').RelayClient} client
    * @param {{ log: HTMLElement, input?: HTMLInputElement | HTMLTextAreaElement | null,
    *   send?: HTMLElement | null, document?: Document,
-   *   label?: (from: { id: string, role: string }, own: boolean) => string,
+   *   label?: (from: import('../types/core.js').Member, own: boolean) => string,
    *   formatTime?: (ts: number) => string }} options
    */
   constructor(client, options) {
@@ -153,7 +153,7 @@ export class ChatPanel {
 
 /**
  * `You`, or the sender's id with its role when the id does not already say it.
- * @param {{ id: string, role: string }} from
+ * @param {import('../types/core.js').Member} from
  * @param {boolean} own
  */
 function defaultLabel(from, own) {

@@ -65,15 +65,15 @@ export class RelayClient extends Emitter {
     this.offset = null;
     /** @type {import('../types/core.js').Limits} node limits from the last joined */
     this.limits = defaultLimits();
-    /** @type {Map<string, { id: string, role: string }>} presence, rebuilt on every joined */
+    /** @type {Map<string, import('../types/core.js').Member>} presence, rebuilt on every joined */
     this.members = new Map();
-    /** @type {{ id: string, role: string } | null} */
+    /** @type {import('../types/core.js').Member | null} */
     this.you = null;
     /** @type {string | null} */
     this.room = null;
     /** @type {import('../types/core.js').PageRecord[]} page timeline from the last joined */
     this.pages = [];
-    /** @type {{ urls: string[], username?: string, credential?: string }[]} STUN/TURN servers from the last joined (§19.2) */
+    /** @type {import('../types/core.js').IceServer[]} STUN/TURN servers from the last joined (§19.2) */
     this.iceServers = [];
 
     this._url = '';
