@@ -83,19 +83,19 @@ export class CallManager extends Emitter {
    */
   async start(to) {
     if (this.state !== 'idle' && this.state !== 'ended') throw new Error(`a call is ${this.state}`);
-    const peer = to ? this.client.members.get(to) ?? { id: to, role: '' } : this._otherRole();
+    const peer = to ? this.client.members.get(to) ?? this._unlisted(to) : this._otherRole();
     if (!peer) throw new Error('nobody of the other role to call');
     this.call = callId();
     this.peer = peer;
     this._setState('calling');
     try {
       const stream = await this._media();
-      if (this.state !== 'calling') return;
+      if (/** @type {string} */ (this.state) !== 'calling') return; // _setState changes it meanwhile
       const pc = this._newPeerConnection();
       for (const t of stream.getTracks()) pc.addTrack(t, stream);
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
-      if (this.state !== 'calling') return;
+      if (/** @type {string} */ (this.state) !== 'calling') return; // _setState changes it meanwhile
       this._signal({ kind: 'offer', sdp: pc.localDescription?.sdp ?? offer.sdp });
       this._flushOutgoing();
     } catch (e) {
@@ -122,6 +122,15 @@ export class CallManager extends Emitter {
     const mine = this.client.you?.role;
     const others = [...this.client.members.values()].filter((m) => m.role !== mine);
     return others.length === 1 ? others[0] : null;
+  }
+
+  /**
+   * A participant not (yet) in the presence list: calls go to the other role (§19).
+   * @param {string} id
+   * @returns {import('../types/core.js').Member}
+   */
+  _unlisted(id) {
+    return { id, role: this.client.you?.role === 'agent' ? 'customer' : 'agent' };
   }
 
   /**
@@ -192,7 +201,7 @@ export class CallManager extends Emitter {
     try {
       // Only now, after consent, is the microphone touched.
       const stream = await this._media();
-      if (this.call !== s.call || this.state !== 'connecting') return;
+      if (this.call !== s.call || /** @type {string} */ (this.state) !== 'connecting') return;
       const pc = this._newPeerConnection();
       await pc.setRemoteDescription({ type: 'offer', sdp: s.sdp });
       this._remoteSet = true;
@@ -222,6 +231,7 @@ export class CallManager extends Emitter {
     pc.onicecandidate = (/** @type {any} */ e) => {
       if (this.call !== call || this.state === 'ended') return;
       const c = e?.candidate;
+      /** @type {Omit<import('../types/core.js').Signal, 'call'>} */
       const sig = { kind: 'ice', candidate: c ? c.candidate ?? '' : '' }; // '': end of candidates
       if (c?.sdpMid != null) sig.sdpMid = c.sdpMid;
       if (c?.sdpMLineIndex != null) sig.sdpMLineIndex = c.sdpMLineIndex;
@@ -277,7 +287,7 @@ export class CallManager extends Emitter {
     }
   }
 
-  /** @param {Record<string, any>} body */
+  /** @param {Omit<import('../types/core.js').Signal, 'call'>} body */
   _signal(body) {
     if (!this.call) return false;
     return this.client.sendSignal({ ...body, call: this.call }, this.peer?.id);

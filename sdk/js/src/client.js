@@ -18,6 +18,15 @@ import { UploadMethods } from './upload.js';
 
 export { RETRYABLE_ERRORS, CloseCodes, RelayError, shouldReconnect } from './protocol.js';
 
+/**
+ * A RelayClient with the private methods installed below from connection.js, inbound.js,
+ * outbox.js and upload.js (their `this`; for tsc --checkJs).
+ * @typedef {RelayClient & ConnectionMethods & InboundMethods & OutboxMethods & UploadMethods} ClientInternals
+ */
+
+/** @param {RelayClient} client */
+const internals = (client) => /** @type {ClientInternals} */ (client);
+
 function randomId() {
   const bytes = new Uint8Array(6);
   globalThis.crypto.getRandomValues(bytes);
@@ -91,7 +100,7 @@ export class RelayClient extends Emitter {
     this._retryTimer = null;
     /** @type {{ offset: number, count: number, next: number, parts: (string | Uint8Array)[] } | null} */
     this._assembly = null;
-    /** @type {Map<string, { id: string, text: string, resolve: Function, reject: Function, notBefore: number }>} */
+    /** @type {Map<string, { id: string, text: string, resolve: Function, reject: Function, promise: Promise<any>, notBefore: number }>} */
     this._chats = new Map();
     /** @type {Map<string, any>} events and native pages in publish order, until acked */
     this._outbox = new Map();
@@ -130,14 +139,14 @@ export class RelayClient extends Emitter {
     });
     promise.catch(() => {});
     this._firstJoin = { resolve, reject, promise };
-    this._open();
+    internals(this)._open();
     return promise;
   }
 
   /** Closes the connection for good (no reconnect); pending sends are rejected. */
   close() {
     if (this.state === 'closed') return;
-    this._stop({ code: 1000, reason: 'client closed', byClient: true });
+    internals(this)._stop({ code: 1000, reason: 'client closed', byClient: true });
   }
 
   /**
@@ -163,7 +172,7 @@ export class RelayClient extends Emitter {
     });
     promise.catch(() => {});
     this._chats.set(id, { id, text, resolve, reject, promise, notBefore: 0 });
-    if (this.state === 'joined') this._send({ type: 'chat', id, text });
+    if (this.state === 'joined') internals(this)._send({ type: 'chat', id, text });
     return promise;
   }
 
@@ -179,7 +188,7 @@ export class RelayClient extends Emitter {
    */
   publish(event, opts = {}) {
     const raw = event instanceof RawEvent ? event : new RawEvent(JSON.stringify(event));
-    return this._enqueue({ kind: 'event', id: opts.id ?? this._nextId('e'), raw });
+    return internals(this)._enqueue({ kind: 'event', id: opts.id ?? this._nextId('e'), raw });
   }
 
   /**
@@ -191,7 +200,7 @@ export class RelayClient extends Emitter {
    */
   reportNativePage(page, opts = {}) {
     const wire = nativePageToWire(page);
-    return this._enqueue({ kind: 'native_page', id: opts.id ?? this._nextId('n'), page: wire });
+    return internals(this)._enqueue({ kind: 'native_page', id: opts.id ?? this._nextId('n'), page: wire });
   }
 
   /**
@@ -208,7 +217,7 @@ export class RelayClient extends Emitter {
     });
     promise.catch(() => {});
     this._end = { resolve, reject, promise };
-    if (this.state === 'joined') this._send({ type: 'end' });
+    if (this.state === 'joined') internals(this)._send({ type: 'end' });
     return promise;
   }
 
@@ -222,7 +231,7 @@ export class RelayClient extends Emitter {
    */
   sendGuide(guide, opts = {}) {
     if (this.state !== 'joined') return false;
-    return this._send(opts.id ? { type: 'guide', id: opts.id, guide } : { type: 'guide', guide });
+    return internals(this)._send(opts.id ? { type: 'guide', id: opts.id, guide } : { type: 'guide', guide });
   }
 
   /**
@@ -236,7 +245,7 @@ export class RelayClient extends Emitter {
   sendSignal(signal, to) {
     if (this.state !== 'joined') return false;
     const wire = signalToWire(signal);
-    return this._send(to ? { type: 'signal', signal: wire, to } : { type: 'signal', signal: wire });
+    return internals(this)._send(to ? { type: 'signal', signal: wire, to } : { type: 'signal', signal: wire });
   }
 
   /** Number of events and native pages not acked yet. */

@@ -7,6 +7,8 @@
 import { TOKEN_SUBPROTOCOL_PREFIX } from './codec.js';
 import { CloseCodes, OPEN, RelayError, shouldReconnect } from './protocol.js';
 
+/** @typedef {import('./client.js').ClientInternals} ClientInternals */
+
 /**
  * @param {string} url
  * @param {string} key
@@ -26,6 +28,17 @@ export class ConnectionMethods {
   // ---------------------------------------------------------------------------------------------
   // Connection lifecycle
 
+  /**
+   * Whether the client stopped for good; read after an `await` (the state may have changed
+   * meanwhile, which tsc's narrowing of `this.state` does not know).
+   * @this {ClientInternals}
+   * @returns {boolean}
+   */
+  _stopped() {
+    return this.state === 'closed';
+  }
+
+  /** @this {ClientInternals} */
   async _open() {
     const gen = ++this._gen;
     this.state = 'connecting';
@@ -33,12 +46,12 @@ export class ConnectionMethods {
     try {
       token = typeof this._token === 'function' ? await this._token() : this._token;
     } catch (e) {
-      if (gen !== this._gen || this.state === 'closed') return;
+      if (gen !== this._gen || this._stopped()) return;
       this.emit('error', { code: 'token_unavailable', message: String(e?.message ?? e), error: e });
       this._onClose(1006, 'token provider failed');
       return;
     }
-    if (gen !== this._gen || this.state === 'closed') return;
+    if (gen !== this._gen || this._stopped()) return;
 
     const protocols = [this._codec.subprotocol];
     let url = this._url;
@@ -82,6 +95,7 @@ export class ConnectionMethods {
    * Drops the current socket as if the network failed (used by the keep-alive).
    * @param {number} code
    * @param {string} reason
+   * @this {ClientInternals}
    */
   _dropSocket(code, reason) {
     const ws = this._ws;
@@ -99,6 +113,7 @@ export class ConnectionMethods {
   /**
    * @param {number} code
    * @param {string} reason
+   * @this {ClientInternals}
    */
   _onClose(code, reason) {
     if (this.state === 'closed') return;
@@ -126,7 +141,10 @@ export class ConnectionMethods {
     }, delay);
   }
 
-  /** @param {{ code: number, reason: string, byClient: boolean }} info */
+  /**
+   * @param {{ code: number, reason: string, byClient: boolean }} info
+   * @this {ClientInternals}
+   */
   _stop(info) {
     this.state = 'closed';
     this._gen++;
@@ -155,6 +173,7 @@ export class ConnectionMethods {
     this.emit('closed', info);
   }
 
+  /** @this {ClientInternals} */
   _startPing() {
     this._stopPing();
     if (!this._ping) return;
@@ -169,6 +188,7 @@ export class ConnectionMethods {
     }, interval);
   }
 
+  /** @this {ClientInternals} */
   _stopPing() {
     clearInterval(this._pingTimer);
     clearTimeout(this._pongTimer);
@@ -179,6 +199,7 @@ export class ConnectionMethods {
   /**
    * @param {Record<string, unknown>} frame
    * @returns {boolean} whether it was handed to the socket
+   * @this {ClientInternals}
    */
   _send(frame) {
     const ws = this._ws;

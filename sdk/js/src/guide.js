@@ -55,6 +55,7 @@ export class GuideSender {
    */
   pointer(x, y, node) {
     if (!Number.isFinite(x) || !Number.isFinite(y)) return;
+    /** @type {{ kind: 'pointer', x: number, y: number, node?: number }} */
     const g = { kind: 'pointer', x, y };
     if (Number.isInteger(node) && node > 0) g.node = node;
     const wait = this._lastPointer + this.pointerInterval - Date.now();

@@ -6,6 +6,8 @@
 import { utf8Decode, utf8Encode } from './codec.js';
 import { joinedFromWire, signalFromWire } from './wire.js';
 
+/** @typedef {import('./client.js').ClientInternals} ClientInternals */
+
 const SEEN_CHAT_LIMIT = 2000;
 
 /**
@@ -16,7 +18,10 @@ export class InboundMethods {
   // ---------------------------------------------------------------------------------------------
   // Incoming frames
 
-  /** @param {unknown} data */
+  /**
+   * @param {unknown} data
+   * @this {ClientInternals}
+   */
   _onData(data) {
     // Any frame proves the connection alive.
     if (this._pongTimer) {
@@ -84,7 +89,10 @@ export class InboundMethods {
     }
   }
 
-  /** @param {Record<string, any>} wire */
+  /**
+   * @param {Record<string, any>} wire
+   * @this {ClientInternals}
+   */
   _onJoined(wire) {
     const f = joinedFromWire(wire);
     const reconnected = this._everJoined;
@@ -115,7 +123,10 @@ export class InboundMethods {
     this._flush();
   }
 
-  /** @param {Record<string, any>} f */
+  /**
+   * @param {Record<string, any>} f
+   * @this {ClientInternals}
+   */
   _onChunk(f) {
     if (f.index === 0) this._assembly = { offset: f.offset, count: f.count, next: 0, parts: [] };
     const a = this._assembly;
@@ -142,7 +153,10 @@ export class InboundMethods {
     this.offset = f.offset;
   }
 
-  /** @param {Record<string, any>} f */
+  /**
+   * @param {Record<string, any>} f
+   * @this {ClientInternals}
+   */
   _onChat(f) {
     const key = `${f.from?.id ?? ''}\u0000${f.id}`;
     if (!this._seenChat.has(key)) {

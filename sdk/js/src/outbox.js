@@ -5,12 +5,18 @@
 
 import { MAX_UPLOAD_RESTARTS, RETRYABLE_ERRORS, RelayError } from './protocol.js';
 
+/** @typedef {import('./client.js').ClientInternals} ClientInternals */
+/** @typedef {import('./codec.js').RawEvent} RawEvent */
+
 /**
  * Methods installed on RelayClient.prototype by client.js (`this` is the RelayClient; its
  * fields are declared in its constructor).
  */
 export class OutboxMethods {
-  /** @param {Record<string, any>} f */
+  /**
+   * @param {Record<string, any>} f
+   * @this {ClientInternals}
+   */
   _onAck(f) {
     const ack = { id: f.id, offset: f.offset, duplicate: f.duplicate === true };
     const chat = this._chats.get(f.id);
@@ -26,7 +32,10 @@ export class OutboxMethods {
     this.emit('ack', ack);
   }
 
-  /** @param {Record<string, any>} f */
+  /**
+   * @param {Record<string, any>} f
+   * @this {ClientInternals}
+   */
   _onError(f) {
     const retryable = RETRYABLE_ERRORS.has(f.code);
     this.emit('error', { code: f.code, message: f.message, id: f.id, retryable });
@@ -62,6 +71,7 @@ export class OutboxMethods {
     }
   }
 
+  /** @this {ClientInternals} */
   _scheduleRetry() {
     if (this._retryTimer) return;
     this._retryTimer = setTimeout(() => {
@@ -85,7 +95,10 @@ export class OutboxMethods {
   // ---------------------------------------------------------------------------------------------
   // Outbox: events and native pages, in order, until acked
 
-  /** @param {{ kind: 'event' | 'native_page', id: string, raw?: RawEvent, page?: object }} item */
+  /**
+   * @param {{ kind: 'event' | 'native_page', id: string, raw?: RawEvent, page?: object }} item
+   * @this {ClientInternals}
+   */
   _enqueue(item) {
     if (this.state === 'closed') return Promise.reject(new RelayError('closed', 'client is closed'));
     const existing = this._outbox.get(item.id);
@@ -116,7 +129,10 @@ export class OutboxMethods {
     return promise;
   }
 
-  /** Sends every outbox entry not sent on the current connection, in order. */
+  /**
+   * Sends every outbox entry not sent on the current connection, in order.
+   * @this {ClientInternals}
+   */
   async _flush() {
     if (this._flushing) {
       this._flushAgain = true;

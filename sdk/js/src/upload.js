@@ -4,6 +4,9 @@
 
 import { sha256Digest, sliceUtf8, utf8Decode } from './codec.js';
 
+/** @typedef {import('./client.js').ClientInternals} ClientInternals */
+/** @typedef {import('./codec.js').RawEvent} RawEvent */
+
 /**
  * Methods installed on RelayClient.prototype by client.js (`this` is the RelayClient; its
  * fields are declared in its constructor).
@@ -13,6 +16,7 @@ export class UploadMethods {
    * Serialized once, hashed and sliced on character boundaries (§9.1). JSON slices are strings;
    * MessagePack slices are sent as `bin` (cut on character boundaries too, which is allowed).
    * @param {RawEvent} raw
+   * @this {ClientInternals}
    */
   async _prepareUpload(raw) {
     const bytes = raw.bytes;
@@ -25,6 +29,7 @@ export class UploadMethods {
   /**
    * Sends the slices without a `chunk_ack`; if every slice is acked but no `ack` came, the whole
    * upload again (§9.2).
+   * @this {ClientInternals}
    */
   _sendUpload(entry) {
     const u = entry.upload;

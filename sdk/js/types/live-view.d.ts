@@ -54,6 +54,8 @@ export interface LiveViewEvents {
 export class LiveView extends Emitter {
   constructor(client: RelayClient, options: LiveViewOptions);
   readonly client: RelayClient;
+  /** The element the replay is drawn in (`options.root`). */
+  readonly root: Element;
   replayer: RrwebReplayer | null;
   status: LiveViewStatus;
   page: LivePage | null;
