@@ -36,6 +36,7 @@ export class ChatPanel {
     /** @type {Map<string, HTMLElement>} own messages by id */
     this._own = new Map();
     this._offs = [client.on('chat', (m) => this._onChat(m))];
+    /** @type {[EventTarget, string, (e: any) => void][]} */
     this._listeners = [];
     if (this.sendButton) this._listen(this.sendButton, 'click', () => this.sendInput());
     if (this.input) {

@@ -88,15 +88,20 @@ export class RelayClient extends Emitter {
     this._url = '';
     /** @type {string | (() => string | Promise<string>)} */
     this._token = '';
+    /** @type {any} the WebSocket of the current attempt */
     this._ws = null;
     this._gen = 0;
     this._attempt = 0;
     this._everJoined = false;
     this._counter = 0;
     this._pingCounter = 0;
+    /** @type {ReturnType<typeof setTimeout> | null} */
     this._reconnectTimer = null;
+    /** @type {ReturnType<typeof setInterval> | null} */
     this._pingTimer = null;
+    /** @type {ReturnType<typeof setTimeout> | null} */
     this._pongTimer = null;
+    /** @type {ReturnType<typeof setTimeout> | null} */
     this._retryTimer = null;
     /** @type {{ offset: number, count: number, next: number, parts: (string | Uint8Array)[] } | null} */
     this._assembly = null;
@@ -105,6 +110,7 @@ export class RelayClient extends Emitter {
     /** @type {Map<string, any>} events and native pages in publish order, until acked */
     this._outbox = new Map();
     this._flushing = false;
+    /** @type {boolean} */
     this._flushAgain = false;
     /** @type {Set<string>} */
     this._seenChat = new Set();
@@ -132,7 +138,10 @@ export class RelayClient extends Emitter {
     if (this.state !== 'idle') throw new Error(`connect() called in state ${this.state}`);
     this._url = this._room ? withQuery(url, 'room', this._room) : url;
     this._token = token;
-    let resolve, reject;
+    /** @type {Function} */
+    let resolve = () => {};
+    /** @type {Function} */
+    let reject = () => {};
     const promise = new Promise((res, rej) => {
       resolve = res;
       reject = rej;
@@ -165,7 +174,10 @@ export class RelayClient extends Emitter {
     const id = opts.id ?? this._nextId('c');
     const existing = this._chats.get(id);
     if (existing) return existing.promise;
-    let resolve, reject;
+    /** @type {Function} */
+    let resolve = () => {};
+    /** @type {Function} */
+    let reject = () => {};
     const promise = new Promise((res, rej) => {
       resolve = res;
       reject = rej;
@@ -210,7 +222,10 @@ export class RelayClient extends Emitter {
   end() {
     if (this._end) return this._end.promise;
     if (this.state === 'closed') return Promise.reject(new RelayError('closed', 'client is closed'));
-    let resolve, reject;
+    /** @type {Function} */
+    let resolve = () => {};
+    /** @type {Function} */
+    let reject = () => {};
     const promise = new Promise((res, rej) => {
       resolve = res;
       reject = rej;

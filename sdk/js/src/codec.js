@@ -89,6 +89,7 @@ export const msgpackCodec = {
   name: 'msgpack',
   subprotocol: MSGPACK_SUBPROTOCOL,
   encode(frame) {
+    /** @type {Record<string, unknown>} */
     const out = {};
     for (const [k, v] of Object.entries(frame)) {
       if (v === undefined) continue;

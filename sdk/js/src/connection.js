@@ -8,6 +8,7 @@ import { TOKEN_SUBPROTOCOL_PREFIX } from './codec.js';
 import { CloseCodes, OPEN, RelayError, shouldReconnect } from './protocol.js';
 
 /** @typedef {import('./client.js').ClientInternals} ClientInternals */
+/** @typedef {import('./client.js').RelayClient} RelayClientFields the fields, declared in RelayClient's constructor */
 
 /**
  * @param {string} url
@@ -58,6 +59,7 @@ export class ConnectionMethods {
     if (this._tokenTransport === 'query') url = withQuery(url, 'token', token);
     else protocols.push(TOKEN_SUBPROTOCOL_PREFIX + token);
 
+    /** @type {any} */
     let ws;
     try {
       ws = new this._WebSocket(url, protocols);
@@ -78,14 +80,14 @@ export class ConnectionMethods {
       );
       this._startPing();
     };
-    ws.onmessage = (msg) => {
+    ws.onmessage = (/** @type {{ data: unknown }} */ msg) => {
       if (gen !== this._gen) return;
       this._onData(msg.data);
     };
     ws.onerror = () => {
       // A close event follows; nothing to do here.
     };
-    ws.onclose = (e) => {
+    ws.onclose = (/** @type {{ code?: number, reason?: string } | undefined} */ e) => {
       if (gen !== this._gen) return;
       this._onClose(e?.code ?? 1006, e?.reason ?? '');
     };
@@ -120,6 +122,7 @@ export class ConnectionMethods {
     this._ws = null;
     this._gen++; // anything still in flight belongs to the old connection
     this._stopPing();
+    /** @type {RelayClientFields['_assembly']} */
     this._assembly = null; // a partial large event is delivered again after resume (§9.4)
     if (code === CloseCodes.ROOM_CLOSED && this._end) this._end.resolve();
     const willReconnect =
@@ -129,7 +132,7 @@ export class ConnectionMethods {
       this._stop({ code, reason, byClient: false });
       return;
     }
-    const { initialDelay, maxDelay, jitter } = this._reconnect;
+    const { initialDelay, maxDelay, jitter } = /** @type {NonNullable<RelayClientFields['_reconnect']>} */ (this._reconnect);
     const base = Math.min(maxDelay, initialDelay * 2 ** this._attempt);
     const delay = base * (1 - jitter + 2 * jitter * this._random());
     this._attempt++;
@@ -177,7 +180,8 @@ export class ConnectionMethods {
   _startPing() {
     this._stopPing();
     if (!this._ping) return;
-    const { interval, timeout } = this._ping;
+    const { interval, timeout } = /** @type {NonNullable<RelayClientFields['_ping']>} */ (this._ping);
+    /** @type {RelayClientFields['_pingTimer']} */
     this._pingTimer = setInterval(() => {
       if (this._pongTimer) return; // still waiting for the previous answer
       this._send({ type: 'ping', id: `p-${++this._pingCounter}` });
@@ -190,7 +194,7 @@ export class ConnectionMethods {
 
   /** @this {ClientInternals} */
   _stopPing() {
-    clearInterval(this._pingTimer);
+    clearInterval(this._pingTimer ?? undefined);
     clearTimeout(this._pongTimer);
     this._pingTimer = null;
     this._pongTimer = null;

@@ -47,12 +47,15 @@ export class GuideOverlay {
     this.host.setAttribute?.('aria-hidden', 'true');
     this.host.setAttribute?.('data-assist-relay', 'guide');
     (this.doc.body ?? this.doc.documentElement).appendChild(this.host);
+    /** @type {HTMLElement | null} */
     this._pointerEl = null;
+    /** @type {HTMLElement | null} */
     this._boxEl = null;
     /** @type {Map<number, any>} */
     this._bubbleEls = new Map();
     this._frame = null;
-    this._pointerTimer = null;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this._pointerTimer = undefined;
     this._offs = [
       client.on('guide', (g) => this.apply(g)),
       client.on('joined', () => this.clear()),
@@ -62,7 +65,7 @@ export class GuideOverlay {
 
   /**
    * Applies one guidance (as received in a `guide` frame). Unknown kinds are ignored.
-   * @param {{ kind: string, x?: number, y?: number, node?: number, text?: string }} g
+   * @param {import('../types/core.js').Guidance} g
    */
   apply(g) {
     switch (g?.kind) {
@@ -99,6 +102,7 @@ export class GuideOverlay {
   }
 
   /** The live element of an rrweb node id, or null (a node the page no longer has). */
+  /** @param {number} node */
   element(node) {
     let el = null;
     try {
@@ -114,20 +118,20 @@ export class GuideOverlay {
     if (!this.host) return;
     // pointer: page coordinates of the replay -> this window's viewport
     if (this.pointer) {
-      this._pointerEl ??= this._child(OVERLAY_CSS.pointer);
+      const el = (this._pointerEl ??= this._child(OVERLAY_CSS.pointer));
       const sx = this.win.scrollX ?? 0;
       const sy = this.win.scrollY ?? 0;
-      this._pointerEl.style.left = `${this.pointer.x - sx}px`;
-      this._pointerEl.style.top = `${this.pointer.y - sy}px`;
+      el.style.left = `${this.pointer.x - sx}px`;
+      el.style.top = `${this.pointer.y - sy}px`;
     } else if (this._pointerEl) {
       this._pointerEl.remove();
       this._pointerEl = null;
     }
     const target = this.highlighted !== null ? this.element(this.highlighted) : null;
     if (target) {
-      this._boxEl ??= this._child(OVERLAY_CSS.box);
+      const box = (this._boxEl ??= this._child(OVERLAY_CSS.box));
       const r = target.getBoundingClientRect();
-      Object.assign(this._boxEl.style, {
+      Object.assign(box.style, {
         left: `${r.left - 4}px`,
         top: `${r.top - 4}px`,
         width: `${r.width + 8}px`,
@@ -171,14 +175,17 @@ export class GuideOverlay {
   _schedule() {
     const following = this.highlighted !== null || this.annotations.size > 0;
     if (!following || this._frame !== null) return;
-    const raf = this.win.requestAnimationFrame?.bind(this.win) ?? ((fn) => setTimeout(fn, 50));
+    const raf = this.win.requestAnimationFrame?.bind(this.win) ?? ((/** @type {() => void} */ fn) => setTimeout(fn, 50));
     this._frame = raf(() => {
       this._frame = null;
       this.render();
     });
   }
 
-  /** @param {string} css */
+  /**
+   * @param {string} css
+   * @returns {HTMLElement}
+   */
   _child(css) {
     const el = this._el('div', css);
     el.className = this.blockClass;

@@ -57,7 +57,7 @@ export class GuideSender {
     if (!Number.isFinite(x) || !Number.isFinite(y)) return;
     /** @type {{ kind: 'pointer', x: number, y: number, node?: number }} */
     const g = { kind: 'pointer', x, y };
-    if (Number.isInteger(node) && node > 0) g.node = node;
+    if (node !== undefined && Number.isInteger(node) && node > 0) g.node = node;
     const wait = this._lastPointer + this.pointerInterval - Date.now();
     if (wait <= 0 && !this._timer) {
       this._lastPointer = Date.now();
@@ -78,14 +78,21 @@ export class GuideSender {
     }
   }
 
-  /** Draws a box around the element with this rrweb node id (replacing the previous one). */
+  /**
+   * Draws a box around the element with this rrweb node id (replacing the previous one).
+   * @param {number} node
+   */
   highlight(node) {
     checkNode(node);
     this.highlighted = node;
     return this.client.sendGuide({ kind: 'highlight', node });
   }
 
-  /** A short bubble anchored to the element (1-500 bytes of UTF-8). */
+  /**
+   * A short bubble anchored to the element (1-500 bytes of UTF-8).
+   * @param {number} node
+   * @param {string} text
+   */
   annotate(node, text) {
     checkNode(node);
     const bytes = new TextEncoder().encode(String(text)).length;
@@ -145,6 +152,7 @@ export function replayPoint(replayer, e) {
   if (lx < 0 || ly < 0 || lx > width || ly > (Number(iframe.height) || rect.height / scale)) return null;
   const scrollX = win?.scrollX ?? doc.scrollingElement?.scrollLeft ?? 0;
   const scrollY = win?.scrollY ?? doc.scrollingElement?.scrollTop ?? 0;
+  /** @type {{ x: number, y: number, node?: number }} */
   const point = { x: Math.round((lx + scrollX) * 100) / 100, y: Math.round((ly + scrollY) * 100) / 100 };
   const el = doc.elementFromPoint?.(lx, ly);
   const id = el ? replayer.getMirror?.().getId(el) : -1;

@@ -7,6 +7,7 @@ import { utf8Decode, utf8Encode } from './codec.js';
 import { joinedFromWire, signalFromWire } from './wire.js';
 
 /** @typedef {import('./client.js').ClientInternals} ClientInternals */
+/** @typedef {import('./client.js').RelayClient} RelayClientFields the fields, declared in RelayClient's constructor */
 
 const SEEN_CHAT_LIMIT = 2000;
 
@@ -26,6 +27,7 @@ export class InboundMethods {
     // Any frame proves the connection alive.
     if (this._pongTimer) {
       clearTimeout(this._pongTimer);
+      /** @type {RelayClientFields['_pongTimer']} */
       this._pongTimer = null;
     }
     let f;
@@ -40,6 +42,7 @@ export class InboundMethods {
         return this._onJoined(f);
       case 'event':
         this.emit('event', f.event, { offset: f.offset });
+        /** @type {RelayClientFields['offset']} */
         this.offset = f.offset;
         return;
       case 'chunk':
@@ -51,7 +54,9 @@ export class InboundMethods {
         this.emit('caughtUp', f);
         return;
       case 'resync':
+        /** @type {RelayClientFields['epoch']} */
         this.epoch = f.epoch;
+        /** @type {RelayClientFields['_assembly']} */
         this._assembly = null;
         this.emit('resync', { epoch: f.epoch, reason: f.reason, onJoin: false });
         return;
@@ -103,6 +108,7 @@ export class InboundMethods {
     this.pages = f.pages;
     this.iceServers = f.iceServers;
     this.limits = f.limits;
+    /** @type {RelayClientFields['members']} */
     this.members = new Map(f.members.map((m) => [m.id, m]));
     this._assembly = null;
     this._attempt = 0;
@@ -115,6 +121,7 @@ export class InboundMethods {
     if (f.mode === 'resync') this.emit('resync', { epoch: f.epoch, reason: f.reason, onJoin: true });
     if (this._firstJoin) {
       this._firstJoin.resolve(f);
+      /** @type {RelayClientFields['_firstJoin']} */
       this._firstJoin = null;
     }
     // Unacked chat, with the original ids (§8).
@@ -162,7 +169,7 @@ export class InboundMethods {
     if (!this._seenChat.has(key)) {
       this._seenChat.add(key);
       if (this._seenChat.size > SEEN_CHAT_LIMIT) {
-        this._seenChat.delete(this._seenChat.values().next().value);
+        this._seenChat.delete(/** @type {string} */ (this._seenChat.values().next().value));
       }
       this.emit('chat', {
         id: f.id,

@@ -23,7 +23,7 @@ export function snapshotTitle(event) {
     const n = stack.pop();
     if (n?.type === 2 && String(n.tagName).toLowerCase() === 'title') {
       const text = (n.childNodes ?? [])
-        .map((c) => (typeof c?.textContent === 'string' ? c.textContent : ''))
+        .map((/** @type {any} */ c) => (typeof c?.textContent === 'string' ? c.textContent : ''))
         .join('')
         .trim();
       return text || undefined;

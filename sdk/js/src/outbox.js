@@ -6,6 +6,7 @@
 import { MAX_UPLOAD_RESTARTS, RETRYABLE_ERRORS, RelayError } from './protocol.js';
 
 /** @typedef {import('./client.js').ClientInternals} ClientInternals */
+/** @typedef {import('./client.js').RelayClient} RelayClientFields the fields, declared in RelayClient's constructor */
 /** @typedef {import('./codec.js').RawEvent} RawEvent */
 
 /**
@@ -110,7 +111,7 @@ export class OutboxMethods {
     });
     promise.catch(() => {});
     while (this._outbox.size >= this._maxQueued) {
-      const [oldId, old] = this._outbox.entries().next().value;
+      const [oldId, old] = /** @type {[string, any]} */ (this._outbox.entries().next().value);
       this._outbox.delete(oldId);
       old.reject(new RelayError('queue_overflow', 'dropped: too many unacked events', { id: oldId }));
       this.emit('overflow', { id: oldId });
@@ -135,6 +136,7 @@ export class OutboxMethods {
    */
   async _flush() {
     if (this._flushing) {
+      /** @type {RelayClientFields['_flushAgain']} */
       this._flushAgain = true;
       return;
     }

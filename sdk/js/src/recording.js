@@ -40,7 +40,7 @@ export function startRecording(client, options = {}) {
       record({
         checkoutEveryNms: 5 * 60 * 1000,
         ...rrwebOptions,
-        emit(event, isCheckout) {
+        emit(/** @type {any} */ event, /** @type {boolean | undefined} */ isCheckout) {
           const published = client.publish(event);
           published.catch(() => {
             // errors are reported on the client's 'error' event

@@ -29,6 +29,7 @@ export class UploadMethods {
   /**
    * Sends the slices without a `chunk_ack`; if every slice is acked but no `ack` came, the whole
    * upload again (§9.2).
+   * @param {any} entry an outbox entry with its `upload`
    * @this {ClientInternals}
    */
   _sendUpload(entry) {

@@ -22,12 +22,15 @@ export const CALL_EVENT_ALIASES = Object.freeze({
   'connection-state': 'connectionState',
 });
 
-/** Wire field names whose camelCase form is not the plain conversion. */
+/**
+ * Wire field names whose camelCase form is not the plain conversion.
+ * @type {Readonly<Record<string, string>>}
+ */
 const FIELD_NAMES = Object.freeze({ sdp_mline_index: 'sdpMLineIndex' });
 
 /** @param {string} name a snake_case wire name */
 export function camelName(name) {
-  return FIELD_NAMES[name] ?? name.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());
+  return (Object.hasOwn(FIELD_NAMES, name) && FIELD_NAMES[name]) || name.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());
 }
 
 /**
@@ -59,6 +62,7 @@ export function alias(obj, oldName, newName) {
  * @returns {Record<string, any>}
  */
 function camelize(wire) {
+  /** @type {Record<string, any>} */
   const out = {};
   for (const [k, v] of Object.entries(wire)) out[camelName(k)] = v;
   for (const k of Object.keys(wire)) {
