@@ -44,6 +44,7 @@ after(() => {
  */
 function tsc(project) {
   const r = spawnSync(bin('tsc'), ['-p', project, '--pretty', 'false'], { cwd: pkgDir, encoding: 'utf8' });
+  assert.ifError(r.error); // no tsc: the dev dependencies are missing (npm ci)
   const lines = `${r.stdout}${r.stderr}`.split('\n').filter((l) => l.trim());
   // An error is one line plus indented detail lines; drop the node_modules ones with their detail.
   const ours = [];
@@ -107,6 +108,7 @@ test('are-the-types-wrong finds no problem in the tarball (ESM-only profile)', (
     cwd: pkgDir,
     encoding: 'utf8',
   });
+  assert.ifError(r.error);
   assert.equal(r.status, 0, `attw:\n${r.stdout}${r.stderr}`);
 });
 
