@@ -8,7 +8,11 @@ import { TOKEN_SUBPROTOCOL_PREFIX } from './codec.js';
 import { CloseCodes, OPEN, RelayError, shouldReconnect } from './protocol.js';
 
 /** @typedef {import('./client.js').ClientInternals} ClientInternals */
-/** @typedef {import('./client.js').RelayClient} RelayClientFields the fields, declared in RelayClient's constructor */
+/**
+ * RelayClient's fields (declared in its constructor). tsc takes a mixin method's first write of a
+ * field for a declaration on the mixin class, so such writes name the field's type from here.
+ * @typedef {import('./client.js').RelayClient} RelayClientFields
+ */
 
 /**
  * @param {string} url

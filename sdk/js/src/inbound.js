@@ -7,7 +7,11 @@ import { utf8Decode, utf8Encode } from './codec.js';
 import { joinedFromWire, signalFromWire } from './wire.js';
 
 /** @typedef {import('./client.js').ClientInternals} ClientInternals */
-/** @typedef {import('./client.js').RelayClient} RelayClientFields the fields, declared in RelayClient's constructor */
+/**
+ * RelayClient's fields (declared in its constructor). tsc takes a mixin method's first write of a
+ * field for a declaration on the mixin class, so such writes name the field's type from here.
+ * @typedef {import('./client.js').RelayClient} RelayClientFields
+ */
 
 const SEEN_CHAT_LIMIT = 2000;
 
@@ -107,7 +111,8 @@ export class InboundMethods {
     this.you = f.you ?? this.you;
     this.pages = f.pages;
     this.iceServers = f.iceServers;
-    this.limits = f.limits;
+    if (wire.limits) this.limits = f.limits;
+    else f.limits = this.limits; // this relay always sends them; keep the last ones otherwise
     /** @type {RelayClientFields['members']} */
     this.members = new Map(f.members.map((m) => [m.id, m]));
     this._assembly = null;

@@ -138,3 +138,13 @@ test('Emitter without aliases treats every name as itself', () => {
   e.emit('member_joined');
   assert.deepEqual(got, ['snake']);
 });
+
+test('a joined without limits keeps the last ones (and reports them)', async () => {
+  const { client, ws } = await joinedClient({ limits: { max_frame_bytes: 4096, max_upload_bytes: 8192, chunk_bytes: 2048 } });
+  const seen = [];
+  client.on('joined', (f) => seen.push(f.limits));
+  ws.receive(JOINED({ mode: 'resume', limits: undefined }));
+  assert.deepEqual(client.limits, { maxFrameBytes: 4096, maxUploadBytes: 8192, chunkBytes: 2048 });
+  assert.deepEqual(seen, [client.limits]);
+  client.close();
+});
