@@ -88,7 +88,7 @@ test('npm pack holds every export target, its types, the licence and nothing of 
       assert.ok(packed.includes(file.replace(/^\.\//, '')), `${name} -> ${file} is packed`);
     }
   }
-  for (const f of ['package.json', 'README.md', 'LICENSE', 'index.d.ts']) assert.ok(packed.includes(f), f);
+  for (const f of ['package.json', 'README.md', 'CHANGELOG.md', 'LICENSE', 'index.d.ts']) assert.ok(packed.includes(f), f);
   assert.deepEqual(packed.filter((f) => /^(test|node_modules)\//.test(f) || f.startsWith('tsconfig')), []);
   // Every relative import of a packed module (JS and declarations) is packed too.
   for (const f of packed.filter((p) => /\.(js|d\.ts)$/.test(p))) {
