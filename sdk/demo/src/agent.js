@@ -92,7 +92,7 @@ onStatus(view.status);
 
 /** @param {any} p */
 function pageLabel(p) {
-  return p.kind === 'native' ? `native screen · ${p.page_id ?? p.url}` : p.url || '(unknown page)';
+  return p.kind === 'native' ? `native screen · ${p.pageId ?? p.url}` : p.url || '(unknown page)';
 }
 view.on('page', (p) => {
   const el = $('page-url');
@@ -164,7 +164,7 @@ function renderTimeline(pages) {
     title.textContent = p.title || (p.kind === 'native' ? 'Native screen' : 'Untitled page');
     const where = document.createElement('span');
     where.className = 'tl-url';
-    where.textContent = p.kind === 'native' ? `native · ${p.page_id ?? p.url}` : shortUrl(p.url);
+    where.textContent = p.kind === 'native' ? `native · ${p.pageId ?? p.url}` : shortUrl(p.url);
     where.title = p.url;
     li.append(time, title, where);
     ol.append(li);
@@ -211,7 +211,7 @@ function renderPresence() {
     ul.append(li);
   }
 }
-for (const ev of /** @type {const} */ (['joined', 'member_joined', 'member_left'])) {
+for (const ev of /** @type {const} */ (['joined', 'memberJoined', 'memberLeft'])) {
   client.on(ev, renderPresence);
 }
 client.on('closed', () => {
@@ -272,13 +272,13 @@ let parked = /** @type {{ highlighted: number | null, annotations: Map<number, s
 let parkTimer = /** @type {any} */ (null);
 let customerAway = true;
 const hasCustomer = () => [...client.members.values()].some((m) => m.role === 'customer');
-client.on('member_left', (m) => {
+client.on('memberLeft', (m) => {
   if (m?.role === 'customer' && !hasCustomer()) customerAway = true;
 });
 // Registered before the GuideSender's own listener, which re-sends the current state on a
 // customer's join: after a page load the customer's rrweb ids start again from 1, so the state is
 // parked until the new page is in the replay (or, for a reconnect of the same page, 2.5 s).
-client.on('member_joined', (m) => {
+client.on('memberJoined', (m) => {
   if (m?.role !== 'customer') return;
   const wasAway = customerAway;
   customerAway = false;
@@ -580,7 +580,7 @@ $('call-start').addEventListener('click', () => {
   });
 });
 $('call-hangup').addEventListener('click', () => calls.hangup());
-for (const ev of /** @type {const} */ (['joined', 'member_joined', 'member_left', 'closed', 'disconnected'])) {
+for (const ev of /** @type {const} */ (['joined', 'memberJoined', 'memberLeft', 'closed', 'disconnected'])) {
   client.on(ev, () => renderCall());
 }
 renderCall();
@@ -595,7 +595,7 @@ if (lobby) {
   document.body.classList.add('lobby');
   ready = Promise.resolve(null);
 } else {
-  const caughtUp = new Promise((resolve) => client.once('caught_up', resolve));
+  const caughtUp = new Promise((resolve) => client.once('caughtUp', resolve));
   const joined = client.connect(cfg.relay, demoToken(cfg.room, 'agent', cfg.sub));
   ready = Promise.all([joined, caughtUp]).then(([j]) => j);
   ready.catch((e) => console.warn('console not ready', e));

@@ -108,7 +108,7 @@ const sheet = /** @type {HTMLElement} */ (document.getElementById('native-sheet'
 document.getElementById('native-open')?.addEventListener('click', () => {
   recording
     .showNativePage({
-      page_id: 'payment-sheet',
+      pageId: 'payment-sheet',
       title: 'Payment',
       fields: { amount: '¥1,200', method: 'Wallet' },
     })
