@@ -107,7 +107,8 @@ export class PastView {
     o.back.addEventListener('click', () => this.live());
     o.seek.addEventListener('input', () => this.seekTo(Number(o.seek.value)));
     addEventListener('keydown', (e) => {
-      if (e.key === 'Escape' && this.entry) this.live();
+      // (not while a dialog is open: Escape closes that one)
+      if (e.key === 'Escape' && this.entry && !document.querySelector('dialog[open]')) this.live();
     });
   }
 
