@@ -1,6 +1,6 @@
 // The console's "waiting customers" list: rooms where a customer is present and no agent yet,
 // from the relay's demo listing `GET /demo/rooms?state=waiting` (the same JSON as the backend's
-// `GET /v1/rooms`, see docs/integration.md; served only with `relay serve --demo`). Polled every
+// `GET /v1/rooms`; served only with `relay serve --demo`). Polled every
 // few seconds while the tab is visible; a click opens that room in this console.
 
 const POLL_MS = 3000;
