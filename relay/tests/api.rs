@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use assist_relay_proto::{Codec, Role};
+use assist_relay_proto::{Codec, Role, ServerFrame};
 use common::*;
 use serde_json::Value;
 
@@ -279,4 +279,213 @@ async fn demo_rooms_serves_the_listing_on_the_public_listener_in_demo_mode_only(
     let plain = Relay::start_with(|c| c.api_key = Some(API_KEY.into())).await;
     let (status, body) = get(plain.addr, "/demo/rooms", None).await;
     assert_eq!((status, body["error"].as_str()), (404, Some("demo_off")));
+}
+
+/// The next chat frame (offset, from, role, id, text).
+async fn next_chat(c: &mut Client) -> (u64, String, Role, String, String) {
+    match c
+        .recv_until(|f| matches!(f, ServerFrame::Chat { .. }))
+        .await
+    {
+        ServerFrame::Chat {
+            offset,
+            id,
+            from,
+            text,
+            ..
+        } => (offset, from.id, from.role, id, text),
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_posts_chat_in_the_room_order_once_per_client_id() {
+    let relay = Relay::start_with(|c| c.api_key = Some(API_KEY.into())).await;
+    let room = "chat-api";
+    let mut cust = relay
+        .connect_on(0, room, Role::Customer, "dana", Codec::Json)
+        .await;
+    cust.join(None).await;
+    let mut agent = relay
+        .connect_on(1, room, Role::Agent, "agent-7", Codec::MsgPack)
+        .await;
+    agent.join(None).await;
+    cust.chat("c-1", "hello?").await;
+    let first = next_chat(&mut agent).await;
+    assert_eq!(first.3, "c-1");
+    assert_eq!(next_chat(&mut cust).await, first, "its own, echoed");
+
+    // Posted through the other node than the customer's (in cluster mode).
+    let admin = relay.admin_addrs()[relay.admin_addrs().len() - 1];
+    let path = format!("/v1/rooms/{room}/chat");
+    let body = r#"{"from":"ticket-bot","text":"Ticket #4711 opened.","id":"t-4711"}"#;
+    let (status, posted) = post(admin, &path, Some(API_KEY), body).await;
+    assert_eq!(status, 201, "{posted}");
+    assert_eq!(posted["duplicate"], false);
+    let offset = posted["offset"].as_u64().expect("offset");
+    assert!(offset > first.0);
+    for c in [&mut cust, &mut agent] {
+        let got = next_chat(c).await;
+        assert_eq!(
+            got,
+            (
+                offset,
+                "ticket-bot".to_owned(),
+                Role::System,
+                "t-4711".to_owned(),
+                "Ticket #4711 opened.".to_owned()
+            )
+        );
+    }
+    // A retry stores nothing and answers the same offset.
+    let (status, again) = post(relay.admin, &path, Some(API_KEY), body).await;
+    assert_eq!(status, 201);
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["offset"], offset);
+    // A participant named like the bot has its own ids.
+    let mut late = relay
+        .connect_on(1, room, Role::Customer, "ticket-bot", Codec::Json)
+        .await;
+    let joined = late.join(None).await;
+    let chats: Vec<(u64, String)> = joined
+        .catch_up
+        .iter()
+        .filter_map(|f| match f {
+            ServerFrame::Chat { offset, from, .. } => {
+                Some((*offset, format!("{}/{}", from.id, from.role)))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        chats,
+        [
+            (first.0, "dana/customer".to_owned()),
+            (offset, "ticket-bot/system".to_owned())
+        ]
+    );
+    late.chat("t-4711", "me too").await;
+    let mine = next_chat(&mut agent).await;
+    assert_eq!((mine.1.as_str(), mine.2), ("ticket-bot", Role::Customer));
+    assert!(mine.0 > offset, "not taken for the bot's duplicate");
+    cust.chat("c-2", "thanks").await;
+    let next = next_chat(&mut agent).await;
+    assert_eq!(next.3, "c-2", "the retry delivered nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bot_chat_is_refused_with_a_documented_error_for_each_bad_input() {
+    let relay = Relay::start_with(|c| c.api_key = Some(API_KEY.into())).await;
+    let room = "chat-refusals";
+    let mut cust = relay
+        .connect_on(0, room, Role::Customer, "erin", Codec::Json)
+        .await;
+    cust.join(None).await;
+    let path = format!("/v1/rooms/{room}/chat");
+    let long = "x".repeat(assist_relay_proto::MAX_CHAT_TEXT + 1);
+    let too_long = format!(r#"{{"from":"bot","text":"{long}","id":"1"}}"#);
+    let cases: Vec<(&str, String, Option<&str>, u16, &str)> = vec![
+        (
+            "no key",
+            r#"{"from":"bot","text":"hi","id":"1"}"#.into(),
+            None,
+            401,
+            "unauthorized",
+        ),
+        ("not JSON", "{".into(), Some(API_KEY), 400, "invalid_body"),
+        (
+            "no id",
+            r#"{"from":"bot","text":"hi"}"#.into(),
+            Some(API_KEY),
+            400,
+            "invalid_body",
+        ),
+        (
+            "bad from",
+            r#"{"from":"a bot","text":"hi","id":"1"}"#.into(),
+            Some(API_KEY),
+            400,
+            "invalid_body",
+        ),
+        (
+            "empty text",
+            r#"{"from":"bot","text":"","id":"1"}"#.into(),
+            Some(API_KEY),
+            400,
+            "invalid_body",
+        ),
+        (
+            "unknown field",
+            r#"{"from":"bot","text":"hi","id":"1","role":"agent"}"#.into(),
+            Some(API_KEY),
+            400,
+            "invalid_body",
+        ),
+        ("too long", too_long, Some(API_KEY), 413, "text_too_long"),
+    ];
+    for (what, body, key, status, code) in cases {
+        let (got, answer) = post(relay.admin, &path, key, &body).await;
+        assert_eq!(
+            (got, answer["error"].as_str()),
+            (status, Some(code)),
+            "{what}: {answer}"
+        );
+    }
+    let (status, answer) = post(
+        relay.admin,
+        "/v1/rooms/nobody-here/chat",
+        Some(API_KEY),
+        r#"{"from":"bot","text":"hi","id":"1"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (404, Some("room_not_open"))
+    );
+    let (status, _) = post(
+        relay.admin,
+        &format!("/v1/rooms/{room}/close"),
+        Some(API_KEY),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, answer) = post(
+        relay.admin,
+        &path,
+        Some(API_KEY),
+        r#"{"from":"bot","text":"hi","id":"2"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (409, Some("room_closed"))
+    );
+    // Nothing refused reached the room.
+    cust.expect_no_entries(Duration::from_millis(200)).await;
+}
+
+#[test]
+fn a_token_cannot_claim_the_system_role() {
+    let auth = assist_relay::auth::Auth::new(SECRET.as_bytes());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let token = auth
+        .mint(&assist_relay_proto::Claims {
+            sub: "bot".into(),
+            room: "r".into(),
+            role: Role::System,
+            exp: now + 60,
+            iat: Some(now),
+            mask: None,
+            caps: None,
+        })
+        .expect("token");
+    assert_eq!(
+        auth.verify(&token).map(|c| c.sub),
+        Err(assist_relay::auth::RejectReason::TokenInvalidClaims)
+    );
+    assert!("system".parse::<Role>().is_err(), "nor a CLI or demo token");
 }

@@ -4,7 +4,8 @@
 //! - `POST /v1/rooms/{room}/native-page`: the customer's app is on a native screen (body: a
 //!   [`assist_relay_proto::NativePage`] plus an optional idempotency `id`);
 //! - `POST /v1/rooms/{room}/close`: end the session (`{"closed": true}` if this call closed it);
-//! - `GET /v1/rooms`: the live rooms over every node ([`rooms`]).
+//! - `GET /v1/rooms`: the live rooms over every node ([`rooms`]);
+//! - `POST /v1/rooms/{room}/chat`: a chat message from a bot or the IM desk ([`chat`]).
 //!
 //! Not here: the probes and `/metrics` (`super::admin`), the listener (`super`).
 
@@ -20,6 +21,7 @@ use axum::Router;
 
 use crate::node::Node;
 
+pub mod chat;
 pub mod rooms;
 
 /// The `/v1` routes (audited by [`audit_api`], which the admin router puts over all its routes,
@@ -30,6 +32,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/v1/rooms/{room}", get(room_info))
         .route("/v1/rooms/{room}/native-page", post(native_page))
         .route("/v1/rooms/{room}/close", post(close_room))
+        .route("/v1/rooms/{room}/chat", post(post_chat))
 }
 
 /// Audits every `/v1` call (method, path, status and which key, never the key itself).
@@ -82,6 +85,19 @@ async fn list_rooms(
         return r;
     }
     rooms::listing(&node, uri.query()).await
+}
+
+/// `POST /v1/rooms/{room}/chat`.
+async fn post_chat(
+    State(node): State<Arc<Node>>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = refusal(&node, &headers, &room) {
+        return r;
+    }
+    chat::post(&node, &room, &body).await
 }
 
 /// Checks `Authorization: Bearer <api key>` and the room id; `Some` is the refusal to send.
