@@ -5,7 +5,11 @@
 //!   [`assist_relay_proto::NativePage`] plus an optional idempotency `id`);
 //! - `POST /v1/rooms/{room}/close`: end the session (`{"closed": true}` if this call closed it);
 //! - `GET /v1/rooms`: the live rooms over every node ([`rooms`]);
-//! - `POST /v1/rooms/{room}/chat`: a chat message from a bot or the IM desk ([`chat`]).
+//! - `POST /v1/rooms/{room}/chat`: a chat message from a bot or the IM desk ([`chat`]);
+//! - `GET /v1/recordings`, `/v1/recordings/{id}`, `/v1/recordings/{id}/events`: recordings
+//!   ([`recordings`]).
+//!
+//! The whole of it is described in `docs/openapi.yaml` (checked against [`routes`] by a test).
 //!
 //! Not here: the probes and `/metrics` (`super::admin`), the listener (`super`).
 
@@ -22,6 +26,7 @@ use axum::Router;
 use crate::node::Node;
 
 pub mod chat;
+pub mod recordings;
 pub mod rooms;
 
 /// The `/v1` routes (audited by [`audit_api`], which the admin router puts over all its routes,
@@ -33,6 +38,9 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/v1/rooms/{room}/native-page", post(native_page))
         .route("/v1/rooms/{room}/close", post(close_room))
         .route("/v1/rooms/{room}/chat", post(post_chat))
+        .route("/v1/recordings", get(list_recordings))
+        .route("/v1/recordings/{id}", get(recording))
+        .route("/v1/recordings/{id}/events", get(recording_events))
 }
 
 /// Audits every `/v1` call (method, path, status and which key, never the key itself).
@@ -85,6 +93,42 @@ async fn list_rooms(
         return r;
     }
     rooms::listing(&node, uri.query()).await
+}
+
+/// `GET /v1/recordings`.
+async fn list_recordings(
+    State(node): State<Arc<Node>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = unauthorized(&node, &headers) {
+        return r;
+    }
+    recordings::list(&node, uri.query()).await
+}
+
+/// `GET /v1/recordings/{id}`.
+async fn recording(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = unauthorized(&node, &headers) {
+        return r;
+    }
+    recordings::one(&node, &id).await
+}
+
+/// `GET /v1/recordings/{id}/events`.
+async fn recording_events(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = unauthorized(&node, &headers) {
+        return r;
+    }
+    recordings::events(&node, &id).await
 }
 
 /// `POST /v1/rooms/{room}/chat`.
