@@ -4,7 +4,8 @@
 /** A participant as others see it. */
 export interface Member {
   id: string;
-  role: 'customer' | 'agent';
+  /** `system`: a chat the backend posted (a bot, the IM desk; `from` of a chat only). */
+  role: 'customer' | 'agent' | 'system';
 }
 
 /** Node size limits from `joined.limits`. */

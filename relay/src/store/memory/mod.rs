@@ -73,6 +73,8 @@ struct RoomState {
     sealed: bool,
     /// When the last customer connection left (None while one is present or none ever was).
     customer_left: Option<Instant>,
+    /// What the room directory shows besides presence.
+    seen: directory::Seen,
 }
 
 fn new_epoch() -> Arc<str> {
@@ -114,6 +116,7 @@ impl RoomState {
             archived: 0,
             sealed: false,
             customer_left: None,
+            seen: Default::default(),
             key_bytes: 0,
             meta_bytes: None,
             used,
@@ -633,6 +636,7 @@ impl Presence for MemoryStore {
             .or_insert_with(|| (member.clone(), HashSet::new()))
             .1
             .insert(conn);
+        st.seen.entered(member, first);
         if first {
             self.hub
                 .send(room_id, RoomMsg::Joined(Arc::new(member.clone())));
@@ -658,6 +662,7 @@ impl Presence for MemoryStore {
         };
         if last {
             st.presence.remove(&member.id);
+            st.seen.left(member);
             self.hub
                 .send(room_id, RoomMsg::Left(Arc::new(member.clone())));
             let customer_present = st
@@ -672,5 +677,6 @@ impl Presence for MemoryStore {
     }
 }
 
+mod directory;
 #[cfg(test)]
 mod tests;

@@ -14,6 +14,8 @@
 --   8  expiry       when the presence entry expires (ms)
 --   9  room_ttl_ms  the room keys' expiry
 --   10 max_conns    connections one participant may have in the room
+-- Also keeps the room directory's fields of meta: `opened` (first entry), `j:<sub>` (when the
+-- participant's first connection present entered).
 -- Returns {'full'}, {'conns'}, or {'ok', '<sub>\x1f<role>', ...} with everyone present.
 local meta, log, chat, pages, typed = KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local member, me, role = ARGV[4], ARGV[5], ARGV[6]
@@ -35,7 +37,9 @@ if not first then
 end
 redis.call('ZADD', presence, expiry, member)
 if role == 'customer' then redis.call('HSET', meta, 'cseen', now_ms) end
+redis.call('HSETNX', meta, 'opened', now_ms)
 if first then
+  redis.call('HSET', meta, 'j:' .. me, now_ms)
   present[me] = role
   publish('J' .. me .. '\31' .. role)
 end
