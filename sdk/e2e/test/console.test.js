@@ -352,13 +352,8 @@ describe('the agent console and the customer page in Chromium (3 nodes + nginx +
       }));
   }
 
-  test('an agent picks a waiting customer from the list (GET /demo/rooms?state=waiting)', { timeout: 45_000 }, async (t) => {
-    // Until the relay has the listing (issue 19's GET /demo/rooms), say so rather than fail.
-    if ((await fetch(`${cluster.base}/demo/rooms?state=waiting`)).status === 404) {
-      t.skip('this relay has no GET /demo/rooms yet');
-      return;
-    }
-    await run(cluster, browser, 'waiting', async (s) => {
+  test('an agent picks a waiting customer from the list (GET /demo/rooms?state=waiting)', { timeout: 45_000 }, () =>
+    run(cluster, browser, 'waiting', async (s) => {
       // The customer opens a session nobody has taken yet.
       const room = `${s.room}-cust`;
       const customer = await s.customer({ node: 1, sub: 'waiting-cust', room });
@@ -386,6 +381,5 @@ describe('the agent console and the customer page in Chromium (3 nodes + nginx +
       await waitFor(async () => !(await a.$(item)), { timeout: 10_000, message: 'the room to leave the waiting list' });
       const assisted = await (await fetch(`${cluster.base}/demo/rooms?state=assisted`)).json();
       assert.ok(assisted.rooms.some((r) => r.room === room));
-    });
-  });
+    }));
 });
