@@ -69,6 +69,7 @@ client.on('closed', (c) => {
   }
   // 4502 room_closed: an agent (or the backend) ended the session; nothing reconnects.
   showStatus(statusEl, 'ended', 'the session has ended');
+  if (statusEl) statusEl.textContent = 'session ended';
   sessionEnded();
 });
 
