@@ -54,7 +54,10 @@ impl Relay {
             .expect("relay starts");
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the relay did not listen in 20 s");
+            assert!(
+                Instant::now() < deadline,
+                "the relay did not listen in 20 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Relay { child, port }
@@ -294,5 +297,5 @@ fn cobrowse_ramps_rooms_over_the_default_recording() {
         .collect();
     assert!(targets.len() >= 4, "{targets:?}");
     assert!(targets[0] >= 1.0 && targets[0] < 2.0, "{targets:?}");
-    assert!(targets.iter().any(|&t| t == 2.0), "{targets:?}");
+    assert!(targets.contains(&2.0), "{targets:?}");
 }
