@@ -290,11 +290,14 @@ pub const DEFAULT_RECORDING: &str = "loadtest/fixtures/demo-shop.json";
 /// Finds [`DEFAULT_RECORDING`], or says what to pass instead.
 pub fn default_recording() -> anyhow::Result<PathBuf> {
     let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo-shop.json");
-    let candidates = [
+    first_present(&[
         PathBuf::from(DEFAULT_RECORDING),
         PathBuf::from("fixtures/demo-shop.json"),
         built,
-    ];
+    ])
+}
+
+fn first_present(candidates: &[PathBuf]) -> anyhow::Result<PathBuf> {
     if let Some(found) = candidates.iter().find(|p| p.is_file()) {
         return Ok(found.clone());
     }
@@ -305,4 +308,31 @@ pub fn default_recording() -> anyhow::Result<PathBuf> {
          of rrweb events), or --rate N for synthetic events",
         looked.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_default_recording_says_what_to_pass() {
+        let e = first_present(&[PathBuf::from("/nonexistent/demo-shop.json")])
+            .expect_err("missing")
+            .to_string();
+        for part in [
+            "/nonexistent/demo-shop.json",
+            "--recording FILE",
+            "--rate N",
+            "repository root",
+        ] {
+            assert!(e.contains(part), "{part} in {e}");
+        }
+    }
+
+    #[test]
+    fn the_default_recording_ships_with_the_repository() {
+        let path = default_recording().expect("found");
+        let rec = Recording::load(&path).expect("a JSON array of rrweb events");
+        assert!(!rec.events.is_empty());
+    }
 }
