@@ -177,7 +177,7 @@ pub struct Common {
     /// prefixed chat. connect. join. keyframe.; loss; errors). Exit 1 if any fails.
     #[arg(long = "threshold", value_name = "EXPR")]
     pub thresholds: Vec<Threshold>,
-    /// Shorthand for `--threshold 'p99<=X ms'`.
+    /// Shorthand for `--threshold 'p99<=Xms'`.
     #[arg(long)]
     pub max_p99_ms: Option<f64>,
     /// Shorthand for `--threshold 'loss<=F'` (lost fraction, events and chat, non-stalled viewers).

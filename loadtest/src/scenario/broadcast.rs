@@ -41,6 +41,9 @@ pub async fn run(a: &BroadcastArgs, redirect: Option<Redirect>) -> anyhow::Resul
     if a.synthetic.rate() <= 0.0 {
         bail!("--rate must be positive");
     }
+    if c.stages.is_some() && a.synthetic.rate.is_some() {
+        bail!("--stages sets the rate over time: drop --rate");
+    }
     let (wire, urls, self_label) = match redirect {
         Some(r) => (r.wire, Some(vec![r.url]), r.self_label),
         None => (wire_of(c)?, None, "loadtest (clients)"),
