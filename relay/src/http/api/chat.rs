@@ -83,8 +83,9 @@ pub async fn post(node: &Node, room: &str, body: &[u8]) -> Response {
             text: req.text,
             ts: now_us() / 1000,
         },
+        // Cluster mode holds the sender and the room to their rates across nodes (429).
+        sender: Some(node.rates.rated(&dedup_sender(&req.from))),
         dedup: Some((dedup_sender(&req.from), req.id)),
-        sender: None,
         page: None,
     };
     match node.log.append(room, entry).await {
@@ -100,7 +101,7 @@ pub async fn post(node: &Node, room: &str, body: &[u8]) -> Response {
         Err(StoreError::RateLimited) => api_error(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            "over the room's rate",
+            "over the sender's or the room's rate",
         ),
         Err(e) => unavailable(e),
     }

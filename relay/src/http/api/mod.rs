@@ -9,7 +9,7 @@
 //! - `GET /v1/recordings`, `/v1/recordings/{id}`, `/v1/recordings/{id}/events`: recordings
 //!   ([`recordings`]).
 //!
-//! The whole of it is described in `docs/openapi.yaml` (checked against [`routes`] by a test).
+//! The whole of it is described in `docs/openapi.json` (checked against [`routes`] by a test).
 //!
 //! Not here: the probes and `/metrics` (`super::admin`), the listener (`super`).
 
@@ -20,7 +20,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
 use crate::node::Node;
@@ -29,18 +29,35 @@ pub mod chat;
 pub mod recordings;
 pub mod rooms;
 
+/// Every `/v1` endpoint: method, path, handler. [`routes`] is built from it and [`endpoints`]
+/// lists it, so that `docs/openapi.json` is checked against what the router serves
+/// (`relay/tests/openapi.rs`).
+fn table() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Node>>)> {
+    vec![
+        ("GET", "/v1/rooms", get(list_rooms)),
+        ("GET", "/v1/rooms/{room}", get(room_info)),
+        ("POST", "/v1/rooms/{room}/native-page", post(native_page)),
+        ("POST", "/v1/rooms/{room}/close", post(close_room)),
+        ("POST", "/v1/rooms/{room}/chat", post(post_chat)),
+        ("GET", "/v1/recordings", get(list_recordings)),
+        ("GET", "/v1/recordings/{id}", get(recording)),
+        ("GET", "/v1/recordings/{id}/events", get(recording_events)),
+    ]
+}
+
 /// The `/v1` routes (audited by [`audit_api`], which the admin router puts over all its routes,
 /// so that a call to an unknown `/v1` path is audited too).
 pub fn routes() -> Router<Arc<Node>> {
-    Router::new()
-        .route("/v1/rooms", get(list_rooms))
-        .route("/v1/rooms/{room}", get(room_info))
-        .route("/v1/rooms/{room}/native-page", post(native_page))
-        .route("/v1/rooms/{room}/close", post(close_room))
-        .route("/v1/rooms/{room}/chat", post(post_chat))
-        .route("/v1/recordings", get(list_recordings))
-        .route("/v1/recordings/{id}", get(recording))
-        .route("/v1/recordings/{id}/events", get(recording_events))
+    table()
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, handler)| {
+            r.route(path, handler)
+        })
+}
+
+/// The (method, path) of every `/v1` endpoint the router serves, paths as in OpenAPI.
+pub fn endpoints() -> Vec<(&'static str, &'static str)> {
+    table().into_iter().map(|(m, p, _)| (m, p)).collect()
 }
 
 /// Audits every `/v1` call (method, path, status and which key, never the key itself).
