@@ -97,10 +97,15 @@ struct ExportArgs {
     /// Epoch of the recording (default: the latest).
     #[arg(long)]
     epoch: Option<String>,
-    /// Directory with rrweb-player's `index.js` and `style.css` (npm: node_modules/rrweb-player/dist)
-    /// to copy beside the page.
-    #[arg(long)]
+    /// rrweb-player's `dist/` directory (`npm install rrweb-player`), whose script and
+    /// `style.css` are copied beside the page; default `node_modules/rrweb-player/dist` when it
+    /// exists. Without either (nor --no-player) the export fails: the page cannot play.
+    #[arg(long, conflicts_with = "no_player")]
     rrweb_dir: Option<std::path::PathBuf>,
+    /// Write the page without the player (copy `rrweb-player/index.js` and
+    /// `rrweb-player/style.css` beside it yourself).
+    #[arg(long)]
+    no_player: bool,
     /// Also write the audit event of this export to this file as a JSON line (it always goes
     /// to standard error).
     #[arg(long, env = "RELAY_AUDIT_LOG")]
@@ -199,12 +204,22 @@ fn main() -> ExitCode {
                 eprintln!("relay export: {e:#}");
                 return ExitCode::from(64);
             }
+            let default_player = std::path::Path::new(assist_relay::export::DEFAULT_RRWEB_DIR);
+            let rrweb_dir = match (&args.rrweb_dir, args.no_player) {
+                (Some(dir), _) => Some(dir.as_path()),
+                (None, true) => None,
+                (None, false) if default_player.is_dir() => Some(default_player),
+                (None, false) => {
+                    eprintln!("relay export: {}", assist_relay::export::PLAYER_HINT);
+                    return ExitCode::from(64);
+                }
+            };
             match assist_relay::export::export(
                 &args.archive_dir,
                 &args.room,
                 args.epoch.as_deref(),
                 &args.out,
-                args.rrweb_dir.as_deref(),
+                rrweb_dir,
             ) {
                 Ok(path) => {
                     println!("{}", path.display());
