@@ -376,11 +376,35 @@ async fn serve(
     }
     let metrics = Metrics::new();
     let config_log = config.log.clone();
+    let admin_max = config.quotas.admin_max_connections;
+    // Both listeners first: a port in use fails at once, and while a cluster node waits for
+    // Redis its admin listener already answers probes (`/livez` 200, `/readyz` 503).
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let admin = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("binding admin {}", args.admin_listen))?;
     let builder = NodeBuilder::new(config);
-    let (node, mode) = match &args.redis_url {
-        None => (builder.metrics(metrics).embedded().0, "embedded"),
+    let (node, mode, admin) = match &args.redis_url {
+        None => (builder.metrics(metrics).embedded().0, "embedded", admin),
         Some(url) => {
-            tracing::info!(url = %redacted_url(url), tls = tls.is_some(), "connecting to redis");
+            let at = redacted_url(url);
+            tracing::info!(
+                url = %at,
+                tls = tls.is_some(),
+                admin = %admin.local_addr()?,
+                "connecting to redis at {at} (retried for 30 s; meanwhile /livez answers 200 and /readyz 503)"
+            );
+            let (connected, wait) = tokio::sync::oneshot::channel::<()>();
+            let probes = tokio::spawn(assist_relay::http::starting::serve_starting(
+                admin,
+                format!("connecting to redis at {at}"),
+                admin_max,
+                async move {
+                    let _ = wait.await;
+                },
+            ));
             let redis = RedisConfig {
                 url: url.clone(),
                 tls,
@@ -390,29 +414,28 @@ async fn serve(
                 room_ttl: args.room_ttl,
                 cluster: args.redis_cluster,
             };
-            let store = RedisStore::connect(
-                redis,
-                config_log,
-                metrics.redis.clone(),
-                Duration::from_secs(30),
-            )
-            .await
-            .context("connecting to redis")?;
-            let node = builder
-                .metrics(metrics)
-                .shared_mask_key(args.mask_key.is_none())
-                .cluster(store)
+            let node = async {
+                let store = RedisStore::connect(
+                    redis,
+                    config_log,
+                    metrics.redis.clone(),
+                    Duration::from_secs(30),
+                )
                 .await
-                .context("reading the cluster's mask key from redis")?;
-            (node, "cluster")
+                .with_context(|| format!("connecting to redis at {at}"))?;
+                builder
+                    .metrics(metrics)
+                    .shared_mask_key(args.mask_key.is_none())
+                    .cluster(store)
+                    .await
+                    .with_context(|| format!("reading the cluster's mask key from redis at {at}"))
+            }
+            .await;
+            let _ = connected.send(());
+            let admin = probes.await.context("the admin listener's startup task")?;
+            (node?, "cluster", admin)
         }
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    let admin = tokio::net::TcpListener::bind(args.admin_listen)
-        .await
-        .with_context(|| format!("binding admin {}", args.admin_listen))?;
     tracing::info!(
         listen = %listener.local_addr()?,
         admin = %admin.local_addr()?,
@@ -453,7 +476,7 @@ async fn compactor(
     };
     let store = RedisStore::connect(redis, log, metrics.redis.clone(), Duration::from_secs(30))
         .await
-        .context("connecting to redis")?;
+        .with_context(|| format!("connecting to redis at {}", redacted_url(&args.redis_url)))?;
     let archive: Arc<dyn assist_relay::compactor::Archive> =
         Arc::new(assist_relay::compactor::FsArchive::new(&args.archive_dir));
     let consumer = args.consumer.clone().unwrap_or_else(|| {

@@ -96,7 +96,12 @@ impl RedisStore {
                         return Err(unavailable(e))
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "redis cluster not reachable yet; retrying");
+                        tracing::warn!(
+                            error = %e,
+                            url = %config::redacted_url(&cfg.url),
+                            "redis cluster at {} not reachable yet; retrying",
+                            config::redacted_url(&cfg.url)
+                        );
                         tokio::time::sleep(backoff.next()).await;
                     }
                 }
@@ -142,7 +147,12 @@ impl RedisStore {
                         return Err(unavailable(e))
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "redis not reachable yet; retrying");
+                        tracing::warn!(
+                            error = %e,
+                            url = %config::redacted_url(&cfg.url),
+                            "redis at {} not reachable yet; retrying",
+                            config::redacted_url(&cfg.url)
+                        );
                         tokio::time::sleep(backoff.next()).await;
                     }
                 }
