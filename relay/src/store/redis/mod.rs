@@ -99,7 +99,7 @@ impl RedisStore {
                         tracing::warn!(
                             error = %e,
                             url = %config::redacted_url(&cfg.url),
-                            "redis cluster at {} not reachable yet; retrying",
+                            "redis cluster not reachable yet at {}; retrying",
                             config::redacted_url(&cfg.url)
                         );
                         tokio::time::sleep(backoff.next()).await;
@@ -150,7 +150,7 @@ impl RedisStore {
                         tracing::warn!(
                             error = %e,
                             url = %config::redacted_url(&cfg.url),
-                            "redis at {} not reachable yet; retrying",
+                            "redis not reachable yet at {}; retrying",
                             config::redacted_url(&cfg.url)
                         );
                         tokio::time::sleep(backoff.next()).await;
