@@ -474,9 +474,26 @@ async fn compactor(
         keep_until_archived: true,
         ..Default::default()
     };
+    // The admin listener first: while Redis is retried, `/livez` answers 200 and `/readyz` 503.
+    let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("binding admin {}", args.admin_listen))?;
+    let at = redacted_url(&args.redis_url);
+    let (connected, wait) = tokio::sync::oneshot::channel::<()>();
+    let probes = tokio::spawn(assist_relay::http::starting::serve_starting(
+        admin_listener,
+        format!("connecting to redis at {at}"),
+        64,
+        async move {
+            let _ = wait.await;
+        },
+    ));
     let store = RedisStore::connect(redis, log, metrics.redis.clone(), Duration::from_secs(30))
         .await
-        .with_context(|| format!("connecting to redis at {}", redacted_url(&args.redis_url)))?;
+        .with_context(|| format!("connecting to redis at {at}"));
+    let _ = connected.send(());
+    let admin_listener = probes.await.context("the admin listener's startup task")?;
+    let store = store?;
     let archive: Arc<dyn assist_relay::compactor::Archive> =
         Arc::new(assist_relay::compactor::FsArchive::new(&args.archive_dir));
     let consumer = args.consumer.clone().unwrap_or_else(|| {
@@ -496,9 +513,13 @@ async fn compactor(
     let admin = args.admin_listen;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut admin_stop = stop_rx.clone();
-    let admin_task = tokio::spawn(worker::serve_admin(admin, cmetrics.clone(), async move {
-        let _ = admin_stop.changed().await;
-    }));
+    let admin_task = tokio::spawn(worker::serve_admin(
+        admin_listener,
+        cmetrics.clone(),
+        async move {
+            let _ = admin_stop.changed().await;
+        },
+    ));
     tracing::info!(archive = %args.archive_dir.display(), %admin, "compactor running");
     let run = tokio::spawn(worker::run(store, archive, cfg, cmetrics, stop_rx));
     shutdown_signal().await;

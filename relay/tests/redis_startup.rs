@@ -1,6 +1,7 @@
 //! A cluster node started while its Redis is unreachable: the admin listener is bound at once,
 //! `/livez` answers 200 and `/readyz` 503 naming the Redis address while the node retries, the
-//! log names the address, and the node turns ready once Redis comes up (a real `relay serve`
+//! log names the address, and the node turns ready once Redis comes up; the same for
+//! `relay compactor`'s admin listener (a real `relay serve`
 //! process and a redis-server of this test started late on the port it was pointed at).
 
 mod common;
@@ -50,6 +51,23 @@ async fn probes_answer_while_redis_is_unreachable_and_readiness_follows_redis() 
             .expect("relay runs"),
     );
     let address = format!("127.0.0.1:{redis_port}");
+    // A compactor pointed at the same closed port.
+    let compactor_admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let archive = std::env::temp_dir().join(format!(
+        "ar-redis-startup-{}-{redis_port}-archive",
+        std::process::id()
+    ));
+    let _compactor = Node(
+        Command::new(env!("CARGO_BIN_EXE_relay"))
+            .args(["compactor", "--admin-listen", &compactor_admin.to_string()])
+            .args(["--redis-url", &format!("redis://127.0.0.1:{redis_port}/0")])
+            .args(["--archive-dir", &archive.display().to_string()])
+            .env("RELAY_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("relay compactor runs"),
+    );
 
     // Live, not ready, and both say why.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -84,8 +102,17 @@ async fn probes_answer_while_redis_is_unreachable_and_readiness_follows_redis() 
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Still 503 after the first retries.
+    // Still 503 after the first retries; the compactor's admin listener says the same.
     assert_eq!(probe(admin, "/readyz").await.map(|r| r.0), Some(503));
+    assert_eq!(
+        probe(compactor_admin, "/livez").await.map(|r| r.0),
+        Some(200)
+    );
+    let (status, body) = probe(compactor_admin, "/readyz")
+        .await
+        .expect("the compactor's /readyz answers");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains(&address), "{body}");
 
     // Redis comes up on that port: the node turns ready and serves.
     let _redis = RedisServer::start_on(redis_port).await;
@@ -95,6 +122,13 @@ async fn probes_answer_while_redis_is_unreachable_and_readiness_follows_redis() 
             tokio::time::Instant::now() < deadline,
             "never ready after Redis started:\n{}",
             std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    while probe(compactor_admin, "/readyz").await.map(|r| r.0) != Some(200) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the compactor never ready after Redis started"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -111,4 +145,5 @@ async fn probes_answer_while_redis_is_unreachable_and_readiness_follows_redis() 
     let mut agent = Client::new(ws, Codec::Json, Role::Agent, "alice");
     agent.join(None).await;
     let _ = std::fs::remove_file(&log_path);
+    let _ = std::fs::remove_dir_all(&archive);
 }
