@@ -112,9 +112,12 @@ struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
-        // The process group: bash and the binaries it started.
+        // The process group: bash and the binaries it started. `-s KILL -- -PGID`: procps-ng's
+        // kill reads `kill -KILL -PGID` as `kill(-1, SIGKILL)`, every process it may signal.
+        let pgid = self.0.id();
+        assert!(pgid > 1, "a process group of our own");
         let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.0.id())])
+            .args(["-s", "KILL", "--", &format!("-{pgid}")])
             .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
