@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A local assist-relay cluster on loopback: one private redis-server, N relay nodes in cluster mode
-# (--redis-url) and nginx in front of them with one of the configurations in deploy/nginx/.
+# (--redis-url), optionally a compactor (recordings) and the demo pages, and nginx in front of them
+# with one of the configurations in deploy/nginx/.
 #
-#   deploy/local/cluster.sh [start] [-n N] [--ip-hash]   # runs in the foreground; Ctrl-C stops it all
+#   deploy/local/cluster.sh [start] [-n N] [--ip-hash] [--compactor] [--demo]   # foreground; Ctrl-C stops it all
 #   deploy/local/cluster.sh stop                         # stops a cluster started from another shell
 #
 # See deploy/local/README.md.
@@ -10,7 +11,7 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: deploy/local/cluster.sh [start] [-n N] [--ip-hash]
+Usage: deploy/local/cluster.sh [start] [-n N] [--ip-hash] [--compactor] [--demo]
        deploy/local/cluster.sh stop
 
 start (default)  Start redis-server, N relay nodes and nginx on 127.0.0.1 (free ports), print the
@@ -22,12 +23,19 @@ Options:
   -n N           Relay nodes (default 3).
   --ip-hash      Use deploy/nginx/assist-relay.conf (ip_hash) instead of the default
                  deploy/nginx/assist-relay-room-affinity.conf (hash $arg_room consistent).
+  --compactor    Also run `relay compactor` (archive in STATE/archive): ended sessions become
+                 recordings (`relay export`). The nodes get an API key for
+                 POST /v1/rooms/{room}/close either way.
+  --demo         Serve the demo pages through nginx (/demo/; nodes with --demo
+                 --demo-unsafe-public: anyone reaching nginx gets tokens). Builds sdk/demo
+                 (npm ci && npm run build) when sdk/demo/dist is missing.
   -h, --help     This text.
 
 Environment:
   ASSIST_RELAY_LOCAL_DIR  State directory (default ${TMPDIR:-/tmp}/assist-relay-local): pids,
                           logs, the generated nginx configuration, env (URLs, secret, tokens).
   RELAY_JWT_SECRET        Secret for the nodes and tokens (default: 32 random bytes, hex).
+  RELAY_API_KEY           The nodes' /v1 API key (default: 32 random bytes, hex).
   CARGO_TARGET_DIR        Where the release binaries are (default <repo>/target).
   NGINX, REDIS_SERVER     Binaries to use (default: nginx and redis-server from PATH or /usr/sbin).
 EOF
@@ -102,14 +110,17 @@ recorded() {
 }
 
 # Stops every recorded process: relay nodes first (they close their clients with 4000 and remove
-# their presence from Redis), then nginx (and its workers), then redis-server.
+# their presence from Redis), then the compactor, then nginx (and its workers), then redis-server.
 stop_recorded() {
     [[ -f "$STATE/pids" ]] || return 0
-    local nodes nginx redis
+    local nodes compactor nginx redis
     mapfile -t nodes < <(recorded 'node-*')
+    mapfile -t compactor < <(recorded compactor)
     mapfile -t nginx < <(recorded nginx)
     mapfile -t redis < <(recorded redis)
     ((${#nodes[@]})) && stop_group TERM relay 15 "${nodes[@]}"
+    # After the nodes: a session they ended on the way out is still recorded.
+    ((${#compactor[@]})) && stop_group TERM relay 15 "${compactor[@]}"
     if ((${#nginx[@]})); then
         # Fast shutdown (TERM): a graceful one (QUIT) would wait for open WebSocket connections.
         # Its workers are remembered so that none outlives a master that had to be killed.
@@ -201,8 +212,8 @@ wait_ready() {
 # the BEGIN/END markers replaced and `listen 8080;` replaced, inside a minimal main configuration
 # whose pid, logs and temp paths are all in $STATE/nginx.
 write_nginx_conf() {
-    local src="$1" port="$2" dir="$STATE/nginx" servers="" p
-    shift 2
+    local src="$1" port="$2" demo="$3" dir="$STATE/nginx" servers="" p extra=""
+    shift 3
     for p in "$@"; do
         servers+="    server 127.0.0.1:$p max_fails=1 fail_timeout=10s;"$'\n'
     done
@@ -210,11 +221,25 @@ write_nginx_conf() {
     grep -q '# BEGIN upstream servers' "$src" && grep -q '# END upstream servers' "$src" \
         || die "$src has no BEGIN/END upstream servers markers"
     grep -qE '^[[:space:]]*listen 8080;' "$src" || die "$src has no 'listen 8080;' line"
-    SERVERS="$servers" PORT="$port" awk '
+    if ((demo)); then
+        # The demo pages and /demo/token from any node (the pages open /ws on the same host).
+        grep -q '# Admin endpoints stay on each node' "$src" || die "$src has no '# Admin endpoints' line"
+        extra='    location /demo/ {
+        proxy_pass http://assist_relay;
+        proxy_http_version 1.1;
+        proxy_set_header Host $host;
+        proxy_connect_timeout 2s;
+        proxy_next_upstream error timeout;
+    }
+
+'
+    fi
+    SERVERS="$servers" PORT="$port" EXTRA="$extra" awk '
         /# BEGIN upstream servers/ { print; printf "%s", ENVIRON["SERVERS"]; skip = 1; next }
         /# END upstream servers/   { skip = 0 }
         skip { next }
         /^[[:space:]]*listen 8080;/ { sub(/listen 8080;/, "listen 127.0.0.1:" ENVIRON["PORT"] ";") }
+        /# Admin endpoints stay on each node/ { printf "%s", ENVIRON["EXTRA"] }
         { print }
     ' "$src" >"$dir/assist-relay.conf"
     cat >"$dir/nginx.conf" <<EOF
@@ -248,7 +273,7 @@ on_exit() {
     local rc=$?
     trap - EXIT INT TERM
     if ((STARTED)); then
-        log "stopping everything (relay nodes, nginx, redis-server)"
+        log "stopping everything (relay nodes, compactor, nginx, redis-server)"
         stop_recorded
         log "stopped"
     fi
@@ -256,12 +281,14 @@ on_exit() {
 }
 
 cmd_start() {
-    local nodes=3 conf_name="assist-relay-room-affinity.conf"
+    local nodes=3 conf_name="assist-relay-room-affinity.conf" with_compactor=0 demo=0
     while (($#)); do
         case "$1" in
             -n) [[ $# -ge 2 ]] || die "-n needs a number"; nodes="$2"; shift 2 ;;
             -n*) nodes="${1#-n}"; shift ;;
             --ip-hash) conf_name="assist-relay.conf"; shift ;;
+            --compactor) with_compactor=1; shift ;;
+            --demo) demo=1; shift ;;
             -h | --help) usage; exit 0 ;;
             *) usage >&2; die "unknown argument: $1" ;;
         esac
@@ -290,6 +317,12 @@ cmd_start() {
         log "building the release binaries (cargo build --release -p assist-relay)"
         (cd "$ROOT" && cargo build --release -p assist-relay)
     fi
+    local demo_dir="$ROOT/sdk/demo/dist"
+    if ((demo)) && [[ ! -f "$demo_dir/customer.html" ]]; then
+        need npm "needed to build the demo pages (Node 20+)"
+        log "building the demo pages (npm ci && npm run build in sdk/demo)"
+        (cd "$ROOT/sdk/demo" && npm ci --no-audit --no-fund && npm run build) >&2
+    fi
 
     rm -rf "$STATE"
     mkdir -p "$STATE/logs" "$STATE/redis"
@@ -306,9 +339,16 @@ cmd_start() {
         secret="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
     fi
 
+    local api_key="${RELAY_API_KEY:-}"
+    if [[ -z "$api_key" ]]; then
+        api_key="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+    fi
+    local node_extra=()
+    ((demo)) && node_extra+=(--demo --demo-unsafe-public --demo-dir "$demo_dir")
+
     local ports
-    read -r -a ports <<<"$(free_ports $((2 * nodes + 2)))"
-    local redis_port="${ports[0]}" nginx_port="${ports[1]}"
+    read -r -a ports <<<"$(free_ports $((2 * nodes + 3)))"
+    local redis_port="${ports[0]}" nginx_port="${ports[1]}" compactor_port="${ports[$((2 * nodes + 2))]}"
     local ws_ports=() admin_ports=() i
     for ((i = 0; i < nodes; i++)); do
         ws_ports+=("${ports[2 + 2 * i]}")
@@ -327,9 +367,9 @@ cmd_start() {
     # Relay nodes.
     local node_pids=()
     for ((i = 0; i < nodes; i++)); do
-        RELAY_JWT_SECRET="$secret" "$RELAY_BIN" serve \
+        RELAY_JWT_SECRET="$secret" RELAY_API_KEY="$api_key" "$RELAY_BIN" serve \
             --listen "127.0.0.1:${ws_ports[i]}" --admin-listen "127.0.0.1:${admin_ports[i]}" \
-            --redis-url "$redis_url" --drain-timeout 5s \
+            --redis-url "$redis_url" --drain-timeout 5s "${node_extra[@]}" \
             >"$STATE/logs/node-$((i + 1)).log" 2>&1 </dev/null &
         node_pids+=($!)
         CHILDREN+=($!)
@@ -339,8 +379,21 @@ cmd_start() {
         wait_ready "${admin_ports[i]}" "${node_pids[i]}" 40 "node-$((i + 1))"
     done
 
+    # The compactor: ended sessions into recordings in $STATE/archive.
+    local compactor_pid=""
+    if ((with_compactor)); then
+        mkdir -p "$STATE/archive"
+        "$RELAY_BIN" compactor --redis-url "$redis_url" --archive-dir "$STATE/archive" \
+            --admin-listen "127.0.0.1:$compactor_port" \
+            >"$STATE/logs/compactor.log" 2>&1 </dev/null &
+        compactor_pid=$!
+        CHILDREN+=("$compactor_pid")
+        record_pid compactor "$compactor_pid"
+        wait_ready "$compactor_port" "$compactor_pid" 40 compactor
+    fi
+
     # nginx.
-    write_nginx_conf "$conf" "$nginx_port" "${ws_ports[@]}"
+    write_nginx_conf "$conf" "$nginx_port" "$demo" "${ws_ports[@]}"
     "$nginx" -t -q -p "$STATE/nginx" -c "$STATE/nginx/nginx.conf" -e "$STATE/nginx/error.log" \
         >"$STATE/logs/nginx-t.log" 2>&1 || { cat "$STATE/logs/nginx-t.log" >&2; die "nginx -t failed"; }
     "$nginx" -p "$STATE/nginx" -c "$STATE/nginx/nginx.conf" -e "$STATE/nginx/error.log" \
@@ -356,17 +409,15 @@ cmd_start() {
     customer="$("$RELAY_BIN" token --secret "$secret" --room demo --role customer --sub bob --ttl 43200)"
 
     local url="ws://127.0.0.1:$nginx_port/ws"
-    local recording="$ROOT/../shared/fixtures/rrweb/demoit.json"
-    if [[ -f "$recording" ]]; then
-        recording="$(cd "$(dirname "$recording")" && pwd)/$(basename "$recording")"
-    else
-        recording="path/to/rrweb-recording.json"
-    fi
+    local recording="loadtest/fixtures/demo-shop.json"
 
     {
         printf 'export RELAY_URL=%q\n' "$url"
         printf 'export RELAY_JWT_SECRET=%q\n' "$secret"
+        printf 'export RELAY_API_KEY=%q\n' "$api_key"
         printf 'export REDIS_URL=%q\n' "$redis_url"
+        if ((with_compactor)); then printf 'export ARCHIVE_DIR=%q\n' "$STATE/archive"; fi
+        if ((demo)); then printf 'export DEMO_URL=%q\n' "http://127.0.0.1:$nginx_port/demo/"; fi
         printf 'export AGENT_TOKEN=%q\n' "$agent"
         printf 'export CUSTOMER_TOKEN=%q\n' "$customer"
         for ((i = 0; i < nodes; i++)); do
@@ -378,7 +429,7 @@ cmd_start() {
 
     cat <<EOF
 
-assist-relay local cluster: $nodes node(s), redis-server, nginx ($conf_name)
+assist-relay local cluster: $nodes node(s), redis-server,${compactor_pid:+ a compactor,} nginx ($conf_name)
 
   nginx (WebSocket):  $url   (rooms are routed by ?room=)
 EOF
@@ -388,15 +439,36 @@ EOF
     done
     cat <<EOF
   redis:              $redis_url   (redis-cli -p $redis_port)
+EOF
+    if ((with_compactor)); then
+        printf '  compactor:          admin http://127.0.0.1:%s (/livez /readyz /metrics)   archive %s   pid %s\n' \
+            "$compactor_port" "$STATE/archive" "$compactor_pid"
+    fi
+    if ((demo)); then
+        printf '  demo:               http://127.0.0.1:%s/demo/customer.html?room=demo and .../demo/agent.html?room=demo\n' "$nginx_port"
+    fi
+    cat <<EOF
   secret:             $secret
+  API key:            $api_key
   agent token:        $agent
   customer token:     $customer
                       (room demo, agent alice and customer bob, valid 12 h)
 
 Watch as the agent, then stream a recording as the customer (from $ROOT):
 
-  cargo run -p assist-relay --example client -- --url '$url?room=demo' --token '$agent'
-  cargo run -p assist-relay --example client -- --url '$url?room=demo' --token '$customer' --publish $recording --speed 10
+  cargo run -q --release -p assist-relay --example client -- --url '$url?room=demo' --token '$agent'
+  cargo run -q --release -p assist-relay --example client -- --url '$url?room=demo' --token '$customer' --publish $recording --speed 10
+
+End the session (every client is closed with 4502; with --compactor it becomes a recording):
+
+  curl -s -X POST -H 'Authorization: Bearer $api_key' http://127.0.0.1:${admin_ports[0]}/v1/rooms/demo/close
+EOF
+    if ((with_compactor)); then
+        cat <<EOF
+  $RELAY_BIN export demo --archive-dir $STATE/archive --out $STATE/replay-demo --rrweb-dir node_modules/rrweb-player/dist
+EOF
+    fi
+    cat <<EOF
 
 State and logs: $STATE (source $STATE/env for the URLs, secret and tokens).
 Ctrl-C stops everything; from another shell: $0 stop

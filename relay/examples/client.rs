@@ -3,14 +3,19 @@
 //! ```text
 //! cargo run -p assist-relay --example client -- --token "$AGENT"            # watch and chat
 //! cargo run -p assist-relay --example client -- --token "$CUSTOMER" \
-//!     --publish ../shared/fixtures/rrweb/demoit.json --speed 10               # stream a recording
+//!     --publish loadtest/fixtures/demo-shop.json --speed 10             # stream a recording
 //! ```
-//! Every frame received is printed as one line; every line typed on stdin is sent as a chat message.
+//! Every frame received is printed as one readable line (`joined room=… as alice (agent) …`,
+//! `member_joined bob (customer)`, `event @2 full_snapshot (23850 bytes)`, `chat @5 bob: hello`);
+//! every line typed on stdin is sent as a chat message. A `--publish` file that is missing or
+//! not a JSON array of rrweb events exits 1 with a one-line error, before connecting.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use assist_relay_proto::{ClientFrame, Codec, EventHead, EventPayload, ServerFrame};
+use assist_relay_proto::{
+    ClientFrame, Codec, EventHead, EventKind, EventPayload, Guidance, Member, ServerFrame,
+};
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::value::RawValue;
@@ -47,29 +52,161 @@ fn encode(codec: Codec, frame: &ClientFrame<'_>) -> anyhow::Result<Message> {
     })
 }
 
+/// `bob (customer)`.
+fn member(m: &Member) -> String {
+    format!("{} ({})", m.id, m.role.as_str())
+}
+
+/// rrweb's `IncrementalSource` names, by `data.source`.
+const SOURCES: [&str; 17] = [
+    "mutation",
+    "mouse_move",
+    "mouse_interaction",
+    "scroll",
+    "viewport_resize",
+    "input",
+    "touch_move",
+    "media_interaction",
+    "style_sheet_rule",
+    "canvas_mutation",
+    "font",
+    "log",
+    "drag",
+    "style_declaration",
+    "selection",
+    "adopted_style_sheet",
+    "custom_element",
+];
+
+/// One readable line for a frame, as the README shows it.
 fn describe(frame: &ServerFrame<'_>) -> String {
     match frame {
+        ServerFrame::Joined {
+            room,
+            you,
+            members,
+            mode,
+            reason,
+            head,
+            pages,
+            ..
+        } => {
+            let members: Vec<String> = members.iter().map(member).collect();
+            let reason = reason.map_or(String::new(), |r| format!(" ({})", r.as_str()));
+            format!(
+                "joined room={room} as {} mode={}{reason} head={head} pages={} members: {}",
+                member(you),
+                mode.as_str(),
+                pages.len(),
+                members.join(", ")
+            )
+        }
         ServerFrame::Event { offset, event } => {
             let json = event.json();
             let head = serde_json::from_str::<&RawValue>(json)
                 .ok()
                 .and_then(|r| EventHead::scan(r).ok());
-            format!(
-                "event  @{offset} {} ({} bytes)",
-                head.map_or("?", |h| h.kind.label()),
-                json.len()
-            )
+            let kind = head.map_or("?", |h| h.kind.label());
+            match head.map(|h| (h.kind, h.source)) {
+                Some((EventKind::Meta, _)) => format!("event @{offset} meta"),
+                Some((EventKind::IncrementalSnapshot, Some(source))) => format!(
+                    "event @{offset} incremental {} ({} bytes)",
+                    SOURCES.get(usize::from(source)).unwrap_or(&"?"),
+                    json.len()
+                ),
+                _ => format!("event @{offset} {kind} ({} bytes)", json.len()),
+            }
         }
         ServerFrame::Chat {
             offset, from, text, ..
-        } => format!("chat   @{offset} {} ({}): {text}", from.id, from.role),
-        other => format!("{:<6} {:?}", other.type_name(), other),
+        } => format!("chat @{offset} {}: {text}", from.id),
+        ServerFrame::Ack {
+            id,
+            offset,
+            duplicate,
+        } => format!(
+            "ack {id} @{offset}{}",
+            if *duplicate { " (duplicate)" } else { "" }
+        ),
+        ServerFrame::MemberJoined { member: m } => format!("member_joined {}", member(m)),
+        ServerFrame::MemberLeft { member: m } => format!("member_left {}", member(m)),
+        ServerFrame::Resync { epoch, reason } => {
+            format!("resync epoch={epoch} reason={}", reason.as_str())
+        }
+        ServerFrame::CaughtUp { offset } => format!("caught_up @{offset}"),
+        ServerFrame::Error { code, message, id } => match id {
+            Some(id) => format!("error {} (frame {id}): {message}", code.as_str()),
+            None => format!("error {}: {message}", code.as_str()),
+        },
+        ServerFrame::Pong { .. } => "pong".to_owned(),
+        ServerFrame::Chunk {
+            offset,
+            index,
+            count,
+            size,
+            ..
+        } => format!("chunk @{offset} {}/{count} of {size} bytes", index + 1),
+        ServerFrame::ChunkAck { id, index } => format!("chunk_ack {id} #{index}"),
+        ServerFrame::SnapshotRequest { reason } => {
+            format!("snapshot_request {}", reason.as_str())
+        }
+        ServerFrame::Guide {
+            offset,
+            from,
+            guide,
+        } => {
+            let what = match guide {
+                Guidance::Pointer { x, y, .. } => format!("pointer {x:.0},{y:.0}"),
+                Guidance::Highlight { node } => format!("highlight node {node}"),
+                Guidance::Annotate { node, text } => format!("annotate node {node}: {text}"),
+                Guidance::Clear => "clear".to_owned(),
+            };
+            format!("guide @{offset} {}: {what}", from.id)
+        }
+        ServerFrame::Signal { from, signal } => format!(
+            "signal {}: {} call={}",
+            from.id,
+            signal.kind.as_deref().unwrap_or("?"),
+            signal.call.as_deref().unwrap_or("?")
+        ),
     }
 }
 
+/// The events of a recording (a JSON array of rrweb events), read before connecting so that a
+/// missing or invalid file fails at once.
+fn read_recording(path: &std::path::Path) -> anyhow::Result<Vec<Box<RawValue>>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--publish {}: cannot read the file", path.display()))?;
+    let events: Vec<Box<RawValue>> = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "--publish {}: not a JSON array of rrweb events",
+            path.display()
+        )
+    })?;
+    for (i, raw) in events.iter().enumerate() {
+        EventHead::scan(raw).map_err(|e| {
+            anyhow::anyhow!(
+                "--publish {}: element {i} is not an rrweb event: {e}",
+                path.display()
+            )
+        })?;
+    }
+    if events.is_empty() {
+        anyhow::bail!("--publish {}: the array holds no events", path.display());
+    }
+    Ok(events)
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+async fn main() {
+    if let Err(e) = run(Args::parse()).await {
+        eprintln!("client: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let recording = args.publish.as_deref().map(read_recording).transpose()?;
     let codec = if args.msgpack {
         Codec::MsgPack
     } else {
@@ -101,20 +238,10 @@ async fn main() -> anyhow::Result<()> {
         .await?;
 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(256);
-    if let Some(path) = args.publish.clone() {
+    if let Some(events) = recording {
         let tx = tx.clone();
         let speed = args.speed.max(0.001);
         tokio::spawn(async move {
-            let text = match std::fs::read_to_string(&path) {
-                Ok(t) => t,
-                Err(e) => return eprintln!("reading {}: {e}", path.display()),
-            };
-            let events: Vec<&RawValue> = match serde_json::from_str(&text) {
-                Ok(v) => v,
-                Err(e) => {
-                    return eprintln!("{} is not a JSON array of events: {e}", path.display())
-                }
-            };
             let mut prev: Option<f64> = None;
             for raw in &events {
                 let Ok(head) = EventHead::scan(raw) else {
@@ -129,7 +256,7 @@ async fn main() -> anyhow::Result<()> {
                 prev = head.timestamp.or(prev);
                 let frame = ClientFrame::Event {
                     id: None,
-                    event: EventPayload(std::borrow::Cow::Borrowed(*raw)),
+                    event: EventPayload(std::borrow::Cow::Borrowed(&**raw)),
                     head,
                 };
                 let Ok(m) = encode(codec, &frame) else { return };
@@ -165,7 +292,11 @@ async fn main() -> anyhow::Result<()> {
                 Some(Ok(Message::Text(t))) => println!("{}", describe(&ServerFrame::decode(codec, t.as_bytes())?)),
                 Some(Ok(Message::Binary(b))) => println!("{}", describe(&ServerFrame::decode(codec, &b)?)),
                 Some(Ok(Message::Close(frame))) => {
-                    println!("closed: {frame:?}");
+                    match frame {
+                        Some(f) if f.reason.is_empty() => println!("closed {}", u16::from(f.code)),
+                        Some(f) => println!("closed {} {}", u16::from(f.code), f.reason),
+                        None => println!("closed"),
+                    }
                     return Ok(());
                 }
                 Some(Ok(_)) => {}

@@ -7,8 +7,9 @@
 //! even when the replay fails), and the player is
 //! loaded from `rrweb-player/index.js` and `rrweb-player/style.css` beside the page. Those come
 //! from npm (`npm install rrweb-player`, files in `node_modules/rrweb-player/dist/`; 1.x names
-//! the script `index.js`, 2.x `rrweb-player.umd.cjs`): pass `--rrweb-dir` to copy them, or copy
-//! them yourself.
+//! the script `index.js`, 2.x `rrweb-player.umd.cjs`): `relay export` copies them from
+//! `--rrweb-dir` (default `node_modules/rrweb-player/dist` when present) and refuses to write a
+//! page that cannot play unless told `--no-player` ([`PLAYER_HINT`]).
 
 use std::path::{Path, PathBuf};
 
@@ -29,8 +30,8 @@ pub fn export(
 ) -> anyhow::Result<PathBuf> {
     assist_relay_proto::validate_id("room", room).map_err(anyhow::Error::msg)?;
     let archive = FsArchive::new(archive_dir);
-    let (manifest, events, chat) =
-        read_recording(&archive, room, epoch).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (manifest, events, chat) = read_recording(&archive, room, epoch)
+        .map_err(|e| anyhow::anyhow!("{e}{}", not_ended_hint(&archive, room, epoch)))?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let events = std::str::from_utf8(&events).context("recording events are not UTF-8")?;
     // `</script>` or U+2028 inside the string is harmless: the file is loaded by `src`, and
@@ -70,6 +71,40 @@ pub fn export(
     std::fs::write(&page, PAGE.replace("{{room}}", &html_escape(room)))?;
     crate::audit::export(room, &manifest.epoch, out);
     Ok(page)
+}
+
+/// Where rrweb-player's `dist/` is when `--rrweb-dir` is not given: `node_modules/rrweb-player/dist`
+/// under the current directory (after `npm install rrweb-player` there).
+pub const DEFAULT_RRWEB_DIR: &str = "node_modules/rrweb-player/dist";
+
+/// What to do about a missing player, for the error of `relay export` without `--rrweb-dir`.
+pub const PLAYER_HINT: &str = "the replay page needs rrweb-player, which the relay does not ship: \
+run `npm install rrweb-player@2.1.6` and pass --rrweb-dir node_modules/rrweb-player/dist \
+(run from the directory holding node_modules/ and it is found by itself), \
+or pass --no-player to write the page without it and copy the player beside it yourself";
+
+/// Why there may be no recording yet, for the error of a missing one: a room becomes a
+/// recording only once its session has ended and the compactor has written it.
+fn not_ended_hint(archive: &FsArchive, room: &str, epoch: Option<&str>) -> String {
+    use crate::compactor::Archive;
+    let in_progress = match epoch {
+        Some(_) => false,
+        // Parts archived live (long sessions) but no manifest: the session is still going.
+        None => archive.list(room).is_ok_and(|epochs| !epochs.is_empty()),
+    };
+    format!(
+        "{}. A room becomes a recording when its session has ended: an agent sends `end`, your \
+backend calls `POST /v1/rooms/{room}/close` on the admin listener (with --api-key), or the \
+customer has been gone for --customer-idle-close (default 30m); then the compactor writes it \
+(embedded mode: the node itself into its --archive-dir; cluster mode: `relay compactor`). \
+Check --archive-dir ({}) if the session has ended",
+        if in_progress {
+            " (parts were archived while the session ran, so it has not ended yet)"
+        } else {
+            ""
+        },
+        archive.root().display()
+    )
 }
 
 fn html_escape(s: &str) -> String {

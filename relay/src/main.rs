@@ -97,10 +97,15 @@ struct ExportArgs {
     /// Epoch of the recording (default: the latest).
     #[arg(long)]
     epoch: Option<String>,
-    /// Directory with rrweb-player's `index.js` and `style.css` (npm: node_modules/rrweb-player/dist)
-    /// to copy beside the page.
-    #[arg(long)]
+    /// rrweb-player's `dist/` directory (`npm install rrweb-player`), whose script and
+    /// `style.css` are copied beside the page; default `node_modules/rrweb-player/dist` when it
+    /// exists. Without either (nor --no-player) the export fails: the page cannot play.
+    #[arg(long, conflicts_with = "no_player")]
     rrweb_dir: Option<std::path::PathBuf>,
+    /// Write the page without the player (copy `rrweb-player/index.js` and
+    /// `rrweb-player/style.css` beside it yourself).
+    #[arg(long)]
+    no_player: bool,
     /// Also write the audit event of this export to this file as a JSON line (it always goes
     /// to standard error).
     #[arg(long, env = "RELAY_AUDIT_LOG")]
@@ -199,12 +204,22 @@ fn main() -> ExitCode {
                 eprintln!("relay export: {e:#}");
                 return ExitCode::from(64);
             }
+            let default_player = std::path::Path::new(assist_relay::export::DEFAULT_RRWEB_DIR);
+            let rrweb_dir = match (&args.rrweb_dir, args.no_player) {
+                (Some(dir), _) => Some(dir.as_path()),
+                (None, true) => None,
+                (None, false) if default_player.is_dir() => Some(default_player),
+                (None, false) => {
+                    eprintln!("relay export: {}", assist_relay::export::PLAYER_HINT);
+                    return ExitCode::from(64);
+                }
+            };
             match assist_relay::export::export(
                 &args.archive_dir,
                 &args.room,
                 args.epoch.as_deref(),
                 &args.out,
-                args.rrweb_dir.as_deref(),
+                rrweb_dir,
             ) {
                 Ok(path) => {
                     println!("{}", path.display());
@@ -361,11 +376,35 @@ async fn serve(
     }
     let metrics = Metrics::new();
     let config_log = config.log.clone();
+    let admin_max = config.quotas.admin_max_connections;
+    // Both listeners first: a port in use fails at once, and while a cluster node waits for
+    // Redis its admin listener already answers probes (`/livez` 200, `/readyz` 503).
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let admin = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("binding admin {}", args.admin_listen))?;
     let builder = NodeBuilder::new(config);
-    let (node, mode) = match &args.redis_url {
-        None => (builder.metrics(metrics).embedded().0, "embedded"),
+    let (node, mode, admin) = match &args.redis_url {
+        None => (builder.metrics(metrics).embedded().0, "embedded", admin),
         Some(url) => {
-            tracing::info!(url = %redacted_url(url), tls = tls.is_some(), "connecting to redis");
+            let at = redacted_url(url);
+            tracing::info!(
+                url = %at,
+                tls = tls.is_some(),
+                admin = %admin.local_addr()?,
+                "connecting to redis at {at} (retried for 30 s; meanwhile /livez answers 200 and /readyz 503)"
+            );
+            let (connected, wait) = tokio::sync::oneshot::channel::<()>();
+            let probes = tokio::spawn(assist_relay::http::starting::serve_starting(
+                admin,
+                format!("connecting to redis at {at}"),
+                admin_max,
+                async move {
+                    let _ = wait.await;
+                },
+            ));
             let redis = RedisConfig {
                 url: url.clone(),
                 tls,
@@ -375,29 +414,28 @@ async fn serve(
                 room_ttl: args.room_ttl,
                 cluster: args.redis_cluster,
             };
-            let store = RedisStore::connect(
-                redis,
-                config_log,
-                metrics.redis.clone(),
-                Duration::from_secs(30),
-            )
-            .await
-            .context("connecting to redis")?;
-            let node = builder
-                .metrics(metrics)
-                .shared_mask_key(args.mask_key.is_none())
-                .cluster(store)
+            let node = async {
+                let store = RedisStore::connect(
+                    redis,
+                    config_log,
+                    metrics.redis.clone(),
+                    Duration::from_secs(30),
+                )
                 .await
-                .context("reading the cluster's mask key from redis")?;
-            (node, "cluster")
+                .with_context(|| format!("connecting to redis at {at}"))?;
+                builder
+                    .metrics(metrics)
+                    .shared_mask_key(args.mask_key.is_none())
+                    .cluster(store)
+                    .await
+                    .with_context(|| format!("reading the cluster's mask key from redis at {at}"))
+            }
+            .await;
+            let _ = connected.send(());
+            let admin = probes.await.context("the admin listener's startup task")?;
+            (node?, "cluster", admin)
         }
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    let admin = tokio::net::TcpListener::bind(args.admin_listen)
-        .await
-        .with_context(|| format!("binding admin {}", args.admin_listen))?;
     tracing::info!(
         listen = %listener.local_addr()?,
         admin = %admin.local_addr()?,
@@ -436,9 +474,26 @@ async fn compactor(
         keep_until_archived: true,
         ..Default::default()
     };
+    // The admin listener first: while Redis is retried, `/livez` answers 200 and `/readyz` 503.
+    let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("binding admin {}", args.admin_listen))?;
+    let at = redacted_url(&args.redis_url);
+    let (connected, wait) = tokio::sync::oneshot::channel::<()>();
+    let probes = tokio::spawn(assist_relay::http::starting::serve_starting(
+        admin_listener,
+        format!("connecting to redis at {at}"),
+        64,
+        async move {
+            let _ = wait.await;
+        },
+    ));
     let store = RedisStore::connect(redis, log, metrics.redis.clone(), Duration::from_secs(30))
         .await
-        .context("connecting to redis")?;
+        .with_context(|| format!("connecting to redis at {at}"));
+    let _ = connected.send(());
+    let admin_listener = probes.await.context("the admin listener's startup task")?;
+    let store = store?;
     let archive: Arc<dyn assist_relay::compactor::Archive> =
         Arc::new(assist_relay::compactor::FsArchive::new(&args.archive_dir));
     let consumer = args.consumer.clone().unwrap_or_else(|| {
@@ -458,9 +513,13 @@ async fn compactor(
     let admin = args.admin_listen;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut admin_stop = stop_rx.clone();
-    let admin_task = tokio::spawn(worker::serve_admin(admin, cmetrics.clone(), async move {
-        let _ = admin_stop.changed().await;
-    }));
+    let admin_task = tokio::spawn(worker::serve_admin(
+        admin_listener,
+        cmetrics.clone(),
+        async move {
+            let _ = admin_stop.changed().await;
+        },
+    ));
     tracing::info!(archive = %args.archive_dir.display(), %admin, "compactor running");
     let run = tokio::spawn(worker::run(store, archive, cfg, cmetrics, stop_rx));
     shutdown_signal().await;

@@ -163,6 +163,7 @@ async fn joins_refusals_api_calls_session_ends_recordings_and_exports_are_audite
     let out_dir = dir.join("export");
     let export = Command::new(env!("CARGO_BIN_EXE_relay"))
         .args(["export", room, "--out", &out_dir.display().to_string()])
+        .arg("--no-player")
         .args(["--archive-dir", &archive.display().to_string()])
         .args(["--audit-log", &audit.display().to_string()])
         .output()

@@ -9,7 +9,6 @@
 //! failed for good (a corrupt log), goes to the dead-letter stream `ar:jobs:dead` with its reason,
 //! and the others proceed.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -338,14 +337,13 @@ pub async fn run(
     }
 }
 
-/// Serves `/metrics`, `/livez` and `/readyz` for a compactor.
+/// Serves `/metrics`, `/livez` and `/readyz` for a compactor on its (bound) admin listener.
 pub async fn serve_admin(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     metrics: CompactorMetrics,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use axum::routing::get;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
     let app = axum::Router::new()
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))

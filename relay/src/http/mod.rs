@@ -7,6 +7,9 @@
 //!   (past it a new connection drops the oldest), `--admin-header-timeout` to send a request's
 //!   headers, `--admin-request-timeout` to be answered.
 //!
+//! While a cluster node connects to Redis, [`starting`] answers the admin listener's probes
+//! (`/livez` 200, `/readyz` 503).
+//!
 //! [`serve`] runs both for `relay serve` and the tests. Not here: admission decisions
 //! (`crate::auth`, `crate::limits`), the session (`crate::session`), the node (`crate::node`).
 
@@ -14,6 +17,7 @@ pub mod admin;
 pub mod api;
 pub mod demo;
 mod public;
+pub mod starting;
 pub mod ws;
 
 use std::future::Future;

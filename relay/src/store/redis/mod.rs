@@ -97,7 +97,12 @@ impl RedisStore {
                         return Err(unavailable(e))
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "redis cluster not reachable yet; retrying");
+                        tracing::warn!(
+                            error = %e,
+                            url = %config::redacted_url(&cfg.url),
+                            "redis cluster not reachable yet at {}; retrying",
+                            config::redacted_url(&cfg.url)
+                        );
                         tokio::time::sleep(backoff.next()).await;
                     }
                 }
@@ -143,7 +148,12 @@ impl RedisStore {
                         return Err(unavailable(e))
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "redis not reachable yet; retrying");
+                        tracing::warn!(
+                            error = %e,
+                            url = %config::redacted_url(&cfg.url),
+                            "redis not reachable yet at {}; retrying",
+                            config::redacted_url(&cfg.url)
+                        );
                         tokio::time::sleep(backoff.next()).await;
                     }
                 }
