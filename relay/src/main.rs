@@ -82,6 +82,10 @@ struct CompactorArgs {
     /// Log format.
     #[arg(long, env = "RELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
+    /// Webhooks (`recording.ready`, `recording.failed`, idle `room.closed`): the same flags as
+    /// `relay serve`; the compactor queues them, the relay nodes deliver them.
+    #[command(flatten)]
+    webhook: assist_relay::config::WebhookArgs,
 }
 
 #[derive(clap::Args)]
@@ -172,6 +176,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(64);
                 }
             };
+            let hooks = match assist_relay::config::WebhookConfig::try_from(&args.webhook) {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!("relay compactor: {e}");
+                    return ExitCode::from(64);
+                }
+            };
             if let Err(e) = init_logging(args.log_format, args.audit_log.as_deref(), false) {
                 eprintln!("relay compactor: {e:#}");
                 return ExitCode::from(64);
@@ -186,7 +197,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(compactor(args, tls)) {
+            match runtime.block_on(compactor(args, tls, hooks)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "compactor stopped");
@@ -419,6 +430,7 @@ async fn serve(
 async fn compactor(
     args: CompactorArgs,
     tls: Option<assist_relay::store::redis::RedisTls>,
+    hooks: assist_relay::config::WebhookConfig,
 ) -> anyhow::Result<()> {
     use assist_relay::compactor::worker::{self, CompactorMetrics, WorkerConfig};
     let metrics = Metrics::new();
@@ -453,6 +465,13 @@ async fn compactor(
         max_attempts: args.max_attempts.max(1),
         hold: args.hold,
         idle_close: Some(args.customer_idle_close).filter(|d| !d.is_zero()),
+        // Enqueue only: relay nodes deliver.
+        webhooks: assist_relay::webhook::Webhooks::cluster(
+            hooks,
+            store.clone(),
+            assist_relay::webhook::WebhookMetrics::new(&prometheus::Registry::new()),
+            false,
+        ),
     };
     let cmetrics = CompactorMetrics::new();
     let admin = args.admin_listen;

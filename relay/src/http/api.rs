@@ -182,6 +182,8 @@ async fn native_page(
     match stored {
         Ok(a) => {
             if !a.duplicate {
+                let event = crate::webhook::Event::native_page(&room, &req.page, a.offset, "api");
+                node.emit(event).await;
                 node.metrics.native_pages.with_label_values(&["api"]).inc();
                 node.metrics
                     .appends

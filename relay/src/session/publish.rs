@@ -219,6 +219,9 @@ impl Inbound {
         match stored {
             Ok(appended) => {
                 if !appended.duplicate {
+                    let (room, offset) = (&self.room, appended.offset);
+                    let event = crate::webhook::Event::native_page(room, &page, offset, "frame");
+                    node.emit(event).await;
                     node.metrics
                         .native_pages
                         .with_label_values(&["frame"])

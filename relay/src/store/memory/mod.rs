@@ -19,8 +19,8 @@ use self::staging::Staging;
 use super::cap;
 use super::plan::{plan, Bounds};
 use super::{
-    Appended, Archival, Bus, CatchUp, CatchUpRequest, ChunkIn, Entered, Entry, EntryBody,
-    LogConfig, LogState, NewEntry, Presence, RoomInfo, RoomLog, RoomMsg, Staged, StoreError,
+    Appended, Archival, Bus, CatchUp, CatchUpRequest, ChunkIn, Entry, EntryBody, LogConfig,
+    LogState, NewEntry, PresenceWatcher, RoomInfo, RoomLog, RoomMsg, Staged, StoreError,
     Subscription, TypedValues, UploadLimits, Uploads, MAX_PAGES, MAX_TYPED_HASHES,
 };
 use crate::hub::{Hub, HubConfig};
@@ -35,6 +35,7 @@ pub struct MemoryStore {
     used: Arc<AtomicU64>,
     /// The node's fan-out: appends are delivered to it under the room lock.
     hub: Arc<Hub>,
+    watcher: std::sync::OnceLock<PresenceWatcher>,
 }
 
 struct RoomState {
@@ -52,6 +53,8 @@ struct RoomState {
     dedup: HashMap<(String, String), u64>,
     dedup_order: VecDeque<(String, String)>,
     presence: HashMap<String, (Member, HashSet<u64>)>,
+    /// A member has entered this room (its `room.opened` was reported).
+    opened: bool,
     last_activity: Instant,
     /// Page timeline, oldest first, at most `MAX_PAGES`.
     pages: VecDeque<PageRecord>,
@@ -106,6 +109,7 @@ impl RoomState {
             dedup: HashMap::new(),
             dedup_order: VecDeque::new(),
             presence: HashMap::new(),
+            opened: false,
             last_activity: Instant::now(),
             pages: VecDeque::new(),
             tail_bytes: 0,
@@ -181,6 +185,7 @@ impl MemoryStore {
             }),
             config,
             used,
+            watcher: Default::default(),
         })
     }
 
@@ -604,73 +609,7 @@ impl Bus for MemoryStore {
     }
 }
 
-#[async_trait]
-impl Presence for MemoryStore {
-    async fn enter(
-        &self,
-        room_id: &str,
-        member: &Member,
-        conn: u64,
-        max_members: usize,
-        max_conns: usize,
-    ) -> Result<Entered, StoreError> {
-        let room = self.room(room_id);
-        let mut st = lock(&room);
-        st.last_activity = Instant::now();
-        let first = !st.presence.contains_key(&member.id);
-        if first && st.presence.len() >= max_members {
-            return Ok(Entered::Full);
-        }
-        if st
-            .presence
-            .get(&member.id)
-            .is_some_and(|(_, conns)| conns.len() >= max_conns)
-        {
-            return Ok(Entered::TooManyConnections);
-        }
-        st.presence
-            .entry(member.id.clone())
-            .or_insert_with(|| (member.clone(), HashSet::new()))
-            .1
-            .insert(conn);
-        if first {
-            self.hub
-                .send(room_id, RoomMsg::Joined(Arc::new(member.clone())));
-        }
-        if member.role == assist_relay_proto::Role::Customer {
-            st.customer_left = None;
-        }
-        Ok(Entered::Members(st.members()))
-    }
-
-    async fn exit(&self, room_id: &str, member: &Member, conn: u64) -> Result<(), StoreError> {
-        let Some(room) = self.rooms.get(room_id).map(|r| r.clone()) else {
-            return Ok(());
-        };
-        let mut st = lock(&room);
-        st.last_activity = Instant::now();
-        let last = match st.presence.get_mut(&member.id) {
-            Some((_, conns)) => {
-                conns.remove(&conn);
-                conns.is_empty()
-            }
-            None => false,
-        };
-        if last {
-            st.presence.remove(&member.id);
-            self.hub
-                .send(room_id, RoomMsg::Left(Arc::new(member.clone())));
-            let customer_present = st
-                .presence
-                .values()
-                .any(|(m, _)| m.role == assist_relay_proto::Role::Customer);
-            if member.role == assist_relay_proto::Role::Customer && !customer_present {
-                st.customer_left = Some(Instant::now());
-            }
-        }
-        Ok(())
-    }
-}
+mod presence;
 
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@
 --   4 member  the presence member `<sub>\x1f<role>\x1f<node>:<conn>`
 --   5 sub     the participant
 --   6 role    its role
--- Returns 1.
+-- Returns `left` (reap.lua's), with this participant if that was its last connection.
 local member, sub, role = ARGV[4], ARGV[5], ARGV[6]
 
 redis.call('ZREM', presence, member)
@@ -16,5 +16,8 @@ local still = false
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', presence, now, '+inf')) do
   if sub_of(m) == sub then still = true end
 end
-if not still and present[sub] then publish('L' .. sub .. '\31' .. role) end
-return 1
+if not still and present[sub] then
+  publish('L' .. sub .. '\31' .. role)
+  table.insert(left, sub .. '\31' .. role)
+end
+return left

@@ -1,0 +1,124 @@
+//! Embedded mode's outbox: a bounded in-process queue (`--webhook-queue`) feeding delivery, and
+//! a bounded list of dead letters (`--webhook-dead-letters`, the oldest dropped first). A crash
+//! or restart loses what is queued and in flight (docs/operations.md says so): run cluster mode
+//! where that matters. A full queue drops the new event (logged and counted).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::deliver::{self, Deliverer, Item, Outcome, Settle};
+use super::{Event, Outbox, WebhookMetrics};
+use crate::config::WebhookConfig;
+use crate::store::{StoreError, Unavailable};
+
+/// An event given up on.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    /// Event id.
+    pub id: String,
+    /// Event type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Room.
+    pub room: String,
+    /// Endpoint.
+    pub url: String,
+    /// Why (the last failure).
+    pub reason: String,
+    /// The body that was not delivered.
+    pub body: String,
+    /// When it was given up on, ms.
+    pub dead_ms: u64,
+}
+
+/// The in-process outbox.
+pub struct MemoryOutbox {
+    tx: mpsc::Sender<Item>,
+    dead: Arc<DeadList>,
+}
+
+struct DeadList {
+    list: Mutex<VecDeque<DeadLetter>>,
+    cap: usize,
+}
+
+impl MemoryOutbox {
+    /// The outbox with its delivery task.
+    pub(super) fn spawn(cfg: &WebhookConfig, metrics: WebhookMetrics) -> Arc<MemoryOutbox> {
+        let (tx, rx) = mpsc::channel(cfg.queue);
+        let dead = Arc::new(DeadList {
+            list: Mutex::new(VecDeque::new()),
+            cap: cfg.dead_letters,
+        });
+        let deliverer = Arc::new(Deliverer::new(cfg.clone(), metrics));
+        tokio::spawn(deliver::run(rx, deliverer, dead.clone()));
+        Arc::new(MemoryOutbox { tx, dead })
+    }
+
+    /// Dead letters, oldest first.
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.dead
+            .list
+            .lock()
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl Outbox for MemoryOutbox {
+    async fn push(&self, event: &Event, body: &str, urls: &[&str]) -> Result<(), StoreError> {
+        let body = Bytes::from(body.to_owned());
+        for url in urls {
+            let item = Item {
+                id: event.id.clone(),
+                kind: event.kind.to_owned(),
+                room: event.room.clone(),
+                url: (*url).to_owned(),
+                body: body.clone(),
+                emitted_ms: event.timestamp,
+                handle: format!("{}\x1f{url}", event.id),
+            };
+            self.tx.try_send(item).map_err(|e| {
+                let why = match e {
+                    mpsc::error::TrySendError::Full(_) => "the webhook queue is full",
+                    mpsc::error::TrySendError::Closed(_) => "webhook delivery stopped",
+                };
+                StoreError::Unavailable(Unavailable::Local, why.into())
+            })?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Settle for DeadList {
+    async fn settle(&self, item: &Item, outcome: &Outcome) {
+        let Outcome::Dead(reason) = outcome else {
+            return;
+        };
+        if self.cap == 0 {
+            return;
+        }
+        let Ok(mut list) = self.list.lock() else {
+            return;
+        };
+        if list.len() >= self.cap {
+            list.pop_front();
+        }
+        list.push_back(DeadLetter {
+            id: item.id.clone(),
+            kind: item.kind.clone(),
+            room: item.room.clone(),
+            url: item.url.clone(),
+            reason: reason.clone(),
+            body: String::from_utf8_lossy(&item.body).into_owned(),
+            dead_ms: crate::hub::now_us() / 1000,
+        });
+    }
+}
