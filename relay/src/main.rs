@@ -34,7 +34,7 @@ enum Command {
     Token(TokenArgs),
     /// Run a compaction worker: turns closed rooms (and, live, what lies below each keyframe)
     /// into recordings in the archive. Start as many as needed; they share the job stream.
-    Compactor(CompactorArgs),
+    Compactor(Box<CompactorArgs>),
     /// Write a replay page (HTML + the recording) for a room's recording.
     Export(ExportArgs),
 }
@@ -197,7 +197,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(compactor(args, tls, hooks)) {
+            match runtime.block_on(compactor(*args, tls, hooks)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "compactor stopped");
@@ -427,6 +427,21 @@ async fn serve(
     Ok(())
 }
 
+/// A compactor's webhooks: queued only (relay nodes deliver them); rooms it removes report
+/// their last members as left.
+fn compactor_webhooks(
+    cfg: assist_relay::config::WebhookConfig,
+    store: &RedisStore,
+) -> assist_relay::webhook::Webhooks {
+    use assist_relay::store::Presence;
+    let metrics = assist_relay::webhook::WebhookMetrics::new(&prometheus::Registry::new());
+    let hooks = assist_relay::webhook::Webhooks::cluster(cfg, store.clone(), metrics, false);
+    if hooks.enabled() {
+        store.watch(assist_relay::webhook::presence_watcher(hooks.clone()));
+    }
+    hooks
+}
+
 async fn compactor(
     args: CompactorArgs,
     tls: Option<assist_relay::store::redis::RedisTls>,
@@ -465,13 +480,7 @@ async fn compactor(
         max_attempts: args.max_attempts.max(1),
         hold: args.hold,
         idle_close: Some(args.customer_idle_close).filter(|d| !d.is_zero()),
-        // Enqueue only: relay nodes deliver.
-        webhooks: assist_relay::webhook::Webhooks::cluster(
-            hooks,
-            store.clone(),
-            assist_relay::webhook::WebhookMetrics::new(&prometheus::Registry::new()),
-            false,
-        ),
+        webhooks: compactor_webhooks(hooks, &store),
     };
     let cmetrics = CompactorMetrics::new();
     let admin = args.admin_listen;

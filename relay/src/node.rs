@@ -105,6 +105,10 @@ impl Node {
         reason: &str,
         by: Option<&assist_relay_proto::Member>,
     ) -> Result<bool, crate::store::StoreError> {
+        // The final job may seal the room before this call does (it is queued first); the
+        // room was still open when this call began, so the close is still this call's to
+        // report. Its id comes from the epoch, so two racing closers report it once.
+        let before = self.log.log_state(room).await.ok();
         if let Some(jobs) = self.jobs.get() {
             jobs.enqueue(crate::compactor::Job {
                 room: room.to_owned(),
@@ -116,14 +120,17 @@ impl Node {
         if closed {
             self.metrics.rooms_closed.inc();
             tracing::info!(room, reason, "room closed");
+        }
+        let was_open = before.as_ref().is_none_or(|s| !s.sealed);
+        if closed || was_open {
             let by = by.map(|m| serde_json::json!({ "sub": m.id, "role": m.role.as_str() }));
             let data = serde_json::json!({ "reason": reason, "by": by });
-            self.emit(crate::webhook::Event::new(
-                crate::webhook::EventKind::RoomClosed,
-                room,
-                data,
-            ))
-            .await;
+            let kind = crate::webhook::EventKind::RoomClosed;
+            let event = match before.filter(|s| !s.epoch.is_empty()) {
+                Some(s) => crate::webhook::Event::of_fact(kind, room, &s.epoch, data),
+                None => crate::webhook::Event::new(kind, room, data),
+            };
+            self.emit(event).await;
         }
         Ok(closed)
     }

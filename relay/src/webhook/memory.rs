@@ -3,7 +3,7 @@
 //! or restart loses what is queued and in flight (docs/operations.md says so): run cluster mode
 //! where that matters. A full queue drops the new event (logged and counted).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -36,10 +36,14 @@ pub struct DeadLetter {
     pub dead_ms: u64,
 }
 
+/// Event ids remembered against a second report of the same fact.
+const SEEN: usize = 10_000;
+
 /// The in-process outbox.
 pub struct MemoryOutbox {
     tx: mpsc::Sender<Item>,
     dead: Arc<DeadList>,
+    seen: Mutex<(HashSet<String>, VecDeque<String>)>,
 }
 
 struct DeadList {
@@ -57,7 +61,11 @@ impl MemoryOutbox {
         });
         let deliverer = Arc::new(Deliverer::new(cfg.clone(), metrics));
         tokio::spawn(deliver::run(rx, deliverer, dead.clone()));
-        Arc::new(MemoryOutbox { tx, dead })
+        Arc::new(MemoryOutbox {
+            tx,
+            dead,
+            seen: Default::default(),
+        })
     }
 
     /// Dead letters, oldest first.
@@ -73,6 +81,18 @@ impl MemoryOutbox {
 #[async_trait]
 impl Outbox for MemoryOutbox {
     async fn push(&self, event: &Event, body: &str, urls: &[&str]) -> Result<(), StoreError> {
+        if let Ok(mut seen) = self.seen.lock() {
+            let (set, order) = &mut *seen;
+            if !set.insert(event.id.clone()) {
+                return Ok(()); // the same fact, reported twice
+            }
+            order.push_back(event.id.clone());
+            if order.len() > SEEN {
+                if let Some(old) = order.pop_front() {
+                    set.remove(&old);
+                }
+            }
+        }
         let body = Bytes::from(body.to_owned());
         for url in urls {
             let item = Item {

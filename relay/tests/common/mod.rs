@@ -242,14 +242,21 @@ impl Relay {
                         // node's commands.
                         let worker_store =
                             server.store(config.log.clone(), Metrics::new().redis).await;
-                        // Queues `recording.*` (the nodes deliver them).
+                        // Queues `recording.*` (the nodes deliver them), and the members of the
+                        // rooms it removes as left.
+                        let hooks = assist_relay::webhook::Webhooks::cluster(
+                            config.webhooks.clone(),
+                            worker_store.clone(),
+                            Metrics::new().webhook,
+                            false,
+                        );
+                        if hooks.enabled() {
+                            use assist_relay::store::Presence;
+                            worker_store
+                                .watch(assist_relay::webhook::presence_watcher(hooks.clone()));
+                        }
                         let cfg = assist_relay::compactor::worker::WorkerConfig {
-                            webhooks: assist_relay::webhook::Webhooks::cluster(
-                                config.webhooks.clone(),
-                                worker_store.clone(),
-                                Metrics::new().webhook,
-                                false,
-                            ),
+                            webhooks: hooks,
                             ..cfg
                         };
                         tokio::spawn(assist_relay::compactor::worker::run(

@@ -20,8 +20,8 @@ use super::cap;
 use super::plan::{plan, Bounds};
 use super::{
     Appended, Archival, Bus, CatchUp, CatchUpRequest, ChunkIn, Entry, EntryBody, LogConfig,
-    LogState, NewEntry, PresenceWatcher, RoomInfo, RoomLog, RoomMsg, Staged, StoreError,
-    Subscription, TypedValues, UploadLimits, Uploads, MAX_PAGES, MAX_TYPED_HASHES,
+    LogState, NewEntry, PresenceChange, PresenceWatcher, RoomInfo, RoomLog, RoomMsg, Staged,
+    StoreError, Subscription, TypedValues, UploadLimits, Uploads, MAX_PAGES, MAX_TYPED_HASHES,
 };
 use crate::hub::{Hub, HubConfig};
 
@@ -494,7 +494,17 @@ impl Archival for MemoryStore {
     }
 
     async fn remove_room(&self, room: &str) -> Result<(), StoreError> {
-        self.rooms.remove(room);
+        // Members still connected are reported as left now: their connections end with the room.
+        let left = self.rooms.remove(room).map(|(_, r)| {
+            let mut left: Vec<Member> = lock(&r).presence.drain().map(|(_, (m, _))| m).collect();
+            left.sort_by(|a, b| a.id.cmp(&b.id));
+            left
+        });
+        let left = left
+            .unwrap_or_default()
+            .into_iter()
+            .map(PresenceChange::Left);
+        presence::report(self.watcher.get(), room, left.collect()).await;
         Ok(())
     }
 

@@ -56,7 +56,7 @@ impl MemoryStore {
 }
 
 /// Hands presence changes to the watcher, if any, outside the room lock.
-async fn report(w: Option<&PresenceWatcher>, room: &str, changes: Vec<PresenceChange>) {
+pub(super) async fn report(w: Option<&PresenceWatcher>, room: &str, changes: Vec<PresenceChange>) {
     for c in changes.into_iter().filter(|_| w.is_some()) {
         if let Some(w) = w {
             w(room.to_owned(), c).await;

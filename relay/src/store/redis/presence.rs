@@ -128,7 +128,7 @@ impl RedisStore {
     }
 
     /// Reports `<sub>\x1f<role>` entries as left.
-    async fn report_left(&self, room: &str, left: &[String]) {
+    pub(super) async fn report_left(&self, room: &str, left: &[String]) {
         for m in left.iter().filter_map(|s| parse_member(s)) {
             self.report(room, PresenceChange::Left(m)).await;
         }

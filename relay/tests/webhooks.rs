@@ -1,0 +1,209 @@
+//! Webhooks against a real receiver (an HTTP server started by the test): every event of a
+//! session arrives, signed, exactly once after dedup by id and in order per room, through
+//! failures, timeouts and 500-then-200; a dead endpoint ends in the dead-letter list. Runs on
+//! both backends (`RELAY_TEST_BACKEND=redis`: two nodes and a compactor worker over Redis).
+
+mod common;
+mod webhook_support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use assist_relay::config::{parse_endpoint, NodeConfig};
+use assist_relay_proto::{ClientFrame, Codec, Role};
+use common::*;
+use webhook_support::{summary, Answer, Delivery, Receiver};
+
+const HOOK_SECRET: &str = "whsec-test-test-test-test-test-test";
+/// Long enough for a compactor pass and a few retries.
+const WITHIN: Duration = Duration::from_secs(30);
+
+fn temp_archive(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "assist-relay-webhooks-{name}-{}-{:x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn with_webhooks(c: &mut NodeConfig, urls: &[String], archive: &std::path::Path) {
+    c.log.keep_until_archived = true;
+    c.archive_dir = Some(archive.to_owned());
+    let w = &mut c.webhooks;
+    w.endpoints = urls
+        .iter()
+        .map(|u| parse_endpoint(u).expect("endpoint"))
+        .collect();
+    w.secret = HOOK_SECRET.as_bytes().to_vec();
+    w.key_id = "k1".into();
+    w.timeout = Duration::from_millis(500);
+    w.max_attempts = 6;
+    w.backoff_base = Duration::from_millis(50);
+    w.backoff_cap = Duration::from_millis(300);
+}
+
+fn position(d: &[Delivery], kind: &str, sub: Option<&str>) -> usize {
+    d.iter()
+        .position(|x| x.kind == kind && sub.is_none_or(|s| x.body["data"]["sub"] == s))
+        .unwrap_or_else(|| panic!("no {kind} {sub:?} in {:#?}", summary(d)))
+}
+
+/// Writes the receiver's log of one session under target/ (the closing note).
+fn write_stream(name: &str, d: &[Delivery]) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/webhooks");
+    let _ = std::fs::create_dir_all(&dir);
+    let backend = if cluster_mode() { "redis" } else { "memory" };
+    let text: String = d.iter().map(|x| format!("{}\n", x.body)).collect();
+    let _ = std::fs::write(dir.join(format!("{name}-{backend}.jsonl")), text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_arrives_once_in_order_and_signed_through_failures() {
+    let receiver = Receiver::start(HOOK_SECRET).await;
+    // room.opened: 500 then 200; the customer's join: a timeout first; every other event a
+    // 503 on its first attempt, so each is retried and the next must wait for it.
+    receiver.script(|ev, attempt| match (ev["type"].as_str(), attempt) {
+        (Some("room.opened"), 1) => Answer::Status(500),
+        (Some("member.joined"), 1) if ev["data"]["role"] == "customer" => {
+            Answer::Hang(Duration::from_millis(900))
+        }
+        (_, 1) => Answer::Status(503),
+        _ => Answer::Ok,
+    });
+    let dir = temp_archive("session");
+    let url = receiver.url("/hooks");
+    let relay = Relay::start_with(|c| with_webhooks(c, &[url], &dir)).await;
+    let room = "wh-session";
+    let (mut cust, _) = relay.join(room, Role::Customer, "cust", Codec::Json).await;
+    let (mut agent, _) = relay.join(room, Role::Agent, "agent", Codec::Json).await;
+    cust.publish(&synthetic(4, 1), Some("m")).await;
+    cust.publish(&synthetic(2, 2), Some("s")).await;
+    agent.chat("c1", "hello").await;
+    // Wait until the entries are stored, then end the session.
+    cust.recv_until(|f| matches!(f, assist_relay_proto::ServerFrame::Chat { .. }))
+        .await;
+    agent.send(&ClientFrame::End).await;
+    agent.closed().await;
+    cust.closed().await;
+
+    let got = receiver
+        .await_accepted("the whole session", WITHIN, |d| {
+            d.iter().any(|x| x.kind == "recording.ready")
+                && d.iter().filter(|x| x.kind == "member.left").count() == 2
+        })
+        .await;
+    // Nothing more trickles in (no duplicate ids would show here anyway: `accepted` dedups).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let got_later = receiver.accepted();
+    assert_eq!(summary(&got), summary(&got_later), "late extra events");
+    write_stream("session", &got);
+
+    let kinds: Vec<&str> = got.iter().map(|d| d.kind.as_str()).collect();
+    assert_eq!(got.len(), 7, "{kinds:?}");
+    for k in ["room.opened", "room.closed", "recording.ready"] {
+        assert_eq!(kinds.iter().filter(|x| **x == k).count(), 1, "{kinds:?}");
+    }
+    // Causal order per room survives every retry.
+    assert_eq!(position(&got, "room.opened", None), 0, "{kinds:?}");
+    for sub in ["cust", "agent"] {
+        assert!(
+            position(&got, "member.joined", Some(sub)) < position(&got, "member.left", Some(sub))
+        );
+    }
+    assert!(
+        position(&got, "member.joined", Some("cust"))
+            < position(&got, "member.joined", Some("agent"))
+    );
+    assert!(position(&got, "member.joined", Some("agent")) < position(&got, "room.closed", None));
+    assert!(position(&got, "room.closed", None) < position(&got, "recording.ready", None));
+    if !cluster_mode() {
+        // One process: the outbox order is the emission order.
+        assert!(got
+            .windows(2)
+            .all(|w| w[0].body["timestamp"].as_u64() <= w[1].body["timestamp"].as_u64()));
+    }
+    let closed = &got[position(&got, "room.closed", None)].body;
+    assert_eq!(closed["data"]["reason"], "ended");
+    assert_eq!(closed["data"]["by"]["sub"], "agent");
+    let ready = &got[position(&got, "recording.ready", None)].body;
+    assert!(ready["data"]["sha256"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("sha256:")));
+    assert!(ready["data"]["manifest"]
+        .as_str()
+        .is_some_and(|s| s.ends_with("manifest.json")));
+    // Every request was signed with the key named; every event was retried at least once.
+    let log = receiver.log();
+    assert!(log.iter().all(|d| d.signature_ok && d.key_id == "k1"));
+    assert!(log.len() >= 2 * got.len(), "{} requests", log.len());
+    assert!(
+        relay
+            .metric("relay_webhook_retried_total")
+            .await
+            .unwrap_or(0.0)
+            >= 7.0
+    );
+    assert!(
+        relay
+            .metric("relay_webhook_failed_total{reason=\"timeout\"}")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    assert!(
+        relay
+            .metric("relay_webhook_sent_total")
+            .await
+            .unwrap_or(0.0)
+            >= 7.0
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_endpoint_dead_letters_and_the_next_event_goes_on() {
+    let receiver = Receiver::start(HOOK_SECRET).await;
+    // member.joined always fails: dead-lettered after max attempts; what follows still arrives.
+    receiver.script(|ev, _| match ev["type"].as_str() {
+        Some("member.joined") => Answer::Status(500),
+        _ => Answer::Ok,
+    });
+    let dir = temp_archive("dead");
+    let urls = [
+        format!("room.*={}", receiver.url("/rooms")),
+        format!("member.*={}", receiver.url("/members")),
+    ];
+    let relay = Relay::start_with(|c| {
+        with_webhooks(c, &urls, &dir);
+        c.webhooks.max_attempts = 3;
+    })
+    .await;
+    let room = "wh-dead";
+    let (cust, _) = relay.join(room, Role::Customer, "cust", Codec::Json).await;
+    cust.drop_abruptly();
+    let got = receiver
+        .await_accepted("member.left after the dead letter", WITHIN, |d| {
+            d.iter().any(|x| x.kind == "member.left")
+        })
+        .await;
+    let kinds: Vec<&str> = got.iter().map(|d| d.kind.as_str()).collect();
+    assert_eq!(kinds, ["room.opened", "member.left"]);
+    let tries = receiver
+        .log()
+        .iter()
+        .filter(|d| d.kind == "member.joined")
+        .count();
+    assert_eq!(tries, 3);
+    relay
+        .await_metric("relay_webhook_dead_lettered_total", 1.0)
+        .await;
+    if !cluster_mode() {
+        let dead = relay.node.webhooks.get().expect("webhooks").dead_letters();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].kind, "member.joined");
+        assert!(dead[0].reason.contains("HTTP 500"), "{}", dead[0].reason);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
