@@ -3,6 +3,7 @@
 //! failures, timeouts and 500-then-200; a dead endpoint ends in the dead-letter list. Runs on
 //! both backends (`RELAY_TEST_BACKEND=redis`: two nodes and a compactor worker over Redis).
 
+mod cluster_support;
 mod common;
 mod webhook_support;
 
@@ -206,4 +207,104 @@ async fn a_dead_endpoint_dead_letters_and_the_next_event_goes_on() {
         assert!(dead[0].reason.contains("HTTP 500"), "{}", dead[0].reason);
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Cluster mode with real processes: node A holds every outbox partition and is killed with -9
+/// while the receiver refuses everything; node B takes the partitions over when A's leases
+/// expire, claims A's pending entries, and delivers all of them, once each and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_delivery_loses_no_webhook() {
+    use cluster_support::resilient::Resilient;
+    use cluster_support::NodeProcess;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    if !cluster_mode() {
+        eprintln!("cluster mode only (RELAY_TEST_BACKEND=redis)");
+        return;
+    }
+    let receiver = Receiver::start(HOOK_SECRET).await;
+    let open = Arc::new(AtomicBool::new(false));
+    let gate = open.clone();
+    receiver.script(move |_, _| {
+        if gate.load(Ordering::SeqCst) {
+            Answer::Ok
+        } else {
+            Answer::Status(503)
+        }
+    });
+    let redis = RedisServer::start().await;
+    let url = receiver.url("/hooks");
+    let flags = [
+        "--webhook-url",
+        url.as_str(),
+        "--webhook-secret",
+        HOOK_SECRET,
+        "--webhook-max-attempts",
+        "1000",
+        "--webhook-backoff-base",
+        "100ms",
+        "--webhook-backoff-cap",
+        "200ms",
+        "--webhook-timeout",
+        "1s",
+        "--recordings",
+        "false",
+    ];
+    // A starts first and takes every partition's lease; B finds them held.
+    let mut a = NodeProcess::start(&redis.url(), &flags).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let b = NodeProcess::start(&redis.url(), &flags).await;
+    let mut cust = Resilient::new(
+        &format!("ws://{}/ws?room=wh-kill", b.addr),
+        Role::Customer,
+        "cust",
+    );
+    cust.pump(Duration::from_millis(200)).await;
+    let mut agent = Resilient::new(
+        &format!("ws://{}/ws?room=wh-kill", b.addr),
+        Role::Agent,
+        "agent",
+    );
+    agent.pump(Duration::from_millis(200)).await;
+    drop(agent); // member.left (agent)
+    let c = cust.client.as_mut().expect("connected");
+    c.recv_until(|f| {
+        matches!(f, assist_relay_proto::ServerFrame::MemberLeft { member } if member.id == "agent")
+    })
+    .await;
+    // A is retrying the room's first event; the rest wait behind it, read or not.
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    while receiver.log().len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "A never tried");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Long enough for A to read the rest of the stream (they are pending there now).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(receiver.log().iter().all(|d| d.kind == "room.opened"));
+    a.kill9();
+    open.store(true, Ordering::SeqCst);
+    drop(cust); // member.left (customer), queued after the kill
+    let got = receiver
+        .await_accepted("every event after the kill", WITHIN, |d| {
+            d.iter().filter(|x| x.kind == "member.left").count() == 2
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        summary(&receiver.accepted()),
+        summary(&got),
+        "late extra events"
+    );
+    write_stream("kill", &got);
+    assert_eq!(
+        summary(&got),
+        [
+            "wh-kill room.opened",
+            "wh-kill member.joined cust",
+            "wh-kill member.joined agent",
+            "wh-kill member.left agent",
+            "wh-kill member.left cust",
+        ]
+    );
+    assert!(receiver.log().iter().all(|d| d.signature_ok));
 }
