@@ -308,3 +308,58 @@ async fn a_node_killed_mid_delivery_loses_no_webhook() {
     );
     assert!(receiver.log().iter().all(|d| d.signature_ok));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_upload_is_reported_to_the_endpoint_of_its_type_only() {
+    use assist_relay_proto::ChunkData;
+    use std::borrow::Cow;
+    let receiver = Receiver::start(HOOK_SECRET).await;
+    let dir = temp_archive("upload");
+    let urls = [format!("upload.refused={}", receiver.url("/uploads"))];
+    let relay = Relay::start_with(|c| {
+        with_webhooks(c, &urls, &dir);
+        c.max_upload_bytes = 1024;
+    })
+    .await;
+    let (mut cust, _) = relay
+        .join("wh-upload", Role::Customer, "cust", Codec::Json)
+        .await;
+    cust.send(&ClientFrame::Chunk {
+        id: "big".into(),
+        index: 0,
+        count: 1,
+        size: 4096,
+        digest: format!("sha256:{}", "0".repeat(64)),
+        data: ChunkData::Text(Cow::Borrowed("x")),
+    })
+    .await;
+    let refused = cust
+        .recv_until(|f| matches!(f, assist_relay_proto::ServerFrame::Error { .. }))
+        .await;
+    assert!(format!("{refused:?}").contains("TooLarge"), "{refused:?}");
+    let got = receiver
+        .await_accepted("upload.refused", WITHIN, |d| !d.is_empty())
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got_later = receiver.accepted();
+    assert_eq!(got_later.len(), 1, "{:#?}", summary(&got_later));
+    let ev = &got[0].body;
+    assert_eq!(ev["type"], "upload.refused");
+    assert_eq!(ev["data"]["id"], "big");
+    assert_eq!(ev["data"]["reason"], "too_large");
+    assert_eq!(ev["data"]["sub"], "cust");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn webhook_urls_without_a_secret_are_refused_at_startup() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
+        .args(["serve", "--webhook-url", "http://127.0.0.1:9/hooks"])
+        .env("RELAY_JWT_SECRET", SECRET)
+        .env_remove("RELAY_WEBHOOK_SECRET")
+        .output()
+        .expect("relay runs");
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--webhook-secret"), "{err}");
+}

@@ -81,6 +81,9 @@ impl Inbound {
                     Ok(None) => {}
                     Err(e) => {
                         let msg = format!("the event cannot be masked, so it was not stored: {e}");
+                        let kind = crate::webhook::EventKind::MaskingRefused;
+                        let frame = id.as_deref().unwrap_or("");
+                        self.report_refused(kind, frame, "unmaskable", &msg).await;
                         return self.send_error(ErrorCode::InvalidEvent, msg, id);
                     }
                 }
