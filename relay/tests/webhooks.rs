@@ -16,6 +16,7 @@ use common::*;
 use webhook_support::{summary, Answer, Delivery, Receiver};
 
 const HOOK_SECRET: &str = "whsec-test-test-test-test-test-test";
+const API_KEY: &str = "test-api-key-0123456789";
 /// Long enough for a compactor pass and a few retries.
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -179,6 +180,7 @@ async fn a_dead_endpoint_dead_letters_and_the_next_event_goes_on() {
     let relay = Relay::start_with(|c| {
         with_webhooks(c, &urls, &dir);
         c.webhooks.max_attempts = 3;
+        c.api_key = Some(API_KEY.into());
     })
     .await;
     let room = "wh-dead";
@@ -200,12 +202,34 @@ async fn a_dead_endpoint_dead_letters_and_the_next_event_goes_on() {
     relay
         .await_metric("relay_webhook_dead_lettered_total", 1.0)
         .await;
-    if !cluster_mode() {
-        let dead = relay.node.webhooks.get().expect("webhooks").dead_letters();
-        assert_eq!(dead.len(), 1);
-        assert_eq!(dead[0].kind, "member.joined");
-        assert!(dead[0].reason.contains("HTTP 500"), "{}", dead[0].reason);
-    }
+    // The dead-letter list, over the API (embedded: in memory; cluster: ar:webhooks:dead).
+    let request = format!(
+        "GET /v1/webhooks/dead?limit=10 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\nConnection: close\r\n\r\n"
+    );
+    let (status, body) = raw_http(relay.admin, &request).await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(body.trim()).expect("json");
+    let dead = v["dead_letters"].as_array().expect("list");
+    assert_eq!(dead.len(), 1, "{body}");
+    assert_eq!(dead[0]["type"], "member.joined");
+    assert!(dead[0]["url"]
+        .as_str()
+        .is_some_and(|u| u.ends_with("/members")));
+    assert!(
+        dead[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("HTTP 500")),
+        "{body}"
+    );
+    let event: serde_json::Value =
+        serde_json::from_str(dead[0]["body"].as_str().expect("body")).expect("event");
+    assert_eq!(event["data"]["sub"], "cust");
+    let (status, _) = raw_http(
+        relay.admin,
+        "GET /v1/webhooks/dead HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 401);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -22,6 +22,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(super::api::routes())
+        .merge(super::webhooks::routes())
         .layer(axum::middleware::from_fn(super::api::audit_api))
         .with_state(node)
 }

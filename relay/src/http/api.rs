@@ -63,13 +63,13 @@ pub(crate) fn api_error(status: StatusCode, code: &str, message: impl Into<Strin
     json_response(status, &body)
 }
 
-fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
+pub(super) fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
     let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_owned());
     (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 
 /// Checks `Authorization: Bearer <api key>` and the room id; `Some` is the refusal to send.
-fn refusal(node: &Node, headers: &HeaderMap, room: &str) -> Option<Response> {
+pub(super) fn refusal(node: &Node, headers: &HeaderMap, room: &str) -> Option<Response> {
     use sha2::{Digest, Sha256};
     let Some(key) = node.config.api_key.as_deref() else {
         return Some(api_error(

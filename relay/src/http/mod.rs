@@ -14,6 +14,7 @@ pub mod admin;
 pub mod api;
 pub mod demo;
 mod public;
+pub mod webhooks;
 pub mod ws;
 
 use std::future::Future;

@@ -182,6 +182,7 @@ pub struct Webhooks {
     outbox: Option<Arc<dyn Outbox>>,
     metrics: WebhookMetrics,
     memory: Option<Arc<memory::MemoryOutbox>>,
+    redis: Option<redis::RedisOutbox>,
 }
 
 impl Webhooks {
@@ -192,6 +193,7 @@ impl Webhooks {
             outbox: None,
             metrics: WebhookMetrics::new(&prometheus::Registry::new()),
             memory: None,
+            redis: None,
         }
     }
 
@@ -209,6 +211,7 @@ impl Webhooks {
             outbox: Some(outbox.clone()),
             metrics,
             memory: Some(outbox),
+            redis: None,
         }
     }
 
@@ -232,9 +235,10 @@ impl Webhooks {
         }
         Webhooks {
             cfg: Arc::new(cfg),
-            outbox: Some(Arc::new(outbox)),
+            outbox: Some(Arc::new(outbox.clone())),
             metrics,
             memory: None,
+            redis: Some(outbox),
         }
     }
 
@@ -271,12 +275,18 @@ impl Webhooks {
         }
     }
 
-    /// Embedded mode's dead letters, oldest first (cluster mode: the `ar:webhooks:dead`
-    /// stream).
-    pub fn dead_letters(&self) -> Vec<DeadLetter> {
-        self.memory
+    /// The most recent dead letters (at most `limit`), oldest first: embedded mode's list, or
+    /// the cluster's `ar:webhooks:dead` stream.
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        if let Some(r) = &self.redis {
+            return r.dead_letters(limit).await;
+        }
+        let mut all = self
+            .memory
             .as_ref()
             .map(|m| m.dead_letters())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let skip = all.len().saturating_sub(limit);
+        Ok(all.split_off(skip))
     }
 }

@@ -184,6 +184,39 @@ impl RedisOutbox {
         }
     }
 
+    /// The last `limit` entries of `ar:webhooks:dead`, oldest first.
+    pub(super) async fn dead_letters(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<super::DeadLetter>, StoreError> {
+        let mut cmd = redis::cmd("XREVRANGE");
+        cmd.arg(DEAD).arg("+").arg("-").arg("COUNT").arg(limit);
+        let reply: redis::streams::StreamRangeReply = self.store.command(&cmd).await?;
+        let mut out: Vec<super::DeadLetter> = reply
+            .ids
+            .iter()
+            .map(|e| {
+                let field = |name: &str| e.get::<String>(name).unwrap_or_default();
+                super::DeadLetter {
+                    id: field("id"),
+                    kind: field("type"),
+                    room: field("room"),
+                    url: field("url"),
+                    reason: field("reason"),
+                    body: field("body"),
+                    dead_ms: e
+                        .id
+                        .split('-')
+                        .next()
+                        .and_then(|ms| ms.parse().ok())
+                        .unwrap_or(0),
+                }
+            })
+            .collect();
+        out.reverse();
+        Ok(out)
+    }
+
     async fn read_new(&self, key: &str, tx: &mpsc::Sender<Item>) -> Result<usize, StoreError> {
         let mut read = redis::cmd("XREADGROUP");
         read.arg("GROUP")
