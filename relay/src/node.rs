@@ -123,13 +123,8 @@ impl Node {
         }
         let was_open = before.as_ref().is_none_or(|s| !s.sealed);
         if closed || was_open {
-            let by = by.map(|m| serde_json::json!({ "sub": m.id, "role": m.role.as_str() }));
-            let data = serde_json::json!({ "reason": reason, "by": by });
-            let kind = crate::webhook::EventKind::RoomClosed;
-            let event = match before.filter(|s| !s.epoch.is_empty()) {
-                Some(s) => crate::webhook::Event::of_fact(kind, room, &s.epoch, data),
-                None => crate::webhook::Event::new(kind, room, data),
-            };
+            let epoch = before.as_ref().map(|s| s.epoch.as_str());
+            let event = crate::webhook::Event::room_closed(room, epoch, reason, by);
             self.emit(event).await;
         }
         Ok(closed)

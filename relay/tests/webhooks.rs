@@ -387,3 +387,42 @@ fn webhook_urls_without_a_secret_are_refused_at_startup() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--webhook-secret"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_whose_customer_is_gone_closes_as_idle_and_is_recorded() {
+    let receiver = Receiver::start(HOOK_SECRET).await;
+    let dir = temp_archive("idle");
+    let urls = [receiver.url("/hooks")];
+    let relay = Relay::start_with(|c| {
+        with_webhooks(c, &urls, &dir);
+        c.customer_idle_close = Some(Duration::from_millis(400));
+    })
+    .await;
+    let (mut cust, _) = relay
+        .join("wh-idle", Role::Customer, "cust", Codec::Json)
+        .await;
+    cust.publish(&synthetic(4, 1), Some("m")).await;
+    cust.publish(&synthetic(2, 2), Some("s")).await;
+    cust.recv_until(|f| matches!(f, assist_relay_proto::ServerFrame::Ack { id, .. } if id == "s"))
+        .await;
+    drop(cust);
+    let got = receiver
+        .await_accepted("room.closed (idle) and the recording", WITHIN, |d| {
+            d.iter().any(|x| x.kind == "recording.ready")
+        })
+        .await;
+    assert_eq!(
+        summary(&got),
+        [
+            "wh-idle room.opened",
+            "wh-idle member.joined cust",
+            "wh-idle member.left cust",
+            "wh-idle room.closed",
+            "wh-idle recording.ready",
+        ]
+    );
+    let closed = &got[3].body["data"];
+    assert_eq!(closed["reason"], "idle");
+    assert!(closed["by"].is_null());
+    let _ = std::fs::remove_dir_all(&dir);
+}

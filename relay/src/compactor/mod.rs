@@ -164,6 +164,9 @@ pub async fn close_idle_rooms(
 ) -> Result<Vec<String>, StoreError> {
     let rooms = log.idle_rooms(idle, 100).await?;
     for room in &rooms {
+        // Listed open; if the final job seals it before this call does, the close is still
+        // this call's to report (its id comes from the epoch, so it is reported once).
+        let epoch = log.log_state(room).await.ok().map(|s| s.epoch);
         queue
             .enqueue(Job {
                 room: room.clone(),
@@ -173,11 +176,10 @@ pub async fn close_idle_rooms(
         if log.seal(room).await? {
             crate::audit::session_ended(room, "idle", true);
             tracing::info!(room = %room, "room closed: its customer has been gone too long");
-            let data = serde_json::json!({ "reason": "idle", "by": null });
-            hooks
-                .emit(Event::new(EventKind::RoomClosed, room, data))
-                .await;
         }
+        hooks
+            .emit(Event::room_closed(room, epoch.as_deref(), "idle", None))
+            .await;
     }
     Ok(rooms)
 }

@@ -112,6 +112,23 @@ impl Event {
         )
     }
 
+    /// `room.closed` with `reason` (`ended`, `api`, `idle`) and who (`by`). With the room's
+    /// `epoch`, the id comes from it, so two racing closers (a node and the final job) report
+    /// it once.
+    pub fn room_closed(
+        room: &str,
+        epoch: Option<&str>,
+        reason: &str,
+        by: Option<&assist_relay_proto::Member>,
+    ) -> Event {
+        let by = by.map(|m| serde_json::json!({ "sub": m.id, "role": m.role.as_str() }));
+        let data = serde_json::json!({ "reason": reason, "by": by });
+        match epoch.filter(|e| !e.is_empty()) {
+            Some(e) => Event::of_fact(EventKind::RoomClosed, room, e, data),
+            None => Event::new(EventKind::RoomClosed, room, data),
+        }
+    }
+
     /// `native_page`: the room's keyframe is now the placeholder of a native screen, stored at
     /// `offset`, reported by the app (`source` `frame`) or the API (`api`). The screen's display
     /// fields are not included (they may hold customer data).
