@@ -426,3 +426,33 @@ async fn a_room_whose_customer_is_gone_closes_as_idle_and_is_recorded() {
     assert!(closed["by"].is_null());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_masking_cannot_make_safe_is_reported_as_masking_refused() {
+    let receiver = Receiver::start(HOOK_SECRET).await;
+    let dir = temp_archive("mask");
+    let urls = [format!("masking.*={}", receiver.url("/masking"))];
+    let relay = Relay::start_with(|c| with_webhooks(c, &urls, &dir)).await;
+    let (mut cust, _) = relay
+        .join("wh-mask", Role::Customer, "cust", Codec::Json)
+        .await;
+    // A FullSnapshot without its node tree: the default policy (`inputs`) cannot mask it.
+    cust.publish(r#"{"type":2,"data":{},"timestamp":1}"#, Some("snap"))
+        .await;
+    let refused = cust
+        .recv_until(|f| matches!(f, assist_relay_proto::ServerFrame::Error { .. }))
+        .await;
+    assert!(
+        format!("{refused:?}").contains("cannot be masked"),
+        "{refused:?}"
+    );
+    let got = receiver
+        .await_accepted("masking.refused", WITHIN, |d| !d.is_empty())
+        .await;
+    let ev = &got[0].body;
+    assert_eq!(ev["type"], "masking.refused");
+    assert_eq!(ev["data"]["id"], "snap");
+    assert_eq!(ev["data"]["sub"], "cust");
+    assert_eq!(ev["data"]["reason"], "unmaskable");
+    let _ = std::fs::remove_dir_all(&dir);
+}
