@@ -423,7 +423,10 @@ async fn serve(
             listener.local_addr()?
         );
     }
-    assist_relay::http::serve(listener, admin, node, shutdown_signal()).await;
+    assist_relay::http::serve(listener, admin, node.clone(), shutdown_signal()).await;
+    if let Some(hooks) = node.webhooks.get() {
+        hooks.drain(node.config.drain_timeout).await;
+    }
     Ok(())
 }
 

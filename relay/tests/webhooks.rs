@@ -456,3 +456,67 @@ async fn an_event_masking_cannot_make_safe_is_reported_as_masking_refused() {
     assert_eq!(ev["data"]["reason"], "unmaskable");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Embedded mode, a real process: on SIGTERM the node drains its connections, then delivers
+/// what is queued (within --drain-timeout) before it exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_node_delivers_its_queue_before_a_graceful_exit() {
+    use cluster_support::resilient::Resilient;
+    if cluster_mode() {
+        return; // one process, embedded: the memory run covers it
+    }
+    let receiver = Receiver::start(HOOK_SECRET).await;
+    // Every event fails twice: they are still queued when the node is told to stop.
+    receiver.script(|_, attempt| {
+        if attempt <= 2 {
+            Answer::Status(503)
+        } else {
+            Answer::Ok
+        }
+    });
+    let addr = format!("127.0.0.1:{}", free_port());
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let url = receiver.url("/hooks");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
+        .args([
+            "serve",
+            "--listen",
+            &addr,
+            "--admin-listen",
+            &admin.to_string(),
+        ])
+        .args(["--recordings", "false", "--webhook-url", &url])
+        .args(["--webhook-backoff-base", "300ms", "--drain-timeout", "10s"])
+        .env("RELAY_JWT_SECRET", SECRET)
+        .env("RELAY_WEBHOOK_SECRET", HOOK_SECRET)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("relay runs");
+    cluster_support::wait_until(Duration::from_secs(20), || async {
+        cluster_support::ready(admin).await
+    })
+    .await;
+    let mut cust = Resilient::new(
+        &format!("ws://{addr}/ws?room=wh-drain"),
+        Role::Customer,
+        "cust",
+    );
+    cust.pump(Duration::from_millis(200)).await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        summary(&receiver.accepted()),
+        [
+            "wh-drain room.opened",
+            "wh-drain member.joined cust",
+            "wh-drain member.left cust"
+        ]
+    );
+}

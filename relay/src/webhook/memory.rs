@@ -4,6 +4,7 @@
 //! where that matters. A full queue drops the new event (logged and counted).
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -49,6 +50,8 @@ pub struct MemoryOutbox {
 struct DeadList {
     list: Mutex<VecDeque<DeadLetter>>,
     cap: usize,
+    /// Items queued and not yet settled.
+    unsettled: std::sync::atomic::AtomicUsize,
 }
 
 impl MemoryOutbox {
@@ -58,6 +61,7 @@ impl MemoryOutbox {
         let dead = Arc::new(DeadList {
             list: Mutex::new(VecDeque::new()),
             cap: cfg.dead_letters,
+            unsettled: Default::default(),
         });
         let deliverer = Arc::new(Deliverer::new(cfg.clone(), metrics));
         tokio::spawn(deliver::run(rx, deliverer, dead.clone()));
@@ -66,6 +70,19 @@ impl MemoryOutbox {
             dead,
             seen: Default::default(),
         })
+    }
+
+    /// Waits until everything queued is settled, or `within` passes; returns how many are
+    /// left (lost when the process exits).
+    pub async fn flush(&self, within: std::time::Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = self.dead.unsettled.load(Ordering::SeqCst);
+            if left == 0 || tokio::time::Instant::now() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// Dead letters, oldest first.
@@ -104,7 +121,9 @@ impl Outbox for MemoryOutbox {
                 emitted_ms: event.timestamp,
                 handle: format!("{}\x1f{url}", event.id),
             };
+            self.dead.unsettled.fetch_add(1, Ordering::SeqCst);
             self.tx.try_send(item).map_err(|e| {
+                self.dead.unsettled.fetch_sub(1, Ordering::SeqCst);
                 let why = match e {
                     mpsc::error::TrySendError::Full(_) => "the webhook queue is full",
                     mpsc::error::TrySendError::Closed(_) => "webhook delivery stopped",
@@ -119,6 +138,7 @@ impl Outbox for MemoryOutbox {
 #[async_trait]
 impl Settle for DeadList {
     async fn settle(&self, item: &Item, outcome: &Outcome) {
+        self.unsettled.fetch_sub(1, Ordering::SeqCst);
         let Outcome::Dead(reason) = outcome else {
             return;
         };

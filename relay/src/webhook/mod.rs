@@ -292,6 +292,21 @@ impl Webhooks {
         }
     }
 
+    /// On shutdown, after the connections have closed: embedded mode waits (at most `within`)
+    /// for what is queued to be delivered or dead-lettered, and logs what is lost. Cluster mode
+    /// returns at once: the outbox is in Redis, and this node's partitions pass to another node
+    /// when its leases expire.
+    pub async fn drain(&self, within: std::time::Duration) {
+        let Some(m) = &self.memory else { return };
+        let left = m.flush(within).await;
+        if left > 0 {
+            tracing::error!(
+                left,
+                "webhooks not delivered before exit are lost (embedded mode)"
+            );
+        }
+    }
+
     /// The most recent dead letters (at most `limit`), oldest first: embedded mode's list, or
     /// the cluster's `ar:webhooks:dead` stream.
     pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
