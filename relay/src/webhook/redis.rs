@@ -99,22 +99,30 @@ impl RedisOutbox {
         let key = stream(p);
         let lease_key = format!("{key}:lease");
         let mut held = false;
+        let mut renewed = tokio::time::Instant::now();
         loop {
             if tx.is_closed() {
                 return;
             }
-            let mut inv = self.lease.key(&lease_key);
-            inv.arg(&*self.consumer).arg(LEASE.as_millis() as u64);
-            let mine = matches!(self.store.invoke::<i64>(&inv).await, Ok(1));
-            if !mine {
-                if held {
-                    tracing::info!(partition = p, "webhook partition lease lost");
+            // Renewed a few times per lease, not on every poll.
+            if !held || renewed.elapsed() >= LEASE / 4 {
+                let mut inv = self.lease.key(&lease_key);
+                inv.arg(&*self.consumer).arg(LEASE.as_millis() as u64);
+                let mine = matches!(self.store.invoke::<i64>(&inv).await, Ok(1));
+                if mine {
+                    renewed = tokio::time::Instant::now();
+                } else {
+                    if held {
+                        tracing::info!(partition = p, "webhook partition lease lost");
+                    }
+                    held = false;
                 }
-                held = false;
-                // Jittered, so the nodes do not all ask at once.
-                let wait = LEASE / 3 + LEASE.mul_f64(rand::random::<f64>() / 3.0);
-                tokio::time::sleep(wait).await;
-                continue;
+                if !mine {
+                    // Jittered, so the nodes do not all ask at once.
+                    let wait = LEASE / 3 + LEASE.mul_f64(rand::random::<f64>() / 3.0);
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
             }
             if !held {
                 match self.take_over(&key, &tx).await {
