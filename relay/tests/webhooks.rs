@@ -520,3 +520,66 @@ async fn an_embedded_node_delivers_its_queue_before_a_graceful_exit() {
         ]
     );
 }
+
+/// Cluster mode with real processes: `relay compactor` (given the same webhook flags) queues
+/// `recording.ready` into the Redis outbox and a relay node delivers it; the close came from
+/// the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compactor_process_queues_recording_ready_and_a_node_delivers_it() {
+    use cluster_support::resilient::{events, Resilient};
+    use cluster_support::NodeProcess;
+    if !cluster_mode() {
+        return; // cluster mode only (RELAY_TEST_BACKEND=redis)
+    }
+    let receiver = Receiver::start(HOOK_SECRET).await;
+    let redis = RedisServer::start().await;
+    let archive = temp_archive("compactor");
+    let url = receiver.url("/hooks");
+    let hooks = [
+        "--webhook-url",
+        url.as_str(),
+        "--webhook-secret",
+        HOOK_SECRET,
+    ];
+    let node_flags = [&hooks[..], &["--api-key", API_KEY]].concat();
+    let node = NodeProcess::start(&redis.url(), &node_flags).await;
+    let mut compactor = std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
+        .args(["compactor", "--redis-url", &redis.url()])
+        .args(["--archive-dir", archive.to_str().expect("path")])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(hooks)
+        .env("RELAY_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("relay compactor starts");
+    let mut cust = Resilient::new(
+        &format!("ws://{}/ws?room=wh-compactor", node.addr),
+        Role::Customer,
+        "cust",
+    );
+    let all = events(5);
+    cust.publish_all(&all, all.len()).await;
+    let request = format!(
+        "POST /v1/rooms/wh-compactor/close HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let (status, body) = raw_http(node.admin, &request).await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    let got = receiver
+        .await_accepted("recording.ready from the compactor", WITHIN, |d| {
+            d.iter().any(|x| x.kind == "recording.ready")
+        })
+        .await;
+    let _ = compactor.kill();
+    let _ = compactor.wait();
+    let closed = &got[position(&got, "room.closed", None)].body;
+    assert_eq!(closed["data"]["reason"], "api");
+    assert!(position(&got, "room.closed", None) < position(&got, "recording.ready", None));
+    let ready = &got[position(&got, "recording.ready", None)].body;
+    let manifest = ready["data"]["manifest"].as_str().expect("manifest");
+    let json = std::fs::read(archive.join(manifest)).expect("the manifest is where it says");
+    use sha2::Digest;
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&json)));
+    assert_eq!(ready["data"]["sha256"], digest);
+    let _ = std::fs::remove_dir_all(&archive);
+}
