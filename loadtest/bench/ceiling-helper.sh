@@ -11,7 +11,7 @@
 #   ceiling-helper ext URL ceiling <loadtest ceiling options...>
 #       the `ceiling` scenario's load (broadcast::run with the Raw wire, as scenario/ceiling.rs
 #       does) against the fan-out server at URL instead of an in-process one; --server-pid,
-#       --json, --max-p99-ms and --max-loss work as in loadtest. Exit 0 / 1 / 2 as loadtest.
+#       --json, --threshold, --max-p99-ms and --max-loss work as in loadtest. Exit 0 / 1 / 2 as loadtest.
 #   ceiling-helper clients URL N SOURCE_IPS RATE SIZE SECONDS
 #       N raw WebSocket clients (4 KiB read buffers) bound to SOURCE_IPS round-robin; prints
 #       "open N" once all are open, reads everything, and connection 0 sends RATE text messages/s
@@ -100,7 +100,7 @@ async fn ext(url: &str, args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    report.check(a.common.max_p99_ms, a.common.max_loss);
+    report.check(&a.common.all_thresholds());
     if let Some(path) = &a.common.json {
         if let Err(e) = report.write_json(path) {
             eprintln!("error: {e:#}");

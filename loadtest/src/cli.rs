@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::stages::Stages;
+use crate::thresholds::Threshold;
+
 /// Load driver for assist-relay (and, for comparison, the socket.io and Pusher/sockudo peers).
 #[derive(Debug, Parser)]
 #[command(name = "loadtest", version, about)]
@@ -46,6 +49,46 @@ pub enum CeilingServerArg {
     /// Inside this process, in the clients' runtime: no cross-process wake-ups, so it shows a
     /// higher maximum than any separate server can reach on the same cores.
     InProcess,
+}
+
+impl SyntheticArgs {
+    /// Default events per second.
+    pub const DEFAULT_RATE: f64 = 100.0;
+
+    /// `--rate`, or its default.
+    pub fn rate(&self) -> f64 {
+        self.rate.unwrap_or(Self::DEFAULT_RATE)
+    }
+}
+
+impl Common {
+    /// Every threshold: `--threshold`s, then the `--max-p99-ms` and `--max-loss` shorthands.
+    pub fn all_thresholds(&self) -> Vec<Threshold> {
+        use crate::thresholds::{Metric, Op, Series, Stat};
+        let mut all = self.thresholds.clone();
+        if let Some(ms) = self.max_p99_ms {
+            all.push(Threshold {
+                expr: format!("p99<={ms}ms"),
+                metric: Metric::Latency(Series::Event, Stat::P99),
+                op: Op::Le,
+                limit: ms,
+            });
+        }
+        if let Some(f) = self.max_loss {
+            all.push(Threshold {
+                expr: format!("loss<={f}"),
+                metric: Metric::Loss,
+                op: Op::Le,
+                limit: f,
+            });
+        }
+        all
+    }
+
+    /// How long publishing lasts: the stages' total, or `--duration`.
+    pub fn publish_duration(&self) -> Duration {
+        self.stages.as_ref().map_or(self.duration, Stages::total)
+    }
 }
 
 /// Options of `ceiling`.
@@ -126,15 +169,25 @@ pub struct Common {
     /// Room id prefix (a run suffix is added so runs do not share rooms).
     #[arg(long, default_value = "lt")]
     pub room_prefix: String,
-    /// Write the report as JSON to this file.
+    /// Write the report as JSON to this file: the summary and a per-second `timeline`.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Exit non-zero if the end-to-end event p99 exceeds this many milliseconds.
+    /// A pass/fail criterion, repeatable: `p99<50ms`, `p999<=200ms`, `join.p99<20ms`,
+    /// `loss<=0`, `loss<0.1%`, `errors<1` (metrics p50 p90 p99 p999 max mean, optionally
+    /// prefixed chat. connect. join. keyframe.; loss; errors). Exit 1 if any fails.
+    #[arg(long = "threshold", value_name = "EXPR")]
+    pub thresholds: Vec<Threshold>,
+    /// Shorthand for `--threshold 'p99<=Xms'`.
     #[arg(long)]
     pub max_p99_ms: Option<f64>,
-    /// Exit non-zero if the lost fraction (events and chat, non-stalled viewers) exceeds this.
+    /// Shorthand for `--threshold 'loss<=F'` (lost fraction, events and chat, non-stalled viewers).
     #[arg(long)]
     pub max_loss: Option<f64>,
+    /// Ramp the load over time, k6-style: `30s:10,1m:50,30s:0` moves linearly from 0 to each
+    /// target in turn (a `0s` stage jumps). The target is events/s (broadcast, ceiling), rooms
+    /// (cobrowse) or cycles/s (churn); the stages replace --duration (and --rate / --rooms).
+    #[arg(long)]
+    pub stages: Option<Stages>,
     /// Print no progress lines.
     #[arg(long)]
     pub quiet: bool,
@@ -143,9 +196,10 @@ pub struct Common {
 /// Synthetic event options.
 #[derive(Debug, Clone, Args)]
 pub struct SyntheticArgs {
-    /// Events per second per publisher.
-    #[arg(long, default_value_t = 100.0)]
-    pub rate: f64,
+    /// Events per second per publisher [default: 100]. In cobrowse, giving it publishes
+    /// synthetic events instead of the default recording.
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Bytes per event (rrweb JSON padded to this size).
     #[arg(long, default_value_t = 200)]
     pub size: usize,
@@ -188,7 +242,8 @@ pub struct CobrowseArgs {
     #[arg(long, default_value_t = 2)]
     pub agents: usize,
     /// A JSON array of rrweb events the customer replays (looping until --duration). Repeatable:
-    /// room r replays the (r mod n)-th.
+    /// room r replays the (r mod n)-th. Default: loadtest/fixtures/demo-shop.json (the demo
+    /// shop), unless --rate asks for synthetic events.
     #[arg(long)]
     pub recording: Vec<PathBuf>,
     /// Replay speed-up of the recording.

@@ -26,6 +26,7 @@ use crate::checker::SeqChecker;
 use crate::clock::Clock;
 use crate::payload::{Lt, Recording, Synthetic};
 use crate::progress::{Live, FLUSH_EVERY};
+use crate::stages::Stages;
 use crate::stats::{histogram, record_us, Channel, StreamKey, ViewerStats};
 use crate::transport::{Dialer, OpenError, Participant, Session, Ws};
 use crate::wire::{Inbound, Wire};
@@ -318,7 +319,7 @@ impl Viewer {
             Inbound::Error { code } => self.stats.error(format!("server_error_{code}")),
             Inbound::Reply(r) => return Step::Reply(r),
             Inbound::Closed { code } => {
-                return Step::Closed(format!("closed_{}", code.unwrap_or(1005)))
+                return Step::Closed(crate::causes::close_kind(self.wire, code))
             }
             Inbound::Garbage => self.stats.error("undecodable"),
             Inbound::Other => {}
@@ -368,6 +369,8 @@ pub enum EventSource {
         rate: f64,
         /// Their shape.
         shape: Synthetic,
+        /// A ramp of the rate (`--stages`), replacing `rate`.
+        stages: Option<Arc<Stages>>,
     },
     /// A recording replayed with a speed-up, looping.
     Recording {
@@ -382,6 +385,12 @@ impl EventSource {
     /// When the i-th event is due (after the start) and its JSON.
     fn at(&self, i: u64) -> Duration {
         match self {
+            EventSource::Synthetic {
+                stages: Some(s), ..
+            } => s
+                .time_of(i as f64)
+                // Past the ramp's end: after any `end` the publisher is given.
+                .unwrap_or_else(|| s.total() + Duration::from_secs(3600)),
             EventSource::Synthetic { rate, .. } => Duration::from_secs_f64(i as f64 / rate),
             EventSource::Recording { recording, speed } => {
                 let n = recording.events.len() as u64;

@@ -17,13 +17,16 @@
 //!   side channel and reads it back.
 //! - [`checker`]: per-publisher gap, duplicate, reorder and resync accounting.
 //! - [`stats`]: per-task HdrHistograms and counters, merged at the end; [`report`] derives the
-//!   final numbers, prints the table, writes JSON and checks thresholds.
-//! - [`progress`]: live counters and the once-a-second progress line.
+//!   final numbers, prints the table, writes JSON and checks the [`thresholds`]; [`causes`]
+//!   names what an error kind means (`closed_4503_room_full`, `refused_token_bad_signature`).
+//! - [`progress`]: live counters, the once-a-second progress line and the per-second timeline.
+//! - [`stages`]: `--stages` ramps (rate or rooms over time).
 //! - [`sampler`]: CPU and RSS of server processes from `/proc`.
 //! - [`fanout`]: the no-logic fan-out server that `ceiling` measures.
 //! - [`clock`]: the one time base of send stamps and receive times; [`timer`] wakes publishers
 //!   at their scheduled times to the sub-millisecond.
 
+pub mod causes;
 pub mod checker;
 pub mod chunked;
 pub mod cli;
@@ -35,7 +38,9 @@ pub mod progress;
 pub mod report;
 pub mod sampler;
 pub mod scenario;
+pub mod stages;
 pub mod stats;
+pub mod thresholds;
 pub mod timer;
 pub mod token;
 pub mod transport;

@@ -9,8 +9,10 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::checker::SeqCounts;
+use crate::progress::Sample;
 use crate::sampler::Usage;
 use crate::stats::{Summary, ViewerStats};
+use crate::thresholds::{stat_of, Metric, Series, Threshold, ThresholdResult};
 
 /// Churn-only figures.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -189,8 +191,14 @@ pub struct Report {
     pub stalled_viewers: Option<StalledReport>,
     /// Errors by kind (viewers, publishers, connects).
     pub errors: BTreeMap<String, u64>,
-    /// Thresholds breached.
+    /// What the well-known error kinds mean and what to change, by kind.
+    pub error_causes: BTreeMap<String, String>,
+    /// Every threshold (`--threshold`, `--max-p99-ms`, `--max-loss`) and whether it held.
+    pub thresholds: Vec<ThresholdResult>,
+    /// The thresholds that failed, in words.
     pub breaches: Vec<String>,
+    /// One sample per second of the run (see `loadtest/README.md`, "JSON report").
+    pub timeline: Vec<Sample>,
 }
 
 /// Inputs of [`Report::build`] that every scenario has.
@@ -268,33 +276,63 @@ impl Report {
             fanout_dropped: None,
             stalled_viewers: None,
             errors: v.errors.clone(),
+            error_causes: BTreeMap::new(),
+            thresholds: Vec::new(),
             breaches: Vec::new(),
+            timeline: Vec::new(),
         }
     }
 
-    /// Checks the thresholds and records what was breached.
-    pub fn check(&mut self, max_p99_ms: Option<f64>, max_loss: Option<f64>) {
-        if let Some(max) = max_p99_ms {
-            match &self.latency {
-                Some(l) if l.p99_ms > max => self
-                    .breaches
-                    .push(format!("event p99 {:.2} ms > {max} ms", l.p99_ms)),
-                None if self.scenario != "churn" => self
-                    .breaches
-                    .push("no event latency measured (nothing delivered)".to_owned()),
-                _ => {}
+    /// Checks the thresholds, records each result and the failed ones, and names the causes of
+    /// the errors seen.
+    pub fn check(&mut self, thresholds: &[Threshold]) {
+        self.error_causes = self
+            .errors
+            .keys()
+            .filter_map(|k| crate::causes::explain(k).map(|why| (k.clone(), why.to_owned())))
+            .collect();
+        self.thresholds = thresholds.iter().map(|t| self.evaluate(t)).collect();
+        self.breaches = self
+            .thresholds
+            .iter()
+            .filter(|r| !r.pass)
+            .map(|r| format!("{}: {}", r.threshold, r.observed))
+            .collect();
+    }
+
+    fn evaluate(&self, t: &Threshold) -> ThresholdResult {
+        let name = t.name();
+        match t.metric {
+            Metric::Latency(series, stat) => {
+                let row = match series {
+                    Series::Event => &self.latency,
+                    Series::Chat => &self.chat_latency,
+                    Series::Connect => &self.connect,
+                    Series::Join => &self.join,
+                    Series::Keyframe => &self.first_keyframe,
+                };
+                match row {
+                    Some(x) => {
+                        let v = stat_of(x, stat);
+                        t.result(Some(v), format!("{name} = {v:.2} ms ({} samples)", x.count))
+                    }
+                    None => t.result(None, format!("{name}: no samples (nothing measured)")),
+                }
             }
-        }
-        if let Some(max) = max_loss {
-            if self.loss_fraction > max {
-                self.breaches.push(format!(
-                    "loss {:.6} > {max} ({} of {} events, {} of {} chat)",
+            Metric::Loss => t.result(
+                Some(self.loss_fraction),
+                format!(
+                    "loss = {:.6} ({} of {} events, {} of {} chat lost)",
                     self.loss_fraction,
                     self.events.lost,
                     self.events.expected,
                     self.chat.lost,
                     self.chat.expected
-                ));
+                ),
+            ),
+            Metric::Errors => {
+                let n: u64 = self.errors.values().sum();
+                t.result(Some(n as f64), format!("errors = {n}"))
             }
         }
     }
@@ -448,8 +486,27 @@ impl Report {
                 .collect();
             let _ = writeln!(s, "errors      {}", list.join("  "));
         }
-        for b in &self.breaches {
-            let _ = writeln!(s, "BREACH      {b}");
+        for (kind, why) in &self.error_causes {
+            let _ = writeln!(s, "  {kind}: {why}");
+        }
+        for t in &self.thresholds {
+            let _ = writeln!(
+                s,
+                "threshold   {} {:<20} {}",
+                if t.pass { "PASS" } else { "FAIL" },
+                t.threshold,
+                t.observed
+            );
+        }
+        if !self.thresholds.is_empty() {
+            let failed = self.thresholds.iter().filter(|t| !t.pass).count();
+            let _ = writeln!(
+                s,
+                "thresholds  {} of {} passed{}",
+                self.thresholds.len() - failed,
+                self.thresholds.len(),
+                if failed > 0 { " (exit code 1)" } else { "" }
+            );
         }
         s
     }
@@ -578,13 +635,56 @@ mod tests {
         assert!(r.table().contains("end-to-end event"));
     }
 
+    fn thresholds(list: &[&str]) -> Vec<Threshold> {
+        list.iter()
+            .map(|t| Threshold::parse(t).expect("valid"))
+            .collect()
+    }
+
     #[test]
-    fn thresholds() {
+    fn thresholds_pass_and_fail_with_a_line_each() {
         let mut r = Report::build(input(0));
-        r.check(Some(100.0), Some(0.0));
+        r.check(&thresholds(&["p99<=100ms", "loss<=0", "errors<1"]));
         assert!(r.breaches.is_empty(), "{:?}", r.breaches);
+        assert!(r.thresholds.iter().all(|t| t.pass));
+        assert!(
+            r.table().contains("thresholds  3 of 3 passed\n"),
+            "{}",
+            r.table()
+        );
+
         let mut r = Report::build(input(2));
-        r.check(Some(1.0), Some(0.001));
-        assert_eq!(r.breaches.len(), 2, "{:?}", r.breaches);
+        r.check(&thresholds(&[
+            "p99<1ms",
+            "p50<1s",
+            "loss<=0.1%",
+            "chat.p99<1s",
+        ]));
+        let pass: Vec<bool> = r.thresholds.iter().map(|t| t.pass).collect();
+        assert_eq!(pass, [false, true, false, false], "{:?}", r.thresholds);
+        // p99 of 100..19800 µs.
+        let p99 = r.thresholds[0].value.expect("measured");
+        assert!((19.5..19.9).contains(&p99), "{p99}");
+        // No chat was measured: a threshold on it fails rather than passing vacuously.
+        assert_eq!(r.thresholds[3].value, None);
+        assert_eq!(r.breaches.len(), 3, "{:?}", r.breaches);
+        let table = r.table();
+        assert!(table.contains("threshold   FAIL p99<1ms"), "{table}");
+        assert!(table.contains("threshold   PASS p50<1s"), "{table}");
+        assert!(table.contains("1 of 4 passed (exit code 1)"), "{table}");
+        let json = serde_json::to_value(&r).expect("json");
+        assert_eq!(json["thresholds"][0]["threshold"], "p99<1ms");
+        assert_eq!(json["thresholds"][0]["pass"], false);
+    }
+
+    #[test]
+    fn error_causes_name_the_setting() {
+        let mut i = input(0);
+        i.viewers.error("open_viewer_closed_4503_room_full");
+        let mut r = Report::build(i);
+        r.check(&[]);
+        let why = &r.error_causes["open_viewer_closed_4503_room_full"];
+        assert!(why.contains("--max-room-members"), "{why}");
+        assert!(r.table().contains("--max-room-members"));
     }
 }

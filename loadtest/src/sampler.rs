@@ -91,6 +91,68 @@ fn parse_status_rss_kb(status: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
+/// One process in a the time series (`progress::Sample`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProcessSample {
+    /// Process id.
+    pub pid: u32,
+    /// What it is (`server`, `loadtest (clients)`).
+    pub label: String,
+    /// CPU used during the interval, in cores (1.0 = one core busy).
+    pub cpu_cores: f64,
+    /// Resident memory at the end of the interval, KiB.
+    pub rss_kb: u64,
+}
+
+/// Per-interval readings for the time series: CPU used since the previous call, RSS now.
+pub struct ProcessMeter {
+    targets: Vec<(Target, Option<(Reading, Instant)>)>,
+    ticks: f64,
+}
+
+impl ProcessMeter {
+    /// Reads every target once, as the baseline.
+    pub fn new(targets: Vec<Target>) -> ProcessMeter {
+        let now = Instant::now();
+        ProcessMeter {
+            targets: targets
+                .into_iter()
+                .map(|t| {
+                    let r = read(t.pid).ok().map(|r| (r, now));
+                    (t, r)
+                })
+                .collect(),
+            ticks: clock_ticks() as f64,
+        }
+    }
+
+    /// One sample per process that could be read now (a vanished process is left out).
+    pub fn sample(&mut self) -> Vec<ProcessSample> {
+        let now = Instant::now();
+        let ticks = self.ticks;
+        self.targets
+            .iter_mut()
+            .filter_map(|(t, prev)| {
+                let r = read(t.pid).ok()?;
+                let cpu_cores = match prev {
+                    Some((p, at)) => {
+                        let secs = now.duration_since(*at).as_secs_f64().max(1e-9);
+                        r.cpu_ticks.saturating_sub(p.cpu_ticks) as f64 / ticks / secs
+                    }
+                    None => 0.0,
+                };
+                *prev = Some((r, now));
+                Some(ProcessSample {
+                    pid: t.pid,
+                    label: t.label.clone(),
+                    cpu_cores,
+                    rss_kb: r.rss_kb,
+                })
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug)]
 struct Track {
     target: Target,
@@ -205,6 +267,23 @@ mod tests {
     fn status_rss() {
         let status = "Name:\trelay\nVmPeak:\t  1000 kB\nVmRSS:\t   12345 kB\nThreads:\t4\n";
         assert_eq!(parse_status_rss_kb(status), Some(12345));
+    }
+
+    #[test]
+    fn meter_reports_own_process_per_interval() {
+        let mut m = ProcessMeter::new(vec![
+            Target {
+                pid: std::process::id(),
+                label: "me".into(),
+            },
+            Target {
+                pid: u32::MAX,
+                label: "gone".into(),
+            },
+        ]);
+        let s = m.sample();
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert!(s[0].rss_kb > 0 && s[0].cpu_cores >= 0.0, "{s:?}");
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 /// Why opening a participant failed: a short `kind` for counting, and the detail.
 #[derive(Debug, Clone)]
 pub struct OpenError {
-    /// Bounded kind, e.g. `tcp_connect`, `refused_401`, `join_timeout`.
+    /// Bounded kind, e.g. `tcp_connect`, `refused_token_bad_signature`, `closed_4503_room_full`.
     pub kind: String,
     /// Human-readable detail.
     pub detail: String,
@@ -175,7 +175,9 @@ impl Dialer {
                             .map(String::from_utf8_lossy)
                             .unwrap_or_default()
                             .into_owned();
-                        fail(format!("refused_{}", resp.status().as_u16()), body)
+                        let (kind, detail) =
+                            crate::causes::refusal_kind(resp.status().as_u16(), &body);
+                        fail(kind, detail)
                     }
                     other => fail("ws_upgrade", other),
                 })?;
@@ -274,7 +276,7 @@ async fn relay_join(
             Inbound::Error { code } => return Err(fail(format!("join_error_{code}"), code)),
             Inbound::Closed { code } => {
                 return Err(fail(
-                    format!("closed_{}", code.unwrap_or(1005)),
+                    crate::causes::close_kind(wire, code),
                     "closed before joined",
                 ))
             }

@@ -40,6 +40,7 @@ impl Claims {
         match (self.role, cap) {
             (Role::Customer, Capability::Guide) => false,
             (Role::Customer, Capability::Call) => true,
+            (Role::System, _) => false,
             (Role::Agent, _) => self
                 .caps
                 .as_ref()

@@ -33,6 +33,10 @@ pub enum Role {
     Customer,
     /// The person assisting; watches the replay and chats.
     Agent,
+    /// A server-side sender (a bot, the IM desk) whose chat messages the backend posts through
+    /// the HTTP API (`POST /v1/rooms/{room}/chat`). Only ever in a chat's `from`: never a token's
+    /// role (refused as `token_invalid_claims`), never present in a room.
+    System,
 }
 
 impl Role {
@@ -45,7 +49,9 @@ impl Role {
 impl std::str::FromStr for Role {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        find(s).ok_or_else(|| format!("unknown role {s:?} (expected customer or agent)"))
+        find(s)
+            .filter(|r| *r != Role::System)
+            .ok_or_else(|| format!("unknown role {s:?} (expected customer or agent)"))
     }
 }
 

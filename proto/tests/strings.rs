@@ -40,7 +40,7 @@ fn enum_strings_are_the_documented_ones() {
     );
     assert_eq!(
         s(Role::VARIANTS.iter().map(|r| r.as_str()).collect()),
-        "customer agent"
+        "customer agent system"
     );
     assert_eq!(
         s(EventKind::iter().map(EventKind::label).collect()),

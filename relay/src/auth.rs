@@ -246,7 +246,11 @@ impl Auth {
         if demo && !self.policy.accept_demo {
             return Err(RejectReason::TokenDemoOnly);
         }
-        if validate_id("sub", &claims.sub).is_err() || validate_id("room", &claims.room).is_err() {
+        // `system` is the role of chat the backend posts (HTTP API), never a connection's.
+        if claims.role == assist_relay_proto::Role::System
+            || validate_id("sub", &claims.sub).is_err()
+            || validate_id("room", &claims.room).is_err()
+        {
             return Err(RejectReason::TokenInvalidClaims);
         }
         if claims

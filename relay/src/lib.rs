@@ -8,7 +8,8 @@
 //!   metrics, compaction queue) for `relay serve` and the tests alike.
 //! - [`http`]: the listeners on hyper. [`http::run`] serves `/ws` upgrades on the public listener
 //!   and, in demo mode, the demo pages ([`http::demo`]); [`http::serve`] adds the admin listener
-//!   (`/livez`, `/readyz`, `/metrics`: [`http::admin`]; the `/v1` API: [`http::api`]).
+//!   (`/livez`, `/readyz`, `/metrics`: [`http::admin`]; the `/v1` API: [`http::api`], described
+//!   in `docs/openapi.json`).
 //! - [`auth`]: a token, room and codec decide an upgrade ([`auth::admit`]); [`limits`]: admission
 //!   quotas (handshakes in progress, connections per participant, rooms per node) and message and
 //!   byte rates per connection, participant and room.
@@ -22,7 +23,8 @@
 //!   snapshots of native screens), [`guide`] (guidance and call-signaling rates, ICE and TURN).
 //! - [`store`]: the seam to where rooms live, as narrow traits ([`store::RoomLog`],
 //!   [`store::Uploads`], [`store::TypedValues`], [`store::Archival`], [`store::Bus`],
-//!   [`store::Presence`]). [`store::memory`] is embedded mode; [`store::redis`] is cluster mode
+//!   [`store::Presence`], [`store::Directory`]: the live rooms over every node).
+//!   [`store::memory`] is embedded mode; [`store::redis`] is cluster mode
 //!   (streams, one Lua append-and-publish, RESP3 pub/sub, presence, Redis Cluster).
 //!   [`store::plan`] decides fresh / resume / resync for both.
 //! - [`hub`]: the node's fan-out. Both backends hand it ordered entries; it keeps the one

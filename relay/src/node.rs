@@ -269,6 +269,11 @@ impl NodeBuilder {
         let node = Node::with_metrics(self.config, store.clone(), store.clone(), self.metrics);
         node.install_webhooks(hooks.clone());
         if let Some(dir) = archive_dir {
+            // The recordings API reads it from the start (a missing archive directory is an
+            // error there: in cluster mode it means the node cannot see the compactor's).
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                tracing::warn!(error = %e, dir = %dir.display(), "cannot create the archive directory");
+            }
             let archive: Arc<dyn crate::compactor::Archive> =
                 Arc::new(crate::compactor::FsArchive::new(dir));
             let queue = crate::compactor::spawn_embedded(

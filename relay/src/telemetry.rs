@@ -312,7 +312,7 @@ impl Metrics {
         };
         use strum::{IntoEnumIterator, VariantArray};
 
-        for role in Role::VARIANTS {
+        for role in Role::VARIANTS.iter().filter(|r| **r != Role::System) {
             self.connections.with_label_values(&[role.as_str()]);
         }
         for kind in ClientFrameKind::VARIANTS {

@@ -76,12 +76,25 @@ async fn a_session_arrives_once_in_order_and_signed_through_failures() {
     });
     let dir = temp_archive("session");
     let url = receiver.url("/hooks");
-    let relay = Relay::start_with(|c| with_webhooks(c, &[url], &dir)).await;
+    let relay = Relay::start_with(|c| {
+        with_webhooks(c, &[url], &dir);
+        c.api_key = Some(API_KEY.into());
+    })
+    .await;
     let room = "wh-session";
     let (mut cust, _) = relay.join(room, Role::Customer, "cust", Codec::Json).await;
     let (mut agent, _) = relay.join(room, Role::Agent, "agent", Codec::Json).await;
     cust.publish(&synthetic(4, 1), Some("m")).await;
     cust.publish(&synthetic(2, 2), Some("s")).await;
+    // A bot posts into the room's chat over the server API (no webhook of its own: it is in
+    // the recording's transcript).
+    let bot = r#"{"from":"ticket-bot","text":"Ticket 4711 is attached to this session","id":"bot-1"}"#;
+    let request = format!(
+        "POST /v1/rooms/{room}/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{bot}",
+        bot.len()
+    );
+    let (status, body) = raw_http(relay.admin, &request).await;
+    assert_eq!(status, 201, "{body}");
     agent.chat("c1", "hello").await;
     // Wait until the entries are stored, then end the session.
     cust.recv_until(|f| matches!(f, assist_relay_proto::ServerFrame::Chat { .. }))

@@ -17,8 +17,8 @@ export class Scenario {
     this.pages = []; // {label, page, cap}
   }
 
-  async newPage(label, { viewport = { width: 1100, height: 800 } } = {}) {
-    const context = await this.browser.newContext({ viewport });
+  async newPage(label, { viewport = { width: 1100, height: 800 }, ...options } = {}) {
+    const context = await this.browser.newContext({ viewport, ...options });
     this.contexts.push(context);
     const page = await context.newPage();
     page.setDefaultTimeout(15000);
@@ -28,8 +28,8 @@ export class Scenario {
     return p;
   }
 
-  url(kind, { sub, node, codec, page, extra = {} }) {
-    const q = new URLSearchParams({ room: this.room, sub });
+  url(kind, { sub, node, codec, page, room = this.room, extra = {} }) {
+    const q = new URLSearchParams({ room, sub });
     q.set('relay', this.cluster.wsUrl(node));
     if (codec) q.set('codec', codec);
     if (page) q.set('page', String(page));
@@ -38,18 +38,18 @@ export class Scenario {
   }
 
   /** The customer page, pinned to node `node` through nginx. Resolves when it is live. */
-  async customer({ sub = 'cust', node = 1, codec, page = 1, token } = {}) {
-    const p = await this.newPage(`customer ${sub}`, { viewport: { width: 1000, height: 760 } });
+  async customer({ sub = 'cust', node = 1, codec, page = 1, token, room, viewport = { width: 1000, height: 760 }, context = {} } = {}) {
+    const p = await this.newPage(`customer ${sub}`, { viewport, ...context });
     if (token) await routeToken(p.page, token);
-    await p.page.goto(this.url('customer', { sub, node, codec, page }));
+    await p.page.goto(this.url('customer', { sub, node, codec, page, room }));
     await waitStatus(p.page, 'live');
     return p;
   }
 
   /** The agent console, pinned to node `node`. Resolves when it is live (or as `until`). */
-  async agent({ sub = 'agent', node = 2, codec, until = ['live', 'waiting', 'native'] } = {}) {
-    const p = await this.newPage(`agent ${sub}`, { viewport: { width: 1400, height: 900 } });
-    await p.page.goto(this.url('agent', { sub, node, codec }));
+  async agent({ sub = 'agent', node = 2, codec, room, extra, until = ['live', 'waiting', 'native'], viewport = { width: 1400, height: 900 } } = {}) {
+    const p = await this.newPage(`agent ${sub}`, { viewport });
+    await p.page.goto(this.url('agent', { sub, node, codec, room, extra }));
     await waitStatus(p.page, until);
     return p;
   }

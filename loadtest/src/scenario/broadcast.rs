@@ -7,6 +7,7 @@
 //! whether it had closed them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -37,8 +38,11 @@ pub struct Redirect {
 /// Runs the scenario.
 pub async fn run(a: &BroadcastArgs, redirect: Option<Redirect>) -> anyhow::Result<Report> {
     let c = &a.common;
-    if a.synthetic.rate <= 0.0 {
+    if a.synthetic.rate() <= 0.0 {
         bail!("--rate must be positive");
+    }
+    if c.stages.is_some() && a.synthetic.rate.is_some() {
+        bail!("--stages sets the rate over time: drop --rate");
     }
     let (wire, urls, self_label) = match redirect {
         Some(r) => (r.wire, Some(vec![r.url]), r.self_label),
@@ -101,7 +105,10 @@ pub async fn run(a: &BroadcastArgs, redirect: Option<Redirect>) -> anyhow::Resul
         );
     }
     if tasks.is_empty() {
-        bail!("no viewer could connect: {:?}", setup_errors.errors);
+        bail!(
+            "no viewer could connect: {}",
+            crate::causes::describe(&setup_errors.errors)
+        );
     }
 
     let publisher = match run
@@ -115,13 +122,16 @@ pub async fn run(a: &BroadcastArgs, redirect: Option<Redirect>) -> anyhow::Resul
         .await
     {
         Ok(s) => s,
-        Err(e) => bail!("the publisher could not connect: {e}"),
+        Err(e) => match crate::causes::explain(&e.kind) {
+            Some(why) => bail!("the publisher could not connect: {e} ({why})"),
+            None => bail!("the publisher could not connect: {e}"),
+        },
     };
 
     let sampler = run.sampler(sample_targets(c, self_label));
-    let progress = run.progress(c, scenario);
+    let progress = run.progress(c, scenario, sample_targets(c, self_label));
     let start = Instant::now() + Duration::from_millis(50);
-    let end = start + c.duration;
+    let end = start + c.publish_duration();
     let mut pubtask = run.spawn_publisher(
         publisher,
         PublishPlan {
@@ -130,11 +140,12 @@ pub async fn run(a: &BroadcastArgs, redirect: Option<Redirect>) -> anyhow::Resul
             start,
             end,
             events: Some(EventSource::Synthetic {
-                rate: a.synthetic.rate,
+                rate: a.synthetic.rate(),
                 shape: Synthetic {
                     size: a.synthetic.size,
                     keyframe_every: a.synthetic.keyframe_every,
                 },
+                stages: c.stages.clone().map(Arc::new),
             }),
             chat_rate: 0.0,
         },
@@ -149,9 +160,7 @@ pub async fn run(a: &BroadcastArgs, redirect: Option<Redirect>) -> anyhow::Resul
     run.drain(ends.clone(), tasks.len() as u64, c.drain).await;
     let window_s = start.elapsed().as_secs_f64();
     let processes = sampler.finish().await;
-    if let Some(p) = progress {
-        p.finish().await;
-    }
+    let timeline = progress.finish().await;
     run.stop();
     let stalled_report = read_stalled(held, wire).await;
 
@@ -161,10 +170,11 @@ pub async fn run(a: &BroadcastArgs, redirect: Option<Redirect>) -> anyhow::Resul
     let params = serde_json::json!({
         "viewers": a.viewers,
         "stalled": a.stalled,
-        "rate": a.synthetic.rate,
+        "rate": if c.stages.is_some() { None } else { Some(a.synthetic.rate()) },
+        "stages": c.stages.as_ref().map(|s| s.to_string()),
         "size": a.synthetic.size,
         "keyframe_every": a.synthetic.keyframe_every,
-        "duration_s": c.duration.as_secs_f64(),
+        "duration_s": c.publish_duration().as_secs_f64(),
         "urls": run.dialer.urls(),
     });
     let mut report = Report::build(ReportInput {
@@ -182,6 +192,7 @@ pub async fn run(a: &BroadcastArgs, redirect: Option<Redirect>) -> anyhow::Resul
         processes,
     });
     report.stalled_viewers = stalled_report;
+    report.timeline = timeline;
     Ok(report)
 }
 
@@ -202,7 +213,7 @@ async fn read_stalled(held: Vec<Session>, wire: Wire) -> Option<StalledReport> {
                 Ok(Some(Ok(m))) => match wire.decode(&m) {
                     Inbound::Event { .. } => events += 1,
                     Inbound::Resync { .. } => resyncs += 1,
-                    Inbound::Closed { code } => break format!("closed_{}", code.unwrap_or(1005)),
+                    Inbound::Closed { code } => break crate::causes::close_kind(wire, code),
                     _ => {}
                 },
             }

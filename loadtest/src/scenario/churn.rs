@@ -52,9 +52,9 @@ pub async fn run(a: &ChurnArgs) -> anyhow::Result<Report> {
     let mut stats = ViewerStats::default();
 
     let sampler = run.sampler(sample_targets(c, "loadtest (clients)"));
-    let progress = run.progress(c, "churn");
+    let progress = run.progress(c, "churn", sample_targets(c, "loadtest (clients)"));
     let start = Instant::now() + Duration::from_millis(50);
-    let end = start + c.duration;
+    let end = start + c.publish_duration();
 
     let mut publishers = Vec::new();
     if a.publish_rate > 0.0 {
@@ -85,6 +85,7 @@ pub async fn run(a: &ChurnArgs) -> anyhow::Result<Report> {
                                 size: a.size,
                                 keyframe_every: 100,
                             },
+                            stages: None,
                         }),
                         chat_rate: 0.0,
                     },
@@ -131,7 +132,14 @@ pub async fn run(a: &ChurnArgs) -> anyhow::Result<Report> {
 
     let mut k: u64 = 0;
     loop {
-        let due = start + Duration::from_secs_f64(k as f64 / a.rate);
+        // With --stages the cycle rate follows the ramp; past its end nothing more is due.
+        let due = match &c.stages {
+            Some(s) => match s.time_of(k as f64) {
+                Some(t) => start + t,
+                None => break,
+            },
+            None => start + Duration::from_secs_f64(k as f64 / a.rate),
+        };
         if due >= end {
             break;
         }
@@ -192,22 +200,21 @@ pub async fn run(a: &ChurnArgs) -> anyhow::Result<Report> {
     }
     let window_s = start.elapsed().as_secs_f64();
     let processes = sampler.finish().await;
-    if let Some(p) = progress {
-        p.finish().await;
-    }
+    let timeline = progress.finish().await;
     run.stop();
     let (events, chats, lag) = collect_publishers(publishers, &mut stats).await;
     churn.catch_up = Summary::of(&catch_up);
     churn.cycle = Summary::of(&cycle);
     let params = serde_json::json!({
-        "rate": a.rate,
+        "rate": if c.stages.is_some() { None } else { Some(a.rate) },
+        "stages": c.stages.as_ref().map(|s| s.to_string()),
         "rooms": a.rooms,
         "identities": a.identities,
         "resume": a.resume,
         "hold_s": a.hold.as_secs_f64(),
         "publish_rate": a.publish_rate,
         "size": a.size,
-        "duration_s": c.duration.as_secs_f64(),
+        "duration_s": c.publish_duration().as_secs_f64(),
         "urls": run.dialer.urls(),
     });
     let mut report = Report::build(ReportInput {
@@ -225,6 +232,7 @@ pub async fn run(a: &ChurnArgs) -> anyhow::Result<Report> {
         processes,
     });
     report.churn = Some(churn);
+    report.timeline = timeline;
     Ok(report)
 }
 

@@ -32,7 +32,7 @@ use crate::driver::{
     run_publisher, run_replier, run_viewer, PublishCounters, PublishOutcome, PublishPlan,
     PublisherCtx, RunCtx, StreamEnds, ViewerOutcome, ViewerPlan, REPLY_QUEUE,
 };
-use crate::progress::{Live, Progress};
+use crate::progress::{Live, Progress, ProgressPlan};
 use crate::report::Report;
 use crate::sampler::{Sampler, Target};
 use crate::stats::{record_us, ViewerStats};
@@ -58,7 +58,7 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<Report> {
         Scenario::Snapshot(a) => snapshot::run(&a).await?,
         Scenario::CeilingServer => bail!("ceiling-server is a server, not a scenario"),
     };
-    report.check(common.max_p99_ms, common.max_loss);
+    report.check(&common.all_thresholds());
     if let Some(path) = &common.json {
         report.write_json(path)?;
     }
@@ -168,7 +168,7 @@ impl Run {
         let minter = c.secret.as_ref().map(|s| {
             Minter::new(
                 s.as_bytes(),
-                c.duration + c.drain + Duration::from_secs(3600),
+                c.publish_duration() + c.drain + Duration::from_secs(3600),
             )
         });
         let dialer = Dialer::new(
@@ -204,9 +204,17 @@ impl Run {
         }
     }
 
-    /// Starts the progress line unless quiet.
-    pub fn progress(&self, c: &Common, label: &str) -> Option<Progress> {
-        (!c.quiet).then(|| Progress::start(self.live.clone(), label.to_owned()))
+    /// Starts the per-second timeline over these processes, and its progress line unless quiet.
+    pub fn progress(&self, c: &Common, label: &str, targets: Vec<Target>) -> Progress {
+        Progress::start(
+            self.live.clone(),
+            ProgressPlan {
+                label: label.to_owned(),
+                print: !c.quiet,
+                targets,
+                stages: c.stages.clone().map(Arc::new),
+            },
+        )
     }
 
     /// Starts reading an opened session as a viewer.

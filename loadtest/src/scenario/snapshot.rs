@@ -258,6 +258,9 @@ pub async fn run(a: &SnapshotArgs) -> anyhow::Result<Report> {
     if a.rounds == 0 {
         bail!("--rounds must be at least 1 (the joins read the last upload)");
     }
+    if c.stages.is_some() {
+        bail!("snapshot does not ramp: drop --stages (use --rounds and --joins)");
+    }
     let Some(secret) = &c.secret else {
         bail!("the relay needs tokens: pass --secret or set RELAY_JWT_SECRET");
     };

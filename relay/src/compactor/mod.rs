@@ -15,7 +15,10 @@
 //!   `{"o":offset,"t":accepted_ms,"e":<rrweb event>}` or `{"o":..,"t":..,"c":<chat>}`;
 //! - `<room>/<epoch>/events.json.zst`: the session's rrweb events, a JSON array in offset order;
 //! - `<room>/<epoch>/chat.json.zst`: the chat transcript, a JSON array;
-//! - `<room>/<epoch>/manifest.json`: written last; its presence means the recording is complete.
+//! - `<room>/<epoch>/manifest.json`: written last; its presence means the recording is complete;
+//! - `~index/<compacted_ms>-<room>:<epoch>.json`: a copy of each manifest, written after it, so
+//!   that the HTTP API lists recordings by time cheaply ([`INDEX_DIR`]; `<room>:<epoch>` is the
+//!   recording's id, [`recording_id`]).
 //!
 //! Every file is written to a temporary name, fsynced and renamed, so a crash leaves either the
 //! old state or the new one. Re-running a finished job finds the manifest and only cleans up.
@@ -30,11 +33,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use self::job::{CompactError, Job, JobKind, JobQueue, Outcome, Recorded};
-use self::recording::{put_part, room_dir, write_part_line, write_recording};
 pub use self::recording::{
-    read_parts, read_recording, Archive, ArchivedEntry, ChatLine, FileInfo, FsArchive, Manifest,
-    FORMAT_VERSION,
+    index_key, read_parts, read_recording, recording_id, Archive, ArchivedEntry, ChatLine,
+    FileInfo, FsArchive, Manifest, FORMAT_VERSION, INDEX_DIR,
 };
+use self::recording::{put_part, room_dir, write_part_line, write_recording};
 
 use crate::store::{Archival, RoomLog, Store, StoreError, Unavailable};
 use crate::webhook::{Event, EventKind, Webhooks};
@@ -67,6 +70,7 @@ pub async fn run_job(
     if job.kind == JobKind::Final {
         if let Some(json) = archive.get(&manifest).map_err(CompactError::from)? {
             // Done before (a re-run after a crash between writing and cleaning up).
+            recording::reindex(archive.as_ref(), &dir)?;
             log.remove_room(&job.room).await?;
             out.recorded = true;
             out.recording = Some(Recorded {
@@ -196,6 +200,7 @@ pub async fn report(hooks: &Webhooks, job: &Job, out: Result<&Outcome, &str>) {
             recording: Some(r), ..
         }) => {
             let data = serde_json::json!({
+                "recording": recording_id(&job.room, &r.epoch),
                 "epoch": r.epoch, "manifest": r.manifest, "sha256": r.sha256,
             });
             Event::of_fact(EventKind::RecordingReady, &job.room, &r.epoch, data)

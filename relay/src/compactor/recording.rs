@@ -48,6 +48,15 @@ impl FsArchive {
         &self.root
     }
 
+    /// Opens `key` for reading (streaming a large file), if present.
+    pub fn open(&self, key: &str) -> std::io::Result<Option<std::fs::File>> {
+        match std::fs::File::open(self.path(key)?) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The file of `key` under the root. A key that could leave the root (`..`, an absolute
     /// path) is refused whatever produced it: room ids are checked when they enter, and this is
     /// the second line.
@@ -371,6 +380,7 @@ pub(super) fn write_recording(
     let json =
         serde_json::to_vec_pretty(&manifest).map_err(|e| CompactError::Permanent(e.to_string()))?;
     archive.put(&format!("{dir}/manifest.json"), &json)?;
+    write_index(archive.as_ref(), &manifest, &json)?;
     out.recording = Some(super::job::Recorded {
         epoch: epoch.to_owned(),
         manifest: format!("{dir}/manifest.json"),
@@ -380,6 +390,40 @@ pub(super) fn write_recording(
         archive.delete(&format!("{dir}/parts/{name}"))?;
     }
     Ok(())
+}
+
+/// The directory of the recordings index, beside the rooms' (`~` is not allowed in room ids, so
+/// no room's directory has this name). One entry per recording, `<compacted_ms, 13 digits>-<id>`
+/// ([`index_key`]) plus `.json`, holding a copy of its manifest: names sort by time, so listing
+/// the recordings of every room reads one directory and only the entries of the page asked.
+pub const INDEX_DIR: &str = "~index";
+
+/// A recording's id: `<room>:<epoch>` (URL-safe: both are ids; an epoch has no `:`, so the
+/// last `:` separates them).
+pub fn recording_id(room: &str, epoch: &str) -> String {
+    format!("{room}:{epoch}")
+}
+
+/// The index key of a recording (its entry's name without `.json`): ordered by when it was made.
+pub fn index_key(m: &Manifest) -> String {
+    format!("{:013}-{}", m.compacted_ms, recording_id(&m.room, &m.epoch))
+}
+
+/// Writes the index entry of a recording whose manifest is `json`.
+fn write_index(archive: &dyn Archive, m: &Manifest, json: &[u8]) -> std::io::Result<()> {
+    archive.put(&format!("{INDEX_DIR}/{}.json", index_key(m)), json)
+}
+
+/// Indexes the finished recording in `dir` again (a job re-run after a crash between the
+/// manifest and the index entry; the entry's name comes from the manifest, so this is
+/// idempotent).
+pub(super) fn reindex(archive: &dyn Archive, dir: &str) -> Result<(), CompactError> {
+    let Some(json) = archive.get(&format!("{dir}/manifest.json"))? else {
+        return Ok(());
+    };
+    let m: Manifest =
+        serde_json::from_slice(&json).map_err(|e| CompactError::Permanent(e.to_string()))?;
+    Ok(write_index(archive, &m, &json)?)
 }
 
 /// Reads a finished recording: manifest, events (JSON array text) and chat.

@@ -22,7 +22,6 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(super::api::routes())
-        .merge(super::webhooks::routes())
         .layer(axum::middleware::from_fn(super::api::audit_api))
         .with_state(node)
 }

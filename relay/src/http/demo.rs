@@ -7,6 +7,8 @@
 //!   demo directory, nothing outside it. tower-http's `ServeDir` sends the files (percent-decoding,
 //!   no `..` or absolute segment, directories refused); [`allowed`] adds what `ServeDir` does not
 //!   check: no hidden name, no backslash or NUL, and symlinks resolved and still inside.
+//! - `/demo/rooms?state=waiting|assisted&limit=N&cursor=C`: the live rooms, as `GET /v1/rooms`
+//!   answers them (the agent console's waiting list).
 //! - `/demo/token?room=R&role=customer|agent&sub=NAME`: `{"token":"…"}`, an HS256 token minted with
 //!   the node's secret, valid for an hour, with the claim `"demo": true`. **Anyone who reaches the
 //!   node gets a token**: this is why demo mode is off by default, logs a warning, and refuses to
@@ -52,6 +54,7 @@ pub fn router(node: Arc<Node>) -> Option<Router> {
             .route("/demo", get(redirect))
             .route("/demo/", get(file))
             .route("/demo/token", get(token))
+            .route("/demo/rooms", get(rooms))
             .route("/demo/{page}", get(file))
             .route("/demo/assets/{*rest}", get(file))
             .fallback(|| async { not_found() })
@@ -193,6 +196,12 @@ fn content_type(path: &Path) -> &'static str {
         "txt" => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
     }
+}
+
+/// `/demo/rooms`: the live-room listing of `GET /v1/rooms` (same query and answer), for the
+/// demo console's waiting list. Unauthenticated like the rest of demo mode.
+async fn rooms(State(demo): State<Arc<Demo>>, uri: Uri) -> Response {
+    crate::http::api::rooms::listing(&demo.node, uri.query()).await
 }
 
 /// `/demo/token`: a demo token for the asked room, role and participant.

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 
 use super::api::{api_error, json_response, refusal};
 use crate::Node;
@@ -17,12 +15,8 @@ use crate::Node;
 /// Most dead letters one answer lists.
 const MAX: usize = 1000;
 
-/// The webhook routes of the `/v1` API.
-pub fn routes() -> Router<Arc<Node>> {
-    Router::new().route("/v1/webhooks/dead", get(dead_letters))
-}
-
-async fn dead_letters(
+/// `GET /v1/webhooks/dead` (routed by [`super::api`]'s table).
+pub(super) async fn dead_letters(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,

@@ -4,7 +4,8 @@
 //! events and chat) under per-room offsets and answers catch-up and resume reads (the hot path);
 //! [`Uploads`] stages large events slice by slice; [`TypedValues`] keeps the masking hashes;
 //! [`Archival`] is what the compactor reads and trims; [`Bus`] fans a room's live traffic out to
-//! the nodes that have members in it and [`Presence`] tracks who is there ([`Broker`] is both).
+//! the nodes that have members in it and [`Presence`] tracks who is there ([`Broker`] is both);
+//! [`Directory`] lists the live rooms over every node.
 //! A backend implements all of them, which makes it a [`Store`]: [`memory::MemoryStore`]
 //! in-process (embedded mode), [`redis::RedisStore`] for cluster mode.
 //!
@@ -16,6 +17,7 @@
 //!   that read's `head` (possibly some at or below it too, which the reader drops by offset).
 
 pub mod cap;
+pub mod directory;
 pub mod memory;
 pub mod plan;
 pub mod redis;
@@ -381,15 +383,28 @@ pub trait Presence: Send + Sync + 'static {
     async fn exit(&self, room: &str, member: &Member, conn: u64) -> Result<(), StoreError>;
 }
 
+/// Which rooms are live over every node (the `/v1/rooms` listing).
+#[async_trait]
+pub trait Directory: Send + Sync + 'static {
+    /// Open rooms with at least one member present on any node, with ids above `after`, in id
+    /// order: at most `limit` looked at (rooms found empty or closed are skipped, so fewer may
+    /// come back while [`directory::DirectoryPage::more_after`] says more may follow).
+    async fn live_rooms(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<directory::DirectoryPage, StoreError>;
+}
+
 /// Live fan-out and presence: what a connection needs besides the log.
 pub trait Broker: Bus + Presence {}
 
 impl<T: Bus + Presence> Broker for T {}
 
 /// Everything a backend implements; a node holds its store as one `Arc<dyn Store>`.
-pub trait Store: RoomLog + Uploads + TypedValues + Archival + Broker {}
+pub trait Store: RoomLog + Uploads + TypedValues + Archival + Broker + Directory {}
 
-impl<T: RoomLog + Uploads + TypedValues + Archival + Broker> Store for T {}
+impl<T: RoomLog + Uploads + TypedValues + Archival + Broker + Directory> Store for T {}
 
 /// Calls `f` with every stored entry in `(after, upto]`, in order, read in pages of about
 /// `page_bytes` of payload: in cluster mode every entry read is a copy, and a room's log may hold

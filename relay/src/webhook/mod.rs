@@ -47,7 +47,8 @@ pub enum EventKind {
     MemberLeft,
     /// The room was closed; `data.reason` says why, `data.by` who.
     RoomClosed,
-    /// A recording is complete; `data.manifest` and `data.sha256` say where and its digest.
+    /// A recording is complete; `data.recording` is its id in `GET /v1/recordings/{id}`,
+    /// `data.manifest` and `data.sha256` say where and its digest.
     RecordingReady,
     /// A recording could not be written.
     RecordingFailed,

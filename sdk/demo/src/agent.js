@@ -13,15 +13,48 @@ import {
   MAX_ANNOTATION_BYTES,
 } from '@assist-relay/sdk';
 import { settings, demoToken, showStatus, clock } from './common.js';
+import { Zoom } from './zoom.js';
+import { PageHistory, PastView } from './past.js';
+import { waitingCustomers } from './waiting.js';
 
 const cfg = settings('agent');
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
-$('room-name').textContent = cfg.room;
-document.title = `Assist console · ${cfg.room}`;
+// `?lobby`: no room yet; the agent picks a waiting customer from the list (nothing connects).
+const lobby = cfg.query.has('lobby');
+$('room-name').textContent = lobby ? '(none: pick a waiting customer)' : cfg.room;
+document.title = lobby ? 'Assist console · waiting customers' : `Assist console · ${cfg.room}`;
 
 const client = new RelayClient({ codec: cfg.codec, room: cfg.room });
-const view = new LiveView(client, { root: $('replay'), fit: true });
+// The console scales the replay itself (zoom.js): fit to the width, or 50 / 75 / 100 %.
+// Created before the LiveView: the timeline (rendered on the view's events) asks it which pages it has.
+const history = new PageHistory(client);
+const view = new LiveView(client, { root: $('replay') });
+const zoom = new Zoom({ select: /** @type {HTMLSelectElement} */ ($('zoom')), level: $('zoom-level') });
+const liveZoom = zoom.attach($('replay'), () => view.replayer);
+view.on('replayer', () => liveZoom.refresh());
+
+// The side panel can be hidden so that the replay takes the whole width (small consoles).
+const sideToggle = $('side-toggle');
+let unread = 0;
+function renderSideToggle() {
+  const hidden = document.body.classList.contains('side-hidden');
+  sideToggle.setAttribute('aria-pressed', String(hidden));
+  sideToggle.textContent = hidden ? `Show panel${unread ? ` (${unread})` : ''}` : 'Hide panel';
+  sideToggle.classList.toggle('unread', hidden && unread > 0);
+}
+sideToggle.addEventListener('click', () => {
+  document.body.classList.toggle('side-hidden');
+  unread = 0;
+  renderSideToggle();
+  requestAnimationFrame(() => zoom.applyAll());
+});
+client.on('chat', () => {
+  if (document.body.classList.contains('side-hidden')) {
+    unread++;
+    renderSideToggle();
+  }
+});
 
 // ---- status -------------------------------------------------------------------------------------
 
@@ -59,7 +92,7 @@ onStatus(view.status);
 
 /** @param {any} p */
 function pageLabel(p) {
-  return p.kind === 'native' ? `native screen · ${p.page_id ?? p.url}` : p.url || '(unknown page)';
+  return p.kind === 'native' ? `native screen · ${p.pageId ?? p.url}` : p.url || '(unknown page)';
 }
 view.on('page', (p) => {
   const el = $('page-url');
@@ -68,6 +101,29 @@ view.on('page', (p) => {
   renderTimeline(view.timeline);
 });
 view.on('timeline', (t) => renderTimeline(t));
+
+// A click on a timeline entry shows that page paused (past.js), beside the live replay, which
+// keeps running underneath; "Back to live" (or Escape) returns.
+const past = new PastView({
+  history,
+  box: $('past'),
+  root: $('past-replay'),
+  label: $('past-label'),
+  seek: /** @type {HTMLInputElement} */ ($('past-seek')),
+  at: $('past-at'),
+  back: $('back-to-live'),
+  time: clock,
+  onChange: () => {
+    renderTimeline(view.timeline);
+    $('viewer-mode').dataset.mode = past.entry ? 'past' : 'live';
+  },
+});
+const pastZoom = zoom.attach($('past-replay'), () => past.replayer);
+past.o.zoom = pastZoom;
+/** @param {any} p a timeline entry */
+function openPast(p) {
+  if (!past.show(p)) hint('That page is from before you joined: see it in the session’s recording.');
+}
 
 /** @param {any[]} pages */
 function renderTimeline(pages) {
@@ -85,6 +141,21 @@ function renderTimeline(pages) {
     li.dataset.kind = p.kind;
     if (typeof p.offset === 'number') li.dataset.offset = String(p.offset);
     if (i === pages.length - 1) li.classList.add('current');
+    const seekable = typeof p.offset === 'number' && history.has(p.offset);
+    li.dataset.seekable = String(seekable);
+    if (past.entry && past.entry.offset === p.offset) li.classList.add('viewing');
+    li.title = `${p.url || ''}${seekable ? '\nClick: show this page, paused' : '\nBefore you joined: in the session’s recording'}`;
+    if (seekable) {
+      li.tabIndex = 0;
+      li.setAttribute('role', 'button');
+      li.addEventListener('click', () => openPast(p));
+      li.addEventListener('keydown', (e) => {
+        if (e.key === 'Enter' || e.key === ' ') {
+          e.preventDefault();
+          openPast(p);
+        }
+      });
+    }
     const time = document.createElement('span');
     time.className = 'tl-time';
     time.textContent = typeof p.ts === 'number' ? clock(p.ts) : '';
@@ -93,12 +164,12 @@ function renderTimeline(pages) {
     title.textContent = p.title || (p.kind === 'native' ? 'Native screen' : 'Untitled page');
     const where = document.createElement('span');
     where.className = 'tl-url';
-    where.textContent = p.kind === 'native' ? `native · ${p.page_id ?? p.url}` : shortUrl(p.url);
+    where.textContent = p.kind === 'native' ? `native · ${p.pageId ?? p.url}` : shortUrl(p.url);
     where.title = p.url;
     li.append(time, title, where);
     ol.append(li);
   });
-  ol.scrollTop = ol.scrollHeight;
+  if (!past.entry) ol.scrollTop = ol.scrollHeight;
 }
 
 /** @param {string} url */
@@ -140,7 +211,7 @@ function renderPresence() {
     ul.append(li);
   }
 }
-for (const ev of /** @type {const} */ (['joined', 'member_joined', 'member_left'])) {
+for (const ev of /** @type {const} */ (['joined', 'memberJoined', 'memberLeft'])) {
   client.on(ev, renderPresence);
 }
 client.on('closed', () => {
@@ -157,9 +228,36 @@ const chat = new ChatPanel(client, {
   send: $('chat-send'),
 });
 
+// "End session" asks first (a modal dialog); only "End session" in it ends the room.
+const endDialog = /** @type {HTMLDialogElement} */ ($('end-dialog'));
 $('end').addEventListener('click', () => {
+  if (!endDialog.open) endDialog.showModal();
+});
+endDialog.addEventListener('close', () => {
+  if (endDialog.returnValue !== 'end') return;
+  endDialog.returnValue = '';
   /** @type {HTMLButtonElement} */ ($('end')).disabled = true;
   client.end().catch(() => {});
+});
+client.on('closed', () => {
+  /** @type {HTMLButtonElement} */ ($('end')).disabled = true;
+  if (endDialog.open) endDialog.close();
+});
+
+// ---- waiting customers (GET /demo/rooms?state=waiting) ---------------------------------------------
+
+const waiting = waitingCustomers({
+  list: $('waiting'),
+  note: $('waiting-note'),
+  count: $('waiting-count'),
+  room: lobby ? '' : cfg.room,
+  clock,
+  link: (room) => {
+    const q = new URLSearchParams(cfg.query);
+    q.set('room', room);
+    q.delete('lobby');
+    return `?${q}`;
+  },
 });
 
 // ---- guidance (docs/protocol.md §18) --------------------------------------------------------------
@@ -174,13 +272,13 @@ let parked = /** @type {{ highlighted: number | null, annotations: Map<number, s
 let parkTimer = /** @type {any} */ (null);
 let customerAway = true;
 const hasCustomer = () => [...client.members.values()].some((m) => m.role === 'customer');
-client.on('member_left', (m) => {
+client.on('memberLeft', (m) => {
   if (m?.role === 'customer' && !hasCustomer()) customerAway = true;
 });
 // Registered before the GuideSender's own listener, which re-sends the current state on a
 // customer's join: after a page load the customer's rrweb ids start again from 1, so the state is
 // parked until the new page is in the replay (or, for a reconnect of the same page, 2.5 s).
-client.on('member_joined', (m) => {
+client.on('memberJoined', (m) => {
   if (m?.role !== 'customer') return;
   const wasAway = customerAway;
   customerAway = false;
@@ -482,17 +580,26 @@ $('call-start').addEventListener('click', () => {
   });
 });
 $('call-hangup').addEventListener('click', () => calls.hangup());
-for (const ev of /** @type {const} */ (['joined', 'member_joined', 'member_left', 'closed', 'disconnected'])) {
+for (const ev of /** @type {const} */ (['joined', 'memberJoined', 'memberLeft', 'closed', 'disconnected'])) {
   client.on(ev, () => renderCall());
 }
 renderCall();
 
 // ---- connect -----------------------------------------------------------------------------------------
 
-const caughtUp = new Promise((resolve) => client.once('caught_up', resolve));
-const joined = client.connect(cfg.relay, demoToken(cfg.room, 'agent', cfg.sub));
-const ready = Promise.all([joined, caughtUp]).then(([j]) => j);
-ready.catch((e) => console.warn('console not ready', e));
+let ready;
+if (lobby) {
+  showStatus($('status'), 'lobby', 'not in a room');
+  $('replay-note').textContent = 'Pick a customer from the waiting list.';
+  for (const id of ['end', 'call-start', 'chat-send', 'chat-input']) /** @type {HTMLButtonElement} */ ($(id)).disabled = true;
+  document.body.classList.add('lobby');
+  ready = Promise.resolve(null);
+} else {
+  const caughtUp = new Promise((resolve) => client.once('caughtUp', resolve));
+  const joined = client.connect(cfg.relay, demoToken(cfg.room, 'agent', cfg.sub));
+  ready = Promise.all([joined, caughtUp]).then(([j]) => j);
+  ready.catch((e) => console.warn('console not ready', e));
+}
 
 // @ts-ignore for tests and the console
-window.demo = { client, view, ready, chat, guide, calls };
+window.demo = { client, view, ready, chat, guide, calls, zoom, liveZoom, past, history, waiting };

@@ -3,10 +3,12 @@
 
 import { RelayClient, startRecording, ChatPanel, GuideOverlay, CallManager } from '@assist-relay/sdk';
 import { settings, demoToken, showStatus } from './common.js';
+import { dimAroundHighlight } from './dim.js';
 
 const cfg = settings('customer');
 const page = ['1', '2', '3'].includes(cfg.query.get('page') ?? '') ? cfg.query.get('page') : '1';
 const NAME_KEY = 'assist-relay-demo.name';
+const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
 // ---- the app (before recording starts, so the first snapshot shows the right page) -----------
 
@@ -60,14 +62,26 @@ const statusEl = document.getElementById('status');
 const client = new RelayClient({ codec: cfg.codec, room: cfg.room });
 client.on('joined', () => showStatus(statusEl, 'live'));
 client.on('disconnected', () => showStatus(statusEl, 'disconnected'));
-client.on('closed', (c) =>
-  showStatus(statusEl, 'disconnected', c.code === 4502 ? 'the session has ended' : `closed ${c.code}`),
-);
+client.on('closed', (c) => {
+  if (c.code !== 4502) {
+    showStatus(statusEl, 'disconnected', `closed ${c.code}`);
+    return;
+  }
+  // 4502 room_closed: an agent (or the backend) ended the session; nothing reconnects.
+  showStatus(statusEl, 'ended', 'the session has ended');
+  if (statusEl) statusEl.textContent = 'session ended';
+  sessionEnded();
+});
 
 // The agent's guidance (pointer, highlight, notes): drawn in a 0×0 `rr-block` host with
 // `pointer-events: none`, so it is never recorded and never takes the customer's clicks. Created
 // before recording starts: the first snapshot has the (empty) host.
 const overlay = new GuideOverlay(client);
+// A highlight dims the page around its element, never the element itself nor the chat panel.
+dimAroundHighlight(client, overlay, {
+  dim: /** @type {HTMLElement} */ (document.getElementById('guide-dim')),
+  keep: [/** @type {HTMLElement} */ (document.getElementById('chat'))],
+});
 
 // Recording starts now: rrweb's first events are a Meta and a FullSnapshot of this page, queued
 // until the client has joined. Passwords are masked by rrweb here and by the relay again.
@@ -79,12 +93,23 @@ const chat = new ChatPanel(client, {
   send: document.getElementById('chat-send'),
 });
 
+/** The session is over (4502): say so, and the chat box takes no more messages. */
+function sessionEnded() {
+  $('session-ended').hidden = false;
+  const input = /** @type {HTMLInputElement} */ ($('chat-input'));
+  input.disabled = true;
+  input.placeholder = 'The session has ended';
+  /** @type {HTMLButtonElement} */ ($('chat-send')).disabled = true;
+  $('chat').classList.add('ended');
+  $('call-consent').hidden = true;
+}
+
 // Hybrid app: a native screen (recording paused, the relay shows agents a placeholder), and back.
 const sheet = /** @type {HTMLElement} */ (document.getElementById('native-sheet'));
 document.getElementById('native-open')?.addEventListener('click', () => {
   recording
     .showNativePage({
-      page_id: 'payment-sheet',
+      pageId: 'payment-sheet',
       title: 'Payment',
       fields: { amount: '¥1,200', method: 'Wallet' },
     })
@@ -98,7 +123,6 @@ document.getElementById('native-close')?.addEventListener('click', () => {
 
 // Voice calls: an incoming call asks for consent first (#call-consent); the microphone is
 // touched only after Accept (CallManager calls getUserMedia once `consent` resolved true).
-const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 /** @type {((ok: boolean) => void) | null} */
 let answerConsent = null;
 const calls = new CallManager(client, {

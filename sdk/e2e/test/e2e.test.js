@@ -221,8 +221,10 @@ describe('assist-relay in Chromium (3 nodes + nginx + Redis)', { timeout: 170_00
 
       // The agent ends the session: everyone is closed with 4502 and the compactor records it.
       const hasEnd = await agent.page.evaluate(() => !!document.querySelector('#end'));
-      if (hasEnd) await agent.page.click('#end');
-      else await agent.page.evaluate(() => window.demo.client.end());
+      if (hasEnd) {
+        await agent.page.click('#end');
+        await agent.page.click('#end-confirm'); // the confirmation (console.test.js covers it)
+      } else await agent.page.evaluate(() => window.demo.client.end());
       await waitFor(() => agent.cap.sockets.every((x) => x.closed), { timeout: 10_000, message: 'the agent socket to close (4502)' });
 
       // `relay export --rrweb-dir` takes rrweb-player's dist/ as npm installs it (1.x or 2.x).

@@ -6,9 +6,11 @@
 // `hangup` with reason `declined`.
 
 import { Emitter } from './emitter.js';
+import { CALL_EVENT_ALIASES } from './wire.js';
 
 /** Call states, in order: `idle` → `calling` (we offered) | `ringing` (we were offered, asking
  * for consent) → `connecting` → `connected` → `ended`. */
+/** @type {readonly import('../types/chat.js').CallState[]} */
 export const CallStates = Object.freeze(['idle', 'calling', 'ringing', 'connecting', 'connected', 'ended']);
 
 function callId() {
@@ -20,15 +22,15 @@ function callId() {
 /**
  * One participant's voice calls over a RelayClient: at most one call at a time.
  *
- * Events: `state` (state, detail), `incoming` ({ call, from }), `remote-stream` (MediaStream),
- * `connection-state` (RTCPeerConnection.connectionState), `ended` ({ call, reason, by }),
+ * Events: `state` (state, detail), `incoming` ({ call, from }), `remoteStream` (MediaStream),
+ * `connectionState` (RTCPeerConnection.connectionState), `ended` ({ call, reason, by }),
  * `error` ({ code, message, error }).
  */
 export class CallManager extends Emitter {
   /**
-   * @param {import('./client.js').RelayClient} client
+   * @param {import('../types/core.js').RelayClient} client
    * @param {{
-   *   consent?: (offer: { call: string, from: { id: string, role: string } }) => boolean | Promise<boolean>,
+   *   consent?: (offer: { call: string, from: import('../types/core.js').Member }) => boolean | Promise<boolean>,
    *   RTCPeerConnection?: any,
    *   getUserMedia?: (constraints: any) => Promise<any>,
    *   constraints?: any,
@@ -39,7 +41,7 @@ export class CallManager extends Emitter {
    *   `audioElement`: an <audio> element that plays the remote stream (autoplay).
    */
   constructor(client, options = {}) {
-    super();
+    super(CALL_EVENT_ALIASES);
     this.client = client;
     this._consent = options.consent ?? null;
     this._PC = options.RTCPeerConnection ?? globalThis.RTCPeerConnection;
@@ -52,7 +54,7 @@ export class CallManager extends Emitter {
     this.state = 'idle';
     /** @type {string | null} */
     this.call = null;
-    /** @type {{ id: string, role: string } | null} the other side */
+    /** @type {import('../types/core.js').Member | null} the other side */
     this.peer = null;
     /** @type {any} */
     this.pc = null;
@@ -68,7 +70,7 @@ export class CallManager extends Emitter {
     this._offs = [
       client.on('signal', (s, meta) => this._onSignal(s, meta?.from)),
       client.on('closed', () => this._end('closed', 'local', false)),
-      client.on('member_left', (m) => {
+      client.on('memberLeft', (m) => {
         if (this.peer && m?.id === this.peer.id && this.state !== 'idle') this._end('peer_left', 'remote', false);
       }),
     ];
@@ -81,19 +83,19 @@ export class CallManager extends Emitter {
    */
   async start(to) {
     if (this.state !== 'idle' && this.state !== 'ended') throw new Error(`a call is ${this.state}`);
-    const peer = to ? this.client.members.get(to) ?? { id: to, role: '' } : this._otherRole();
+    const peer = to ? this.client.members.get(to) ?? this._unlisted(to) : this._otherRole();
     if (!peer) throw new Error('nobody of the other role to call');
     this.call = callId();
     this.peer = peer;
     this._setState('calling');
     try {
       const stream = await this._media();
-      if (this.state !== 'calling') return;
+      if (/** @type {string} */ (this.state) !== 'calling') return; // _setState changes it meanwhile
       const pc = this._newPeerConnection();
       for (const t of stream.getTracks()) pc.addTrack(t, stream);
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
-      if (this.state !== 'calling') return;
+      if (/** @type {string} */ (this.state) !== 'calling') return; // _setState changes it meanwhile
       this._signal({ kind: 'offer', sdp: pc.localDescription?.sdp ?? offer.sdp });
       this._flushOutgoing();
     } catch (e) {
@@ -123,8 +125,17 @@ export class CallManager extends Emitter {
   }
 
   /**
+   * A participant not (yet) in the presence list: calls go to the other role (§19).
+   * @param {string} id
+   * @returns {import('../types/core.js').Member}
+   */
+  _unlisted(id) {
+    return { id, role: this.client.you?.role === 'agent' ? 'customer' : 'agent' };
+  }
+
+  /**
    * @param {any} s
-   * @param {{ id: string, role: string } | undefined} from
+   * @param {import('../types/core.js').Member | undefined} from
    */
   async _onSignal(s, from) {
     if (!s || !from || typeof s.call !== 'string') return;
@@ -166,7 +177,7 @@ export class CallManager extends Emitter {
 
   /**
    * @param {any} s
-   * @param {{ id: string, role: string }} from
+   * @param {import('../types/core.js').Member} from
    */
   async _incoming(s, from) {
     this.call = s.call;
@@ -190,7 +201,7 @@ export class CallManager extends Emitter {
     try {
       // Only now, after consent, is the microphone touched.
       const stream = await this._media();
-      if (this.call !== s.call || this.state !== 'connecting') return;
+      if (this.call !== s.call || /** @type {string} */ (this.state) !== 'connecting') return;
       const pc = this._newPeerConnection();
       await pc.setRemoteDescription({ type: 'offer', sdp: s.sdp });
       this._remoteSet = true;
@@ -220,9 +231,10 @@ export class CallManager extends Emitter {
     pc.onicecandidate = (/** @type {any} */ e) => {
       if (this.call !== call || this.state === 'ended') return;
       const c = e?.candidate;
+      /** @type {Omit<import('../types/core.js').Signal, 'call'>} */
       const sig = { kind: 'ice', candidate: c ? c.candidate ?? '' : '' }; // '': end of candidates
-      if (c?.sdpMid != null) sig.sdp_mid = c.sdpMid;
-      if (c?.sdpMLineIndex != null) sig.sdp_mline_index = c.sdpMLineIndex;
+      if (c?.sdpMid != null) sig.sdpMid = c.sdpMid;
+      if (c?.sdpMLineIndex != null) sig.sdpMLineIndex = c.sdpMLineIndex;
       // Never ahead of our offer/answer: the other side would not know the call yet.
       if (this._outgoing) this._outgoing.push(sig);
       else this._signal(sig);
@@ -235,12 +247,12 @@ export class CallManager extends Emitter {
         this._audio.srcObject = stream;
         this._audio.play?.()?.catch?.(() => {});
       }
-      this.emit('remote-stream', stream);
+      this.emit('remoteStream', stream);
     };
     pc.onconnectionstatechange = () => {
       if (this.pc !== pc) return;
       const s = pc.connectionState;
-      this.emit('connection-state', s);
+      this.emit('connectionState', s);
       if (s === 'connected') this._setState('connected');
       else if (s === 'failed') this._end('failed', 'local', true);
     };
@@ -266,8 +278,8 @@ export class CallManager extends Emitter {
       else {
         await this.pc.addIceCandidate({
           candidate: s.candidate,
-          sdpMid: s.sdp_mid ?? null,
-          sdpMLineIndex: s.sdp_mline_index ?? null,
+          sdpMid: s.sdpMid ?? null,
+          sdpMLineIndex: s.sdpMLineIndex ?? null,
         });
       }
     } catch (e) {
@@ -275,7 +287,7 @@ export class CallManager extends Emitter {
     }
   }
 
-  /** @param {Record<string, any>} body */
+  /** @param {Omit<import('../types/core.js').Signal, 'call'>} body */
   _signal(body) {
     if (!this.call) return false;
     return this.client.sendSignal({ ...body, call: this.call }, this.peer?.id);

@@ -17,10 +17,10 @@ let panels = 0;
  */
 export class ChatPanel {
   /**
-   * @param {import('./client.js').RelayClient} client
+   * @param {import('../types/core.js').RelayClient} client
    * @param {{ log: HTMLElement, input?: HTMLInputElement | HTMLTextAreaElement | null,
    *   send?: HTMLElement | null, document?: Document,
-   *   label?: (from: { id: string, role: string }, own: boolean) => string,
+   *   label?: (from: import('../types/core.js').Member, own: boolean) => string,
    *   formatTime?: (ts: number) => string }} options
    */
   constructor(client, options) {
@@ -36,6 +36,7 @@ export class ChatPanel {
     /** @type {Map<string, HTMLElement>} own messages by id */
     this._own = new Map();
     this._offs = [client.on('chat', (m) => this._onChat(m))];
+    /** @type {[EventTarget, string, (e: any) => void][]} */
     this._listeners = [];
     if (this.sendButton) this._listen(this.sendButton, 'click', () => this.sendInput());
     if (this.input) {
@@ -153,7 +154,7 @@ export class ChatPanel {
 
 /**
  * `You`, or the sender's id with its role when the id does not already say it.
- * @param {{ id: string, role: string }} from
+ * @param {import('../types/core.js').Member} from
  * @param {boolean} own
  */
 function defaultLabel(from, own) {

@@ -9,13 +9,23 @@
 
 import { Emitter } from './emitter.js';
 import { RawEvent, getCodec } from './codec.js';
-import { DEFAULT_LIMITS, RelayError } from './protocol.js';
+import { RelayError } from './protocol.js';
+import { CLIENT_EVENT_ALIASES, defaultLimits, nativePageToWire, signalToWire } from './wire.js';
 import { ConnectionMethods, withQuery } from './connection.js';
 import { InboundMethods } from './inbound.js';
 import { OutboxMethods } from './outbox.js';
 import { UploadMethods } from './upload.js';
 
 export { RETRYABLE_ERRORS, CloseCodes, RelayError, shouldReconnect } from './protocol.js';
+
+/**
+ * A RelayClient with the private methods installed below from connection.js, inbound.js,
+ * outbox.js and upload.js (their `this`; for tsc --checkJs).
+ * @typedef {RelayClient & ConnectionMethods & InboundMethods & OutboxMethods & UploadMethods} ClientInternals
+ */
+
+/** @param {RelayClient} client */
+const internals = (client) => /** @type {ClientInternals} */ (client);
 
 function randomId() {
   const bytes = new Uint8Array(6);
@@ -40,7 +50,7 @@ function randomId() {
 export class RelayClient extends Emitter {
   /** @param {RelayClientOptions} [options] */
   constructor(options = {}) {
-    super();
+    super(CLIENT_EVENT_ALIASES);
     this._codec = getCodec(options.codec ?? 'json');
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this._tokenTransport = options.tokenTransport ?? 'subprotocol';
@@ -62,39 +72,45 @@ export class RelayClient extends Emitter {
     this.epoch = null;
     /** @type {number | null} last offset handled (event, last chunk, chat, caught_up) */
     this.offset = null;
-    /** @type {{ max_frame_bytes: number, max_upload_bytes: number, chunk_bytes: number }} */
-    this.limits = { ...DEFAULT_LIMITS };
-    /** @type {Map<string, { id: string, role: string }>} presence, rebuilt on every joined */
+    /** @type {import('../types/core.js').Limits} node limits from the last joined */
+    this.limits = defaultLimits();
+    /** @type {Map<string, import('../types/core.js').Member>} presence, rebuilt on every joined */
     this.members = new Map();
-    /** @type {{ id: string, role: string } | null} */
+    /** @type {import('../types/core.js').Member | null} */
     this.you = null;
     /** @type {string | null} */
     this.room = null;
-    /** @type {any[]} page timeline from the last joined */
+    /** @type {import('../types/core.js').PageRecord[]} page timeline from the last joined */
     this.pages = [];
-    /** @type {{ urls: string[], username?: string, credential?: string }[]} STUN/TURN servers from the last joined (§19.2) */
+    /** @type {import('../types/core.js').IceServer[]} STUN/TURN servers from the last joined (§19.2) */
     this.iceServers = [];
 
     this._url = '';
     /** @type {string | (() => string | Promise<string>)} */
     this._token = '';
+    /** @type {any} the WebSocket of the current attempt */
     this._ws = null;
     this._gen = 0;
     this._attempt = 0;
     this._everJoined = false;
     this._counter = 0;
     this._pingCounter = 0;
+    /** @type {ReturnType<typeof setTimeout> | null} */
     this._reconnectTimer = null;
+    /** @type {ReturnType<typeof setInterval> | null} */
     this._pingTimer = null;
+    /** @type {ReturnType<typeof setTimeout> | null} */
     this._pongTimer = null;
+    /** @type {ReturnType<typeof setTimeout> | null} */
     this._retryTimer = null;
     /** @type {{ offset: number, count: number, next: number, parts: (string | Uint8Array)[] } | null} */
     this._assembly = null;
-    /** @type {Map<string, { id: string, text: string, resolve: Function, reject: Function, notBefore: number }>} */
+    /** @type {Map<string, { id: string, text: string, resolve: Function, reject: Function, promise: Promise<any>, notBefore: number }>} */
     this._chats = new Map();
     /** @type {Map<string, any>} events and native pages in publish order, until acked */
     this._outbox = new Map();
     this._flushing = false;
+    /** @type {boolean} */
     this._flushAgain = false;
     /** @type {Set<string>} */
     this._seenChat = new Set();
@@ -122,21 +138,24 @@ export class RelayClient extends Emitter {
     if (this.state !== 'idle') throw new Error(`connect() called in state ${this.state}`);
     this._url = this._room ? withQuery(url, 'room', this._room) : url;
     this._token = token;
-    let resolve, reject;
+    /** @type {Function} */
+    let resolve = () => {};
+    /** @type {Function} */
+    let reject = () => {};
     const promise = new Promise((res, rej) => {
       resolve = res;
       reject = rej;
     });
     promise.catch(() => {});
     this._firstJoin = { resolve, reject, promise };
-    this._open();
+    internals(this)._open();
     return promise;
   }
 
   /** Closes the connection for good (no reconnect); pending sends are rejected. */
   close() {
     if (this.state === 'closed') return;
-    this._stop({ code: 1000, reason: 'client closed', byClient: true });
+    internals(this)._stop({ code: 1000, reason: 'client closed', byClient: true });
   }
 
   /**
@@ -155,14 +174,17 @@ export class RelayClient extends Emitter {
     const id = opts.id ?? this._nextId('c');
     const existing = this._chats.get(id);
     if (existing) return existing.promise;
-    let resolve, reject;
+    /** @type {Function} */
+    let resolve = () => {};
+    /** @type {Function} */
+    let reject = () => {};
     const promise = new Promise((res, rej) => {
       resolve = res;
       reject = rej;
     });
     promise.catch(() => {});
     this._chats.set(id, { id, text, resolve, reject, promise, notBefore: 0 });
-    if (this.state === 'joined') this._send({ type: 'chat', id, text });
+    if (this.state === 'joined') internals(this)._send({ type: 'chat', id, text });
     return promise;
   }
 
@@ -178,18 +200,19 @@ export class RelayClient extends Emitter {
    */
   publish(event, opts = {}) {
     const raw = event instanceof RawEvent ? event : new RawEvent(JSON.stringify(event));
-    return this._enqueue({ kind: 'event', id: opts.id ?? this._nextId('e'), raw });
+    return internals(this)._enqueue({ kind: 'event', id: opts.id ?? this._nextId('e'), raw });
   }
 
   /**
    * Reports that the customer's app shows a native screen (§11.1). Queued and resent like events.
    *
-   * @param {{ page_id: string, title?: string, template?: string, fields?: Record<string, string> }} page
+   * @param {import('../types/core.js').NativePage} page `pageId` (0.1's `page_id` is accepted too)
    * @param {{ id?: string }} [opts]
    * @returns {Promise<{ id: string, offset: number, duplicate: boolean }>}
    */
   reportNativePage(page, opts = {}) {
-    return this._enqueue({ kind: 'native_page', id: opts.id ?? this._nextId('n'), page });
+    const wire = nativePageToWire(page);
+    return internals(this)._enqueue({ kind: 'native_page', id: opts.id ?? this._nextId('n'), page: wire });
   }
 
   /**
@@ -199,14 +222,17 @@ export class RelayClient extends Emitter {
   end() {
     if (this._end) return this._end.promise;
     if (this.state === 'closed') return Promise.reject(new RelayError('closed', 'client is closed'));
-    let resolve, reject;
+    /** @type {Function} */
+    let resolve = () => {};
+    /** @type {Function} */
+    let reject = () => {};
     const promise = new Promise((res, rej) => {
       resolve = res;
       reject = rej;
     });
     promise.catch(() => {});
     this._end = { resolve, reject, promise };
-    if (this.state === 'joined') this._send({ type: 'end' });
+    if (this.state === 'joined') internals(this)._send({ type: 'end' });
     return promise;
   }
 
@@ -220,19 +246,21 @@ export class RelayClient extends Emitter {
    */
   sendGuide(guide, opts = {}) {
     if (this.state !== 'joined') return false;
-    return this._send(opts.id ? { type: 'guide', id: opts.id, guide } : { type: 'guide', guide });
+    return internals(this)._send(opts.id ? { type: 'guide', id: opts.id, guide } : { type: 'guide', guide });
   }
 
   /**
    * Sends a call signaling message (§19) to participant `to` (of the other role), or to every
    * participant of the other role. Fire and forget; returns whether it was handed to the socket.
-   * @param {{ kind: 'offer' | 'answer' | 'ice' | 'hangup', call: string, sdp?: string, candidate?: string, sdp_mid?: string, sdp_mline_index?: number, reason?: string }} signal
+   * @param {import('../types/core.js').Signal} signal `sdpMid`, `sdpMLineIndex` (0.1's
+   *   `sdp_mid`, `sdp_mline_index` are accepted too)
    * @param {string} [to]
    * @returns {boolean}
    */
   sendSignal(signal, to) {
     if (this.state !== 'joined') return false;
-    return this._send(to ? { type: 'signal', signal, to } : { type: 'signal', signal });
+    const wire = signalToWire(signal);
+    return internals(this)._send(to ? { type: 'signal', signal: wire, to } : { type: 'signal', signal: wire });
   }
 
   /** Number of events and native pages not acked yet. */

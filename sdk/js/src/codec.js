@@ -89,6 +89,7 @@ export const msgpackCodec = {
   name: 'msgpack',
   subprotocol: MSGPACK_SUBPROTOCOL,
   encode(frame) {
+    /** @type {Record<string, unknown>} */
     const out = {};
     for (const [k, v] of Object.entries(frame)) {
       if (v === undefined) continue;
@@ -168,7 +169,7 @@ export function sliceUtf8(bytes, maxBytes) {
 export async function sha256Digest(bytes) {
   const subtle = globalThis.crypto?.subtle;
   if (!subtle) throw new Error('WebCrypto (crypto.subtle) is not available: uploads need SHA-256');
-  const hash = new Uint8Array(await subtle.digest('SHA-256', bytes));
+  const hash = new Uint8Array(await subtle.digest('SHA-256', /** @type {Uint8Array<ArrayBuffer>} */ (bytes)));
   let hex = 'sha256:';
   for (const b of hash) hex += b.toString(16).padStart(2, '0');
   return hex;

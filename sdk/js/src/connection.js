@@ -7,6 +7,13 @@
 import { TOKEN_SUBPROTOCOL_PREFIX } from './codec.js';
 import { CloseCodes, OPEN, RelayError, shouldReconnect } from './protocol.js';
 
+/** @typedef {import('./client.js').ClientInternals} ClientInternals */
+/**
+ * RelayClient's fields (declared in its constructor). tsc takes a mixin method's first write of a
+ * field for a declaration on the mixin class, so such writes name the field's type from here.
+ * @typedef {import('./client.js').RelayClient} RelayClientFields
+ */
+
 /**
  * @param {string} url
  * @param {string} key
@@ -26,6 +33,17 @@ export class ConnectionMethods {
   // ---------------------------------------------------------------------------------------------
   // Connection lifecycle
 
+  /**
+   * Whether the client stopped for good; read after an `await` (the state may have changed
+   * meanwhile, which tsc's narrowing of `this.state` does not know).
+   * @this {ClientInternals}
+   * @returns {boolean}
+   */
+  _stopped() {
+    return this.state === 'closed';
+  }
+
+  /** @this {ClientInternals} */
   async _open() {
     const gen = ++this._gen;
     this.state = 'connecting';
@@ -33,18 +51,19 @@ export class ConnectionMethods {
     try {
       token = typeof this._token === 'function' ? await this._token() : this._token;
     } catch (e) {
-      if (gen !== this._gen || this.state === 'closed') return;
+      if (gen !== this._gen || this._stopped()) return;
       this.emit('error', { code: 'token_unavailable', message: String(e?.message ?? e), error: e });
       this._onClose(1006, 'token provider failed');
       return;
     }
-    if (gen !== this._gen || this.state === 'closed') return;
+    if (gen !== this._gen || this._stopped()) return;
 
     const protocols = [this._codec.subprotocol];
     let url = this._url;
     if (this._tokenTransport === 'query') url = withQuery(url, 'token', token);
     else protocols.push(TOKEN_SUBPROTOCOL_PREFIX + token);
 
+    /** @type {any} */
     let ws;
     try {
       ws = new this._WebSocket(url, protocols);
@@ -65,14 +84,14 @@ export class ConnectionMethods {
       );
       this._startPing();
     };
-    ws.onmessage = (msg) => {
+    ws.onmessage = (/** @type {{ data: unknown }} */ msg) => {
       if (gen !== this._gen) return;
       this._onData(msg.data);
     };
     ws.onerror = () => {
       // A close event follows; nothing to do here.
     };
-    ws.onclose = (e) => {
+    ws.onclose = (/** @type {{ code?: number, reason?: string } | undefined} */ e) => {
       if (gen !== this._gen) return;
       this._onClose(e?.code ?? 1006, e?.reason ?? '');
     };
@@ -82,6 +101,7 @@ export class ConnectionMethods {
    * Drops the current socket as if the network failed (used by the keep-alive).
    * @param {number} code
    * @param {string} reason
+   * @this {ClientInternals}
    */
   _dropSocket(code, reason) {
     const ws = this._ws;
@@ -99,12 +119,14 @@ export class ConnectionMethods {
   /**
    * @param {number} code
    * @param {string} reason
+   * @this {ClientInternals}
    */
   _onClose(code, reason) {
     if (this.state === 'closed') return;
     this._ws = null;
     this._gen++; // anything still in flight belongs to the old connection
     this._stopPing();
+    /** @type {RelayClientFields['_assembly']} */
     this._assembly = null; // a partial large event is delivered again after resume (§9.4)
     if (code === CloseCodes.ROOM_CLOSED && this._end) this._end.resolve();
     const willReconnect =
@@ -114,7 +136,7 @@ export class ConnectionMethods {
       this._stop({ code, reason, byClient: false });
       return;
     }
-    const { initialDelay, maxDelay, jitter } = this._reconnect;
+    const { initialDelay, maxDelay, jitter } = /** @type {NonNullable<RelayClientFields['_reconnect']>} */ (this._reconnect);
     const base = Math.min(maxDelay, initialDelay * 2 ** this._attempt);
     const delay = base * (1 - jitter + 2 * jitter * this._random());
     this._attempt++;
@@ -126,7 +148,10 @@ export class ConnectionMethods {
     }, delay);
   }
 
-  /** @param {{ code: number, reason: string, byClient: boolean }} info */
+  /**
+   * @param {{ code: number, reason: string, byClient: boolean }} info
+   * @this {ClientInternals}
+   */
   _stop(info) {
     this.state = 'closed';
     this._gen++;
@@ -155,10 +180,12 @@ export class ConnectionMethods {
     this.emit('closed', info);
   }
 
+  /** @this {ClientInternals} */
   _startPing() {
     this._stopPing();
     if (!this._ping) return;
-    const { interval, timeout } = this._ping;
+    const { interval, timeout } = /** @type {NonNullable<RelayClientFields['_ping']>} */ (this._ping);
+    /** @type {RelayClientFields['_pingTimer']} */
     this._pingTimer = setInterval(() => {
       if (this._pongTimer) return; // still waiting for the previous answer
       this._send({ type: 'ping', id: `p-${++this._pingCounter}` });
@@ -169,8 +196,9 @@ export class ConnectionMethods {
     }, interval);
   }
 
+  /** @this {ClientInternals} */
   _stopPing() {
-    clearInterval(this._pingTimer);
+    clearInterval(this._pingTimer ?? undefined);
     clearTimeout(this._pongTimer);
     this._pingTimer = null;
     this._pongTimer = null;
@@ -179,6 +207,7 @@ export class ConnectionMethods {
   /**
    * @param {Record<string, unknown>} frame
    * @returns {boolean} whether it was handed to the socket
+   * @this {ClientInternals}
    */
   _send(frame) {
     const ws = this._ws;

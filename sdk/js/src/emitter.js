@@ -1,8 +1,20 @@
-/** A tiny event emitter (no dependency on Node's `events`, works in browsers). */
+/**
+ * A tiny event emitter (no dependency on Node's `events`, works in browsers). `aliases` maps
+ * deprecated event names to the names emitted (wire.js): listening to an alias listens to the
+ * new name.
+ */
 export class Emitter {
-  constructor() {
+  /** @param {Readonly<Record<string, string>>} [aliases] */
+  constructor(aliases) {
     /** @type {Map<string, Set<(...args: any[]) => void>>} */
     this._listeners = new Map();
+    /** @type {Readonly<Record<string, string>> | null} */
+    this._aliases = aliases ?? null;
+  }
+
+  /** @param {string} name */
+  _eventName(name) {
+    return (this._aliases && Object.hasOwn(this._aliases, name) && this._aliases[name]) || name;
   }
 
   /**
@@ -12,6 +24,7 @@ export class Emitter {
    * @returns {() => void}
    */
   on(name, fn) {
+    name = this._eventName(name);
     let set = this._listeners.get(name);
     if (!set) this._listeners.set(name, (set = new Set()));
     set.add(fn);
@@ -36,7 +49,7 @@ export class Emitter {
    * @param {(...args: any[]) => void} fn
    */
   off(name, fn) {
-    this._listeners.get(name)?.delete(fn);
+    this._listeners.get(this._eventName(name))?.delete(fn);
   }
 
   /**
@@ -46,7 +59,7 @@ export class Emitter {
    * @param {...any} args
    */
   emit(name, ...args) {
-    const set = this._listeners.get(name);
+    const set = this._listeners.get(this._eventName(name));
     if (!set) return;
     for (const fn of [...set]) {
       try {

@@ -4,7 +4,14 @@
 // Acks and errors of our own sends are the outbox's (outbox.js); the socket is connection.js's.
 
 import { utf8Decode, utf8Encode } from './codec.js';
-import { DEFAULT_LIMITS } from './protocol.js';
+import { joinedFromWire, signalFromWire } from './wire.js';
+
+/** @typedef {import('./client.js').ClientInternals} ClientInternals */
+/**
+ * RelayClient's fields (declared in its constructor). tsc takes a mixin method's first write of a
+ * field for a declaration on the mixin class, so such writes name the field's type from here.
+ * @typedef {import('./client.js').RelayClient} RelayClientFields
+ */
 
 const SEEN_CHAT_LIMIT = 2000;
 
@@ -16,11 +23,15 @@ export class InboundMethods {
   // ---------------------------------------------------------------------------------------------
   // Incoming frames
 
-  /** @param {unknown} data */
+  /**
+   * @param {unknown} data
+   * @this {ClientInternals}
+   */
   _onData(data) {
     // Any frame proves the connection alive.
     if (this._pongTimer) {
       clearTimeout(this._pongTimer);
+      /** @type {RelayClientFields['_pongTimer']} */
       this._pongTimer = null;
     }
     let f;
@@ -35,6 +46,7 @@ export class InboundMethods {
         return this._onJoined(f);
       case 'event':
         this.emit('event', f.event, { offset: f.offset });
+        /** @type {RelayClientFields['offset']} */
         this.offset = f.offset;
         return;
       case 'chunk':
@@ -43,10 +55,12 @@ export class InboundMethods {
         return this._onChat(f);
       case 'caught_up':
         this.offset = f.offset;
-        this.emit('caught_up', f);
+        this.emit('caughtUp', f);
         return;
       case 'resync':
+        /** @type {RelayClientFields['epoch']} */
         this.epoch = f.epoch;
+        /** @type {RelayClientFields['_assembly']} */
         this._assembly = null;
         this.emit('resync', { epoch: f.epoch, reason: f.reason, onJoin: false });
         return;
@@ -55,7 +69,7 @@ export class InboundMethods {
       case 'chunk_ack': {
         const entry = this._outbox.get(f.id);
         entry?.upload?.acked.add(f.index);
-        this.emit('chunk_ack', f);
+        this.emit('chunkAck', f);
         return;
       }
       case 'error':
@@ -64,37 +78,43 @@ export class InboundMethods {
         return;
       case 'member_joined':
         if (f.member) this.members.set(f.member.id, f.member);
-        this.emit('member_joined', f.member);
+        this.emit('memberJoined', f.member);
         return;
       case 'member_left':
         if (f.member) this.members.delete(f.member.id);
-        this.emit('member_left', f.member);
+        this.emit('memberLeft', f.member);
         return;
       case 'snapshot_request':
-        this.emit('snapshot_request', { reason: f.reason });
+        this.emit('snapshotRequest', { reason: f.reason });
         return;
       case 'guide': // agent guidance, customers only (§18); not an entry: offset not kept
         this.emit('guide', f.guide, { from: f.from, offset: f.offset });
         return;
       case 'signal': // call signaling (§19)
-        this.emit('signal', f.signal, { from: f.from });
+        this.emit('signal', signalFromWire(f.signal), { from: f.from });
         return;
       default:
         this.emit('unknown', f); // unknown server frame types are ignored (§2)
     }
   }
 
-  /** @param {Record<string, any>} f */
-  _onJoined(f) {
+  /**
+   * @param {Record<string, any>} wire
+   * @this {ClientInternals}
+   */
+  _onJoined(wire) {
+    const f = joinedFromWire(wire);
     const reconnected = this._everJoined;
     this._everJoined = true;
     this.epoch = f.epoch;
     this.room = f.room ?? this.room;
     this.you = f.you ?? this.you;
-    this.pages = f.pages ?? [];
-    this.iceServers = Array.isArray(f.ice_servers) ? f.ice_servers : [];
-    if (f.limits) this.limits = { ...DEFAULT_LIMITS, ...f.limits };
-    this.members = new Map((f.members ?? []).map((m) => [m.id, m]));
+    this.pages = f.pages;
+    this.iceServers = f.iceServers;
+    if (wire.limits) this.limits = f.limits;
+    else f.limits = this.limits; // this relay always sends them; keep the last ones otherwise
+    /** @type {RelayClientFields['members']} */
+    this.members = new Map(f.members.map((m) => [m.id, m]));
     this._assembly = null;
     this._attempt = 0;
     this.state = 'joined';
@@ -106,6 +126,7 @@ export class InboundMethods {
     if (f.mode === 'resync') this.emit('resync', { epoch: f.epoch, reason: f.reason, onJoin: true });
     if (this._firstJoin) {
       this._firstJoin.resolve(f);
+      /** @type {RelayClientFields['_firstJoin']} */
       this._firstJoin = null;
     }
     // Unacked chat, with the original ids (§8).
@@ -114,7 +135,10 @@ export class InboundMethods {
     this._flush();
   }
 
-  /** @param {Record<string, any>} f */
+  /**
+   * @param {Record<string, any>} f
+   * @this {ClientInternals}
+   */
   _onChunk(f) {
     if (f.index === 0) this._assembly = { offset: f.offset, count: f.count, next: 0, parts: [] };
     const a = this._assembly;
@@ -141,13 +165,16 @@ export class InboundMethods {
     this.offset = f.offset;
   }
 
-  /** @param {Record<string, any>} f */
+  /**
+   * @param {Record<string, any>} f
+   * @this {ClientInternals}
+   */
   _onChat(f) {
     const key = `${f.from?.id ?? ''}\u0000${f.id}`;
     if (!this._seenChat.has(key)) {
       this._seenChat.add(key);
       if (this._seenChat.size > SEEN_CHAT_LIMIT) {
-        this._seenChat.delete(this._seenChat.values().next().value);
+        this._seenChat.delete(/** @type {string} */ (this._seenChat.values().next().value));
       }
       this.emit('chat', {
         id: f.id,

@@ -1,17 +1,10 @@
-export { RelayClient, RelayError, CloseCodes, RETRYABLE_ERRORS, shouldReconnect } from './client.js';
-export {
-  RawEvent,
-  jsonCodec,
-  msgpackCodec,
-  getCodec,
-  sliceUtf8,
-  sha256Digest,
-  JSON_SUBPROTOCOL,
-  MSGPACK_SUBPROTOCOL,
-  TOKEN_SUBPROTOCOL_PREFIX,
-} from './codec.js';
-export { startRecording, LiveView, snapshotTitle, describeHref } from './rrweb.js';
+// `@assist-relay/sdk`: everything. Pages that need only part of it import a subpath
+// (`/record`, `/replay`, `/chat`: src/entries/) and bundle less.
+
+export * from './core.js';
+export { startRecording } from './recording.js';
+export { LiveView, snapshotTitle, describeHref } from './live-view.js';
 export { ChatPanel } from './chat.js';
-export { Emitter } from './emitter.js';
-export { GuideSender, GuideOverlay, attachGuide, replayPoint, POINTER_INTERVAL, MAX_ANNOTATION_BYTES } from './guide.js';
+export { GuideSender, attachGuide, replayPoint, POINTER_INTERVAL, MAX_ANNOTATION_BYTES } from './guide.js';
+export { GuideOverlay } from './guide-overlay.js';
 export { CallManager, CallStates } from './call.js';

@@ -5,12 +5,23 @@
 
 import { MAX_UPLOAD_RESTARTS, RETRYABLE_ERRORS, RelayError } from './protocol.js';
 
+/** @typedef {import('./client.js').ClientInternals} ClientInternals */
+/**
+ * RelayClient's fields (declared in its constructor). tsc takes a mixin method's first write of a
+ * field for a declaration on the mixin class, so such writes name the field's type from here.
+ * @typedef {import('./client.js').RelayClient} RelayClientFields
+ */
+/** @typedef {import('./codec.js').RawEvent} RawEvent */
+
 /**
  * Methods installed on RelayClient.prototype by client.js (`this` is the RelayClient; its
  * fields are declared in its constructor).
  */
 export class OutboxMethods {
-  /** @param {Record<string, any>} f */
+  /**
+   * @param {Record<string, any>} f
+   * @this {ClientInternals}
+   */
   _onAck(f) {
     const ack = { id: f.id, offset: f.offset, duplicate: f.duplicate === true };
     const chat = this._chats.get(f.id);
@@ -26,7 +37,10 @@ export class OutboxMethods {
     this.emit('ack', ack);
   }
 
-  /** @param {Record<string, any>} f */
+  /**
+   * @param {Record<string, any>} f
+   * @this {ClientInternals}
+   */
   _onError(f) {
     const retryable = RETRYABLE_ERRORS.has(f.code);
     this.emit('error', { code: f.code, message: f.message, id: f.id, retryable });
@@ -62,6 +76,7 @@ export class OutboxMethods {
     }
   }
 
+  /** @this {ClientInternals} */
   _scheduleRetry() {
     if (this._retryTimer) return;
     this._retryTimer = setTimeout(() => {
@@ -85,7 +100,10 @@ export class OutboxMethods {
   // ---------------------------------------------------------------------------------------------
   // Outbox: events and native pages, in order, until acked
 
-  /** @param {{ kind: 'event' | 'native_page', id: string, raw?: RawEvent, page?: object }} item */
+  /**
+   * @param {{ kind: 'event' | 'native_page', id: string, raw?: RawEvent, page?: object }} item
+   * @this {ClientInternals}
+   */
   _enqueue(item) {
     if (this.state === 'closed') return Promise.reject(new RelayError('closed', 'client is closed'));
     const existing = this._outbox.get(item.id);
@@ -97,7 +115,7 @@ export class OutboxMethods {
     });
     promise.catch(() => {});
     while (this._outbox.size >= this._maxQueued) {
-      const [oldId, old] = this._outbox.entries().next().value;
+      const [oldId, old] = /** @type {[string, any]} */ (this._outbox.entries().next().value);
       this._outbox.delete(oldId);
       old.reject(new RelayError('queue_overflow', 'dropped: too many unacked events', { id: oldId }));
       this.emit('overflow', { id: oldId });
@@ -116,9 +134,13 @@ export class OutboxMethods {
     return promise;
   }
 
-  /** Sends every outbox entry not sent on the current connection, in order. */
+  /**
+   * Sends every outbox entry not sent on the current connection, in order.
+   * @this {ClientInternals}
+   */
   async _flush() {
     if (this._flushing) {
+      /** @type {RelayClientFields['_flushAgain']} */
       this._flushAgain = true;
       return;
     }
@@ -136,11 +158,11 @@ export class OutboxMethods {
             continue;
           }
           const size = entry.raw.bytes.length;
-          if (size <= this.limits.chunk_bytes) {
+          if (size <= this.limits.chunkBytes) {
             if (this._send({ type: 'event', id: entry.id, event: entry.raw })) entry.sentGen = gen;
             continue;
           }
-          if (size > this.limits.max_upload_bytes) {
+          if (size > this.limits.maxUploadBytes) {
             this._outbox.delete(entry.id);
             entry.reject(
               new RelayError('too_large', `event of ${size} bytes exceeds max_upload_bytes`, {

@@ -20,7 +20,7 @@ export const CloseCodes = Object.freeze({
   TOO_MANY_CONNECTIONS_FOR_PARTICIPANT: 4504,
 });
 
-/** Used until `joined.limits` arrives (this relay always sends them). */
+/** Wire defaults used until `joined.limits` arrives (wire names: wire.js maps them). */
 export const DEFAULT_LIMITS = Object.freeze({
   max_frame_bytes: 1048576,
   max_upload_bytes: 67108864,

@@ -4,6 +4,9 @@
 
 import { sha256Digest, sliceUtf8, utf8Decode } from './codec.js';
 
+/** @typedef {import('./client.js').ClientInternals} ClientInternals */
+/** @typedef {import('./codec.js').RawEvent} RawEvent */
+
 /**
  * Methods installed on RelayClient.prototype by client.js (`this` is the RelayClient; its
  * fields are declared in its constructor).
@@ -13,11 +16,12 @@ export class UploadMethods {
    * Serialized once, hashed and sliced on character boundaries (§9.1). JSON slices are strings;
    * MessagePack slices are sent as `bin` (cut on character boundaries too, which is allowed).
    * @param {RawEvent} raw
+   * @this {ClientInternals}
    */
   async _prepareUpload(raw) {
     const bytes = raw.bytes;
     const digest = await sha256Digest(bytes);
-    const parts = sliceUtf8(bytes, this.limits.chunk_bytes);
+    const parts = sliceUtf8(bytes, this.limits.chunkBytes);
     const slices = this._codec.name === 'json' ? parts.map((p) => utf8Decode(p)) : parts;
     return { size: bytes.length, digest, count: slices.length, slices, acked: new Set() };
   }
@@ -25,6 +29,8 @@ export class UploadMethods {
   /**
    * Sends the slices without a `chunk_ack`; if every slice is acked but no `ack` came, the whole
    * upload again (§9.2).
+   * @param {any} entry an outbox entry with its `upload`
+   * @this {ClientInternals}
    */
   _sendUpload(entry) {
     const u = entry.upload;

@@ -432,7 +432,7 @@ test('presence follows joined, member_joined and member_left', async () => {
   ws.receive({ type: 'member_left', member: { id: 'ag', role: 'agent' } });
   assert.deepEqual([...client.members.keys()], ['cust-1']);
   const got = [];
-  client.on('snapshot_request', (r) => got.push(r.reason));
+  client.on('snapshotRequest', (r) => got.push(r.reason));
   ws.receive({ type: 'snapshot_request', reason: 'tail_too_large' });
   ws.receive({ type: 'something_new', x: 1 }); // ignored
   assert.deepEqual(got, ['tail_too_large']);
@@ -454,7 +454,7 @@ test('app-level ping: no answer closes and reconnects, any frame counts as an an
 
 test('reportNativePage sends native_page with an id in publish order', async () => {
   const { client, ws } = await joinedClient();
-  const p = client.reportNativePage({ page_id: 'checkout', title: 'Payment', fields: { step: '2' } });
+  const p = client.reportNativePage({ pageId: 'checkout', title: 'Payment', fields: { step: '2' } });
   const [np] = ws.framesOf('native_page');
   assert.deepEqual(np.page, { page_id: 'checkout', title: 'Payment', fields: { step: '2' } });
   ws.receive({ type: 'ack', id: np.id, offset: 3 });

@@ -87,10 +87,10 @@ test('agent guidance reaches the customer; refusals come back as errors', { skip
   for (const [custCodec, agentCodec] of [['json', 'msgpack'], ['msgpack', 'json']]) {
     const room = `guide-${custCodec}`;
     const { client: customer, joined } = await joinRoom(room, 'customer', 'cust', custCodec);
-    assert.equal(joined.ice_servers.length, 2);
-    assert.deepEqual(joined.ice_servers[0], { urls: ['stun:stun.test:3478'] });
-    assert.match(joined.ice_servers[1].username, /^\d+:cust$/);
-    assert.ok(joined.ice_servers[1].credential.length > 20);
+    assert.equal(joined.iceServers.length, 2);
+    assert.deepEqual(joined.iceServers[0], { urls: ['stun:stun.test:3478'] });
+    assert.match(joined.iceServers[1].username, /^\d+:cust$/);
+    assert.ok(joined.iceServers[1].credential.length > 20);
     const { client: agent } = await joinRoom(room, 'agent', 'alice', agentCodec);
     const guides = [];
     customer.on('guide', (g, meta) => guides.push([g, meta.from.id]));

@@ -71,7 +71,8 @@ test('snapshotTitle and describeHref', () => {
   assert.equal(snapshotTitle(full('Cart')), 'Cart');
   assert.equal(snapshotTitle({ type: 2, data: { node: { type: 0, childNodes: [] } } }), undefined);
   assert.equal(snapshotTitle(null), undefined);
-  assert.deepEqual(describeHref('native://checkout'), { kind: 'native', url: 'native://checkout', page_id: 'checkout' });
+  assert.deepEqual(describeHref('native://checkout'), { kind: 'native', url: 'native://checkout', pageId: 'checkout' });
+  assert.equal(describeHref('native://checkout').page_id, 'checkout', 'the 0.1 name stays as a deprecated alias');
   assert.deepEqual(describeHref('https://shop.example/cart'), { kind: 'web', url: 'https://shop.example/cart' });
   assert.deepEqual(describeHref(undefined), { kind: 'web', url: '' });
 });

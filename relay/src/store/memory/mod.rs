@@ -76,6 +76,8 @@ struct RoomState {
     sealed: bool,
     /// When the last customer connection left (None while one is present or none ever was).
     customer_left: Option<Instant>,
+    /// What the room directory shows besides presence.
+    seen: directory::Seen,
 }
 
 fn new_epoch() -> Arc<str> {
@@ -118,6 +120,7 @@ impl RoomState {
             archived: 0,
             sealed: false,
             customer_left: None,
+            seen: Default::default(),
             key_bytes: 0,
             meta_bytes: None,
             used,
@@ -621,5 +624,6 @@ impl Bus for MemoryStore {
 
 mod presence;
 
+mod directory;
 #[cfg(test)]
 mod tests;

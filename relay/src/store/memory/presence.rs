@@ -40,6 +40,7 @@ impl MemoryStore {
             .or_insert_with(|| (member.clone(), HashSet::new()))
             .1
             .insert(conn);
+        st.seen.entered(member, first);
         if first {
             self.hub
                 .send(room_id, RoomMsg::Joined(Arc::new(member.clone())));
@@ -122,6 +123,7 @@ impl MemoryStore {
         };
         if last {
             st.presence.remove(&member.id);
+            st.seen.left(member);
             self.hub
                 .send(room_id, RoomMsg::Left(Arc::new(member.clone())));
             let customer_present = st

@@ -126,6 +126,10 @@ impl Archival for RedisStore {
             .del(&[&k.meta, &k.log, &k.chat, &k.pages, &k.typed, &k.presence])
             .await
             .map_err(unavailable)?;
+        let _: () = conn
+            .zrem(super::keys::LIVE_ROOMS, room)
+            .await
+            .map_err(unavailable)?;
         self.report_left(room, &left).await;
         Ok(())
     }

@@ -18,6 +18,16 @@
 //! - `ar:{R}:stg` hash and `ar:{R}:stx` sorted set: the room's staging tally (see
 //!   `scripts/staging.lua`).
 //! - channel `ar:{R}:ch`: live entries and presence changes.
+//!
+//! The room directory adds to `meta` the fields `opened` (first entry, ms), `j:<sub>` (when that
+//! participant's first connection present entered, ms) and `aseen` (an agent last present, ms),
+//! and keeps one key outside any room: [`LIVE_ROOMS`].
+
+/// `ar:rooms` sorted set (all scores 0, so ordered by room id): rooms that may be live. A node
+/// adds a room when a member enters and again on every presence refresh; closing or removing the
+/// room takes it out, and the listing drops rooms whose keys are gone. Not hash-tagged: on a
+/// Redis Cluster it lives on one slot of its own.
+pub(super) const LIVE_ROOMS: &str = "ar:rooms";
 
 /// Key names of one room.
 pub(super) struct Keys {

@@ -277,6 +277,12 @@ impl RoomLog for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
+        // Out of the room directory (the listing skips a closed room should this fail).
+        let _: Result<(), _> = redis::cmd("ZREM")
+            .arg(super::keys::LIVE_ROOMS)
+            .arg(room)
+            .query_async(&mut conn)
+            .await;
         Ok(closed == 1)
     }
 }

@@ -7,7 +7,7 @@
 //! - `scripts/*.lua` (`scripts`): the Lua scripts, each with its KEYS and ARGV named;
 //! - `log`: append, catch-up, seal (the hot path); `uploads`; `archive` (the compactor's);
 //! - `bus`: subscriptions and the pub/sub connection; `live`: a room's ordering and pump;
-//! - `presence`: enter, exit and the refresh loop.
+//! - `presence`: enter, exit and the refresh loop; `directory`: the live-room listing.
 //!
 //! # Flow
 //! `append` runs one Lua script that assigns the offset, appends, trims below a new keyframe,
@@ -25,6 +25,7 @@ mod body;
 mod bus;
 mod commands;
 mod config;
+mod directory;
 mod keys;
 mod live;
 mod log;

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use super::body::parse_member;
 use super::commands::{lock, unavailable};
-use super::keys::Keys;
+use super::keys::{Keys, LIVE_ROOMS};
 use super::shared::{Inner, RedisStore};
 use crate::hub::now_us;
 use crate::store::{Entered, Presence, PresenceChange, PresenceWatcher, StoreError};
@@ -70,6 +70,17 @@ impl Presence for RedisStore {
             return Ok(refused);
         }
         lock(&inner.local).insert((room.to_owned(), conn), key);
+        // The directory's index of rooms (another slot than the room's keys on a Redis
+        // Cluster, so not in the script); the presence loop adds it again should this fail.
+        let listed: Result<(), _> = redis::cmd("ZADD")
+            .arg(LIVE_ROOMS)
+            .arg(0)
+            .arg(room)
+            .query_async(&mut c)
+            .await;
+        if let Err(e) = listed {
+            tracing::debug!(error = %e, "room directory add failed");
+        }
         let flags = reply.get(1).map_or("", String::as_str);
         let n_left: usize = reply.get(2).and_then(|n| n.parse().ok()).unwrap_or(0);
         let left_end = (3 + n_left).min(reply.len());
@@ -102,6 +113,7 @@ impl Presence for RedisStore {
             .scripts
             .exit
             .key(&k.presence)
+            .key(&k.meta)
             .arg(now_us() / 1000)
             .arg(&k.channel)
             .arg(inner.sharded())
@@ -175,11 +187,25 @@ pub(super) async fn presence_loop(weak: std::sync::Weak<Inner>) {
             if members.iter().any(|m| m.contains("\x1fcustomer\x1f")) {
                 pipe.hset(&k.meta, "cseen", now).ignore();
             }
+            // An agent is here (the directory's `aseen`: when one was last present).
+            if members.iter().any(|m| m.contains("\x1fagent\x1f")) {
+                pipe.hset(&k.meta, "aseen", now).ignore();
+            }
             for key in [&k.meta, &k.log, &k.chat, &k.presence, &k.pages, &k.typed] {
                 pipe.pexpire(key, ttl).ignore();
             }
             if let Err(e) = pipe.query_async::<()>(&mut conn).await {
                 tracing::debug!(error = %e, "presence refresh failed");
+            }
+        }
+        if !rooms.is_empty() {
+            let mut add = redis::cmd("ZADD");
+            add.arg(LIVE_ROOMS);
+            for room in &rooms {
+                add.arg(0).arg(*room);
+            }
+            if let Err(e) = add.query_async::<()>(&mut conn).await {
+                tracing::debug!(error = %e, "room directory refresh failed");
             }
         }
         for room in rooms {

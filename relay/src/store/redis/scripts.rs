@@ -18,6 +18,7 @@ const REAP: &str = include_str!("scripts/reap.lua");
 const ENTER: &str = include_str!("scripts/enter.lua");
 const EXIT: &str = include_str!("scripts/exit.lua");
 const RELAY: &str = include_str!("scripts/relay.lua");
+const LIVE: &str = include_str!("scripts/live.lua");
 
 /// Every script, hashed once (EVALSHA, falling back to EVAL after a server restart).
 pub(super) struct Scripts {
@@ -33,6 +34,7 @@ pub(super) struct Scripts {
     pub(super) exit: Script,
     pub(super) reap: Script,
     pub(super) relay: Script,
+    pub(super) live: Script,
 }
 
 impl Scripts {
@@ -48,6 +50,7 @@ impl Scripts {
             exit: Script::new(&format!("{REAP}{EXIT}")),
             reap: Script::new(&format!("{REAP}return left")),
             relay: Script::new(RELAY),
+            live: Script::new(LIVE),
         }
     }
 }

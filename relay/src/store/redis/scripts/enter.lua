@@ -18,6 +18,8 @@
 -- holds 'o' if this entry opened the room (its first since the room's keys were made) and 'j' if
 -- it is the participant's first connection; then the n participants reap.lua announced as left;
 -- then everyone present.
+-- Also keeps the room directory's fields of meta: `opened` (first entry), `j:<sub>` (when the
+-- participant's first connection present entered).
 local meta, log, chat, pages, typed = KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local member, me, role = ARGV[4], ARGV[5], ARGV[6]
 local max_members = tonumber(ARGV[7])
@@ -39,11 +41,13 @@ end
 redis.call('ZADD', presence, expiry, member)
 if role == 'customer' then redis.call('HSET', meta, 'cseen', now_ms) end
 local flags = ''
+local opened_now = redis.call('HSETNX', meta, 'opened', now_ms) == 1
 if first then
+  redis.call('HSET', meta, 'j:' .. me, now_ms)
   present[me] = role
   publish('J' .. me .. '\31' .. role)
   flags = 'j'
-  if redis.call('HGET', meta, 'sealed') ~= '1' and redis.call('HSETNX', meta, 'opened', now_ms) == 1 then
+  if opened_now and redis.call('HGET', meta, 'sealed') ~= '1' then
     flags = 'oj'
   end
 end

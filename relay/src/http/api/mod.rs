@@ -3,7 +3,13 @@
 //! - `GET /v1/rooms/{room}`: epoch, head and page timeline;
 //! - `POST /v1/rooms/{room}/native-page`: the customer's app is on a native screen (body: a
 //!   [`assist_relay_proto::NativePage`] plus an optional idempotency `id`);
-//! - `POST /v1/rooms/{room}/close`: end the session (`{"closed": true}` if this call closed it).
+//! - `POST /v1/rooms/{room}/close`: end the session (`{"closed": true}` if this call closed it);
+//! - `GET /v1/rooms`: the live rooms over every node ([`rooms`]);
+//! - `POST /v1/rooms/{room}/chat`: a chat message from a bot or the IM desk ([`chat`]);
+//! - `GET /v1/recordings`, `/v1/recordings/{id}`, `/v1/recordings/{id}/events`: recordings
+//!   ([`recordings`]).
+//!
+//! The whole of it is described in `docs/openapi.json` (checked against [`routes`] by a test).
 //!
 //! Not here: the probes and `/metrics` (`super::admin`), the listener (`super`).
 
@@ -14,18 +20,45 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
 use crate::node::Node;
 
+pub mod chat;
+pub mod recordings;
+pub mod rooms;
+
+/// Every `/v1` endpoint: method, path, handler. [`routes`] is built from it and [`endpoints`]
+/// lists it, so that `docs/openapi.json` is checked against what the router serves
+/// (`relay/tests/openapi.rs`).
+fn table() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Node>>)> {
+    vec![
+        ("GET", "/v1/rooms", get(list_rooms)),
+        ("GET", "/v1/rooms/{room}", get(room_info)),
+        ("POST", "/v1/rooms/{room}/native-page", post(native_page)),
+        ("POST", "/v1/rooms/{room}/close", post(close_room)),
+        ("POST", "/v1/rooms/{room}/chat", post(post_chat)),
+        ("GET", "/v1/recordings", get(list_recordings)),
+        ("GET", "/v1/recordings/{id}", get(recording)),
+        ("GET", "/v1/recordings/{id}/events", get(recording_events)),
+        ("GET", "/v1/webhooks/dead", get(super::webhooks::dead_letters)),
+    ]
+}
+
 /// The `/v1` routes (audited by [`audit_api`], which the admin router puts over all its routes,
 /// so that a call to an unknown `/v1` path is audited too).
 pub fn routes() -> Router<Arc<Node>> {
-    Router::new()
-        .route("/v1/rooms/{room}", get(room_info))
-        .route("/v1/rooms/{room}/native-page", post(native_page))
-        .route("/v1/rooms/{room}/close", post(close_room))
+    table()
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, handler)| {
+            r.route(path, handler)
+        })
+}
+
+/// The (method, path) of every `/v1` endpoint the router serves, paths as in OpenAPI.
+pub fn endpoints() -> Vec<(&'static str, &'static str)> {
+    table().into_iter().map(|(m, p, _)| (m, p)).collect()
 }
 
 /// Audits every `/v1` call (method, path, status and which key, never the key itself).
@@ -63,13 +96,85 @@ pub(crate) fn api_error(status: StatusCode, code: &str, message: impl Into<Strin
     json_response(status, &body)
 }
 
-pub(super) fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
     let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_owned());
     (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 
+/// `GET /v1/rooms?state=&limit=&cursor=`.
+async fn list_rooms(
+    State(node): State<Arc<Node>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = unauthorized(&node, &headers) {
+        return r;
+    }
+    rooms::listing(&node, uri.query()).await
+}
+
+/// `GET /v1/recordings`.
+async fn list_recordings(
+    State(node): State<Arc<Node>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = unauthorized(&node, &headers) {
+        return r;
+    }
+    recordings::list(&node, uri.query()).await
+}
+
+/// `GET /v1/recordings/{id}`.
+async fn recording(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = unauthorized(&node, &headers) {
+        return r;
+    }
+    recordings::one(&node, &id).await
+}
+
+/// `GET /v1/recordings/{id}/events`.
+async fn recording_events(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = unauthorized(&node, &headers) {
+        return r;
+    }
+    recordings::events(&node, &id).await
+}
+
+/// `POST /v1/rooms/{room}/chat`.
+async fn post_chat(
+    State(node): State<Arc<Node>>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = refusal(&node, &headers, &room) {
+        return r;
+    }
+    chat::post(&node, &room, &body).await
+}
+
 /// Checks `Authorization: Bearer <api key>` and the room id; `Some` is the refusal to send.
 pub(super) fn refusal(node: &Node, headers: &HeaderMap, room: &str) -> Option<Response> {
+    if let Some(r) = unauthorized(node, headers) {
+        return Some(r);
+    }
+    if let Err(e) = assist_relay_proto::validate_id("room", room) {
+        return Some(api_error(StatusCode::BAD_REQUEST, "invalid_room", e));
+    }
+    None
+}
+
+/// Checks `Authorization: Bearer <api key>`; `Some` is the refusal to send.
+fn unauthorized(node: &Node, headers: &HeaderMap) -> Option<Response> {
     use sha2::{Digest, Sha256};
     let Some(key) = node.config.api_key.as_deref() else {
         return Some(api_error(
@@ -90,9 +195,6 @@ pub(super) fn refusal(node: &Node, headers: &HeaderMap, room: &str) -> Option<Re
             "unauthorized",
             "missing or wrong API key (Authorization: Bearer KEY)",
         ));
-    }
-    if let Err(e) = assist_relay_proto::validate_id("room", room) {
-        return Some(api_error(StatusCode::BAD_REQUEST, "invalid_room", e));
     }
     None
 }

@@ -1,142 +1,13 @@
-// rrweb helpers: recording for customers, live replay for agents.
+// Live replay for agents: an rrweb Replayer fed by a RelayClient, and the page helpers it uses.
+// (Recording for customers is recording.js: an agent console's bundle has no recorder.)
 
-import { record as rrwebRecord, Replayer as RrwebReplayer } from 'rrweb';
+import { Replayer as RrwebReplayer } from 'rrweb';
 import { Emitter } from './emitter.js';
+import { withPageAlias } from './wire.js';
 
 const EVENT_FULL_SNAPSHOT = 2;
 const EVENT_META = 4;
 const NATIVE_SCHEME = 'native://';
-
-/**
- * Records the page with rrweb and publishes every event through `client` (customers).
- *
- * - Full snapshots every `checkoutEveryNms` (default 5 minutes), so that agents joining later
- *   replay a short tail.
- * - Answers `snapshot_request` with a full snapshot (§11.2).
- * - After events were dropped from a full outbox (long disconnection), and after a join in mode
- *   `resync` (the room's log may have been recreated), takes a full snapshot on the join, giving
- *   agents a fresh keyframe.
- * - Hybrid apps: `showNativePage(page)` pauses recording and reports the native screen (§11.1);
- *   `showWebView()` resumes it, which starts with a fresh Meta + FullSnapshot.
- * - Stops recording when the client closes for good (e.g. 4502 room_closed).
- *
- * @param {import('./client.js').RelayClient} client
- * @param {Record<string, any> & { record?: any }} [options] rrweb `record` options (`emit` is
- *   set by the helper; an `emit` given here is called as well). `record` injects another rrweb
- *   `record` function (tests, or a different rrweb build).
- */
-export function startRecording(client, options = {}) {
-  const { record = rrwebRecord, emit: userEmit, ...rrwebOptions } = options;
-  let overflowed = false;
-  let stopped = false;
-  let paused = false;
-  /** @type {null | (() => void)} */
-  let stopRecord = null;
-  /** @type {Promise<any> | null} ack of the latest FullSnapshot */
-  let lastSnapshot = null;
-  /** @type {((p: Promise<any>) => void)[]} */
-  let snapshotWaiters = [];
-
-  const start = () => {
-    stopRecord =
-      record({
-        checkoutEveryNms: 5 * 60 * 1000,
-        ...rrwebOptions,
-        emit(event, isCheckout) {
-          const published = client.publish(event);
-          published.catch(() => {
-            // errors are reported on the client's 'error' event
-          });
-          if (event?.type === EVENT_FULL_SNAPSHOT) {
-            lastSnapshot = published;
-            const waiters = snapshotWaiters;
-            snapshotWaiters = [];
-            for (const w of waiters) w(published);
-          }
-          userEmit?.(event, isCheckout);
-        },
-      }) ?? null;
-  };
-
-  const takeFullSnapshot = () => {
-    if (!stopped && !paused) record.takeFullSnapshot(true);
-  };
-  const pause = () => {
-    if (stopped || paused) return;
-    paused = true;
-    const s = stopRecord;
-    stopRecord = null;
-    s?.();
-  };
-  const resume = () => {
-    if (stopped || !paused) return;
-    paused = false;
-    start(); // rrweb starts every recording with Meta + FullSnapshot
-  };
-
-  start();
-  const offs = [
-    client.on('snapshot_request', takeFullSnapshot),
-    client.on('overflow', () => {
-      overflowed = true;
-    }),
-    client.on('joined', (f) => {
-      // After a resync the room's log may have been recreated (epoch_changed, ahead_of_log):
-      // its keyframe is gone, and agents need a new one.
-      if (overflowed || f?.mode === 'resync') {
-        overflowed = false;
-        takeFullSnapshot();
-      }
-    }),
-    client.on('closed', () => stop()),
-  ];
-  function stop() {
-    if (stopped) return;
-    stopped = true;
-    for (const off of offs) off();
-    const s = stopRecord;
-    stopRecord = null;
-    s?.();
-    const err = new Error('recording stopped');
-    for (const w of snapshotWaiters) w(Promise.reject(err));
-    snapshotWaiters = [];
-  }
-  return {
-    stop,
-    takeFullSnapshot,
-    pause,
-    resume,
-    /** Whether recording is paused (`pause()` or a native screen). */
-    get paused() {
-      return paused;
-    },
-    /**
-     * Pauses recording (nothing of the web view is sent while a native screen shows) and reports
-     * the native screen; resolves with its `ack`.
-     * @param {{ page_id: string, title?: string, template?: string, fields?: Record<string, string> }} page
-     * @param {{ id?: string }} [opts]
-     */
-    showNativePage(page, opts) {
-      pause();
-      return client.reportNativePage(page, opts);
-    },
-    /** Back to the web view: resumes recording (a fresh Meta + FullSnapshot), or takes a full snapshot. */
-    showWebView() {
-      if (paused) resume();
-      else takeFullSnapshot();
-    },
-    /**
-     * The `ack` of the latest FullSnapshot published (waiting for the first one if none was
-     * taken yet): once it resolves, agents can replay the page.
-     * @returns {Promise<any>}
-     */
-    snapshotAcked() {
-      if (lastSnapshot) return lastSnapshot;
-      if (stopped) return Promise.reject(new Error('recording stopped'));
-      return new Promise((resolve) => snapshotWaiters.push(resolve)).then((p) => p);
-    },
-  };
-}
 
 /**
  * The text of the first `<title>` of an rrweb FullSnapshot, or undefined.
@@ -152,7 +23,7 @@ export function snapshotTitle(event) {
     const n = stack.pop();
     if (n?.type === 2 && String(n.tagName).toLowerCase() === 'title') {
       const text = (n.childNodes ?? [])
-        .map((c) => (typeof c?.textContent === 'string' ? c.textContent : ''))
+        .map((/** @type {any} */ c) => (typeof c?.textContent === 'string' ? c.textContent : ''))
         .join('')
         .trim();
       return text || undefined;
@@ -166,12 +37,12 @@ export function snapshotTitle(event) {
 /**
  * What an rrweb Meta event's `href` says about the page.
  * @param {string} href
- * @returns {{ kind: 'web' | 'native', url: string, page_id?: string }}
+ * @returns {{ kind: 'web' | 'native', url: string, pageId?: string }}
  */
 export function describeHref(href) {
   const url = typeof href === 'string' ? href : '';
   if (url.startsWith(NATIVE_SCHEME)) {
-    return { kind: 'native', url, page_id: url.slice(NATIVE_SCHEME.length) };
+    return withPageAlias({ kind: 'native', url, pageId: url.slice(NATIVE_SCHEME.length) });
   }
   return { kind: 'web', url };
 }
@@ -195,7 +66,7 @@ export function describeHref(href) {
  */
 export class LiveView extends Emitter {
   /**
-   * @param {import('./client.js').RelayClient} client
+   * @param {import('../types/core.js').RelayClient} client
    * @param {{ root: Element, Replayer?: any, replayerOptions?: Record<string, any>,
    *   fit?: boolean, maxLiveDelay?: number }} options
    *   `Replayer` injects another rrweb Replayer class. `fit` scales the replay down to the root's
@@ -216,7 +87,7 @@ export class LiveView extends Emitter {
     this.replayer = null;
     /** @type {'connecting' | 'catching-up' | 'live' | 'resyncing' | 'native' | 'waiting' | 'disconnected'} */
     this.status = client.state === 'joined' ? 'live' : 'connecting';
-    /** @type {any} the page on screen: { kind, url, page_id?, title?, offset, ts } */
+    /** @type {any} the page on screen: { kind, url, pageId?, title?, offset, ts } */
     this.page = null;
     /** @type {any[]} page timeline, oldest first */
     this.timeline = [...(client.pages ?? [])];
@@ -244,7 +115,7 @@ export class LiveView extends Emitter {
       client.on('joined', (f) => this._onJoined(f)),
       client.on('resync', (info) => this._onResync(info)),
       client.on('event', (event, meta) => this._onEvent(event, meta?.offset)),
-      client.on('caught_up', () => this._onCaughtUp()),
+      client.on('caughtUp', () => this._onCaughtUp()),
       client.on('disconnected', (info) => {
         if (info.willReconnect) this._setStatus('disconnected', { willReconnect: true, code: info.code });
       }),
@@ -434,7 +305,7 @@ export class LiveView extends Emitter {
     if (type !== EVENT_FULL_SNAPSHOT) return;
     const base = this._pendingPage ?? { ...(this.page ?? describeHref('')), offset, ts: event.timestamp };
     this._pendingPage = null;
-    const page = { ...base };
+    const page = withPageAlias({ ...base });
     delete page.title;
     const title = snapshotTitle(event);
     if (title !== undefined) page.title = title;

@@ -1,0 +1,3 @@
+// `@assist-relay/sdk/chat`: the client core, chat and voice calls.
+export * from '../core.js';
+export * from '../chat.js';
