@@ -32,7 +32,8 @@
 //!   frames, encoded once per codec however many viewers receive it.
 //! - [`compactor`]: archives room logs and writes recordings; [`export`] reads them back.
 //! - [`audit`]: the audit trail (target `audit`, JSON lines with --audit-log). [`telemetry`]:
-//!   metrics, every series registered at 0 from the start.
+//!   metrics, every series registered at 0 from the start. [`webhook`]: events POSTed to the
+//!   integrator's endpoints, from an outbox (in-process, or Redis streams in cluster mode).
 //!
 //! The wire protocol (frames, codecs, codes) is the `assist-relay-proto` crate and
 //! `docs/protocol.md`.
@@ -54,6 +55,7 @@ pub mod pages;
 mod session;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;
 
 pub use http::{demo, run};
 pub use node::{Node, NodeBuilder};

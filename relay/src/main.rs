@@ -34,7 +34,7 @@ enum Command {
     Token(TokenArgs),
     /// Run a compaction worker: turns closed rooms (and, live, what lies below each keyframe)
     /// into recordings in the archive. Start as many as needed; they share the job stream.
-    Compactor(CompactorArgs),
+    Compactor(Box<CompactorArgs>),
     /// Write a replay page (HTML + the recording) for a room's recording.
     Export(ExportArgs),
 }
@@ -82,6 +82,10 @@ struct CompactorArgs {
     /// Log format.
     #[arg(long, env = "RELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
+    /// Webhooks (`recording.ready`, `recording.failed`, idle `room.closed`): the same flags as
+    /// `relay serve`; the compactor queues them, the relay nodes deliver them.
+    #[command(flatten)]
+    webhook: assist_relay::config::WebhookArgs,
 }
 
 #[derive(clap::Args)]
@@ -177,6 +181,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(64);
                 }
             };
+            let hooks = match assist_relay::config::WebhookConfig::try_from(&args.webhook) {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!("relay compactor: {e}");
+                    return ExitCode::from(64);
+                }
+            };
             if let Err(e) = init_logging(args.log_format, args.audit_log.as_deref(), false) {
                 eprintln!("relay compactor: {e:#}");
                 return ExitCode::from(64);
@@ -191,7 +202,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(compactor(args, tls)) {
+            match runtime.block_on(compactor(*args, tls, hooks)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "compactor stopped");
@@ -450,13 +461,32 @@ async fn serve(
             listener.local_addr()?
         );
     }
-    assist_relay::http::serve(listener, admin, node, shutdown_signal()).await;
+    assist_relay::http::serve(listener, admin, node.clone(), shutdown_signal()).await;
+    if let Some(hooks) = node.webhooks.get() {
+        hooks.drain(node.config.drain_timeout).await;
+    }
     Ok(())
+}
+
+/// A compactor's webhooks: queued only (relay nodes deliver them); rooms it removes report
+/// their last members as left.
+fn compactor_webhooks(
+    cfg: assist_relay::config::WebhookConfig,
+    store: &RedisStore,
+) -> assist_relay::webhook::Webhooks {
+    use assist_relay::store::Presence;
+    let metrics = assist_relay::webhook::WebhookMetrics::new(&prometheus::Registry::new());
+    let hooks = assist_relay::webhook::Webhooks::cluster(cfg, store.clone(), metrics, false);
+    if hooks.enabled() {
+        store.watch(assist_relay::webhook::presence_watcher(hooks.clone()));
+    }
+    hooks
 }
 
 async fn compactor(
     args: CompactorArgs,
     tls: Option<assist_relay::store::redis::RedisTls>,
+    hooks: assist_relay::config::WebhookConfig,
 ) -> anyhow::Result<()> {
     use assist_relay::compactor::worker::{self, CompactorMetrics, WorkerConfig};
     let metrics = Metrics::new();
@@ -508,6 +538,7 @@ async fn compactor(
         max_attempts: args.max_attempts.max(1),
         hold: args.hold,
         idle_close: Some(args.customer_idle_close).filter(|d| !d.is_zero()),
+        webhooks: compactor_webhooks(hooks, &store),
     };
     let cmetrics = CompactorMetrics::new();
     let admin = args.admin_listen;

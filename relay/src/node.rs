@@ -38,6 +38,8 @@ pub struct Node {
     /// Where compaction jobs go (set once at startup; without it rooms still close, and no
     /// recording is made).
     pub jobs: std::sync::OnceLock<Arc<dyn crate::compactor::JobQueue>>,
+    /// Where webhook events go (set once at startup; unset or without endpoints, nowhere).
+    pub webhooks: std::sync::OnceLock<crate::webhook::Webhooks>,
     /// Admission quotas: handshakes in progress, connections per participant, rooms.
     pub quotas: Arc<crate::limits::Quotas>,
     /// Rates shared by a participant's connections and by a room's participants.
@@ -73,6 +75,7 @@ impl Node {
             templates,
             mask_key: config.mask_key,
             jobs: std::sync::OnceLock::new(),
+            webhooks: std::sync::OnceLock::new(),
             quotas: crate::limits::Quotas::new(config.quotas.clone()),
             rates: crate::limits::SharedRates::new(&config.rates()),
             auth: auth_from_config(&config),
@@ -87,10 +90,25 @@ impl Node {
         })
     }
 
-    /// Closes a room: queues its final compaction, then seals it (members are disconnected with
-    /// `room_closed`). Returns whether this call closed it. Queueing first means a crash in
-    /// between leaves a job whose worker seals the room itself.
+    /// Closes a room through the API ([`Node::close_room_by`] with reason `api`).
     pub async fn close_room(&self, room: &str) -> Result<bool, crate::store::StoreError> {
+        self.close_room_by(room, "api", None).await
+    }
+
+    /// Closes a room: queues its final compaction, then seals it (members are disconnected with
+    /// `room_closed`). Returns whether this call closed it; that call alone emits `room.closed`
+    /// with `reason` (`api`, `ended`) and `by` (the member who ended it). Queueing first means
+    /// a crash in between leaves a job whose worker seals the room itself.
+    pub async fn close_room_by(
+        &self,
+        room: &str,
+        reason: &str,
+        by: Option<&assist_relay_proto::Member>,
+    ) -> Result<bool, crate::store::StoreError> {
+        // The final job may seal the room before this call does (it is queued first); the
+        // room was still open when this call began, so the close is still this call's to
+        // report. Its id comes from the epoch, so two racing closers report it once.
+        let before = self.log.log_state(room).await.ok();
         if let Some(jobs) = self.jobs.get() {
             jobs.enqueue(crate::compactor::Job {
                 room: room.to_owned(),
@@ -101,9 +119,31 @@ impl Node {
         let closed = self.log.seal(room).await?;
         if closed {
             self.metrics.rooms_closed.inc();
-            tracing::info!(room, "room closed");
+            tracing::info!(room, reason, "room closed");
+        }
+        let was_open = before.as_ref().is_none_or(|s| !s.sealed);
+        if closed || was_open {
+            let epoch = before.as_ref().map(|s| s.epoch.as_str());
+            let event = crate::webhook::Event::room_closed(room, epoch, reason, by);
+            self.emit(event).await;
         }
         Ok(closed)
+    }
+
+    /// Queues a webhook event (nothing without endpoints).
+    pub async fn emit(&self, event: crate::webhook::Event) {
+        if let Some(hooks) = self.webhooks.get() {
+            hooks.emit(event).await;
+        }
+    }
+
+    /// Wires webhooks: the emitter, and the store's presence changes into it.
+    fn install_webhooks(&self, hooks: crate::webhook::Webhooks) {
+        if hooks.enabled() {
+            self.broker
+                .watch(crate::webhook::presence_watcher(hooks.clone()));
+        }
+        let _ = self.webhooks.set(hooks);
     }
 
     /// Queues a live compaction of a room (archive what lies below its keyframe).
@@ -222,7 +262,12 @@ impl NodeBuilder {
         store.spawn_sweeper();
         let archive_dir = self.config.archive_dir.clone();
         let idle_close = self.config.customer_idle_close;
+        let hooks = crate::webhook::Webhooks::embedded(
+            self.config.webhooks.clone(),
+            self.metrics.webhook.clone(),
+        );
         let node = Node::with_metrics(self.config, store.clone(), store.clone(), self.metrics);
+        node.install_webhooks(hooks.clone());
         if let Some(dir) = archive_dir {
             // The recordings API reads it from the start (a missing archive directory is an
             // error there: in cluster mode it means the node cannot see the compactor's).
@@ -236,6 +281,7 @@ impl NodeBuilder {
                 archive,
                 crate::compactor::worker::CompactorMetrics::new(),
                 idle_close,
+                hooks,
             );
             let _ = node.jobs.set(queue);
         }
@@ -248,12 +294,19 @@ impl NodeBuilder {
             self.config.mask_key = crate::keys::shared_mask_key(&store).await?;
         }
         let recordings = self.config.archive_dir.is_some();
+        let hooks = crate::webhook::Webhooks::cluster(
+            self.config.webhooks.clone(),
+            store.clone(),
+            self.metrics.webhook.clone(),
+            true,
+        );
         let node = Node::with_metrics(
             self.config,
             Arc::new(store.clone()),
             Arc::new(store.clone()),
             self.metrics,
         );
+        node.install_webhooks(hooks);
         if recordings {
             let queue = crate::compactor::worker::RedisJobQueue::new(store);
             let _ = node.jobs.set(Arc::new(queue));

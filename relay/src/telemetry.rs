@@ -60,6 +60,8 @@ pub struct Metrics {
     pub rooms_closed: IntCounter,
     /// Redis backend counters (zero in embedded mode).
     pub redis: crate::store::redis::RedisMetrics,
+    /// Webhook delivery (`relay_webhook_*`).
+    pub webhook: crate::webhook::WebhookMetrics,
     /// Per-message warnings pass through here so that a flood cannot flood the logs.
     pub log_limiter: DefaultDirectRateLimiter,
 }
@@ -260,6 +262,7 @@ impl Metrics {
                 "Frames over the per-connection rate, by outcome (delayed or refused).",
                 &["outcome"],
             ),
+            webhook: crate::webhook::WebhookMetrics::new(&registry),
             redis: crate::store::redis::RedisMetrics {
                 reconnects: counter(&registry, "relay_redis_reconnects_total", "Redis pub/sub reconnections."),
                 gap_fills: counter(&registry, "relay_redis_gap_fills_total", "Entries read from the room stream to fill pub/sub gaps."),

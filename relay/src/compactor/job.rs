@@ -93,4 +93,17 @@ pub struct Outcome {
     pub bytes_out: u64,
     /// The final recording was written (or found complete).
     pub recorded: bool,
+    /// Where it is (a final job that recorded something).
+    pub recording: Option<Recorded>,
+}
+
+/// A finished recording, as `recording.ready` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The room's epoch (a room id names several sessions over time).
+    pub epoch: String,
+    /// Archive key of `manifest.json`.
+    pub manifest: String,
+    /// `sha256:<hex>` of `manifest.json` (which lists every file's own digest).
+    pub sha256: String,
 }

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use self::job::{CompactError, Job, JobKind, JobQueue, Outcome};
+pub use self::job::{CompactError, Job, JobKind, JobQueue, Outcome, Recorded};
 pub use self::recording::{
     index_key, read_parts, read_recording, recording_id, Archive, ArchivedEntry, ChatLine,
     FileInfo, FsArchive, Manifest, FORMAT_VERSION, INDEX_DIR,
@@ -40,6 +40,7 @@ pub use self::recording::{
 use self::recording::{put_part, room_dir, write_part_line, write_recording};
 
 use crate::store::{Archival, RoomLog, Store, StoreError, Unavailable};
+use crate::webhook::{Event, EventKind, Webhooks};
 
 /// Entries read from the store per request.
 const PAGE: usize = 1000;
@@ -65,17 +66,20 @@ pub async fn run_job(
         return Ok(out);
     }
     let dir = room_dir(&job.room, &state.epoch);
-    if job.kind == JobKind::Final
-        && archive
-            .get(&format!("{dir}/manifest.json"))
-            .map_err(CompactError::from)?
-            .is_some()
-    {
-        // Done before (a re-run after a crash between writing and cleaning up).
-        recording::reindex(archive.as_ref(), &dir)?;
-        log.remove_room(&job.room).await?;
-        out.recorded = true;
-        return Ok(out);
+    let manifest = format!("{dir}/manifest.json");
+    if job.kind == JobKind::Final {
+        if let Some(json) = archive.get(&manifest).map_err(CompactError::from)? {
+            // Done before (a re-run after a crash between writing and cleaning up).
+            recording::reindex(archive.as_ref(), &dir)?;
+            log.remove_room(&job.room).await?;
+            out.recorded = true;
+            out.recording = Some(Recorded {
+                epoch: state.epoch.clone(),
+                manifest,
+                sha256: recording::sha256_hex(&json),
+            });
+            return Ok(out);
+        }
     }
     let upto = match job.kind {
         JobKind::Live => state.floor.saturating_sub(1),
@@ -160,9 +164,13 @@ pub async fn close_idle_rooms(
     log: &(impl RoomLog + Archival + ?Sized),
     queue: &dyn JobQueue,
     idle: std::time::Duration,
+    hooks: &Webhooks,
 ) -> Result<Vec<String>, StoreError> {
     let rooms = log.idle_rooms(idle, 100).await?;
     for room in &rooms {
+        // Listed open; if the final job seals it before this call does, the close is still
+        // this call's to report (its id comes from the epoch, so it is reported once).
+        let epoch = log.log_state(room).await.ok().map(|s| s.epoch);
         queue
             .enqueue(Job {
                 room: room.clone(),
@@ -173,8 +181,37 @@ pub async fn close_idle_rooms(
             crate::audit::session_ended(room, "idle", true);
             tracing::info!(room = %room, "room closed: its customer has been gone too long");
         }
+        hooks
+            .emit(Event::room_closed(room, epoch.as_deref(), "idle", None))
+            .await;
     }
     Ok(rooms)
+}
+
+/// Emits `recording.ready` for a final job that recorded something, or `recording.failed` for
+/// one given up on (`failed`: why). Their ids come from the room's epoch (or the job), so a job
+/// run twice reports once in cluster mode.
+pub async fn report(hooks: &Webhooks, job: &Job, out: Result<&Outcome, &str>) {
+    if job.kind != JobKind::Final {
+        return;
+    }
+    let event = match out {
+        Ok(Outcome {
+            recording: Some(r), ..
+        }) => {
+            let data = serde_json::json!({
+                "recording": recording_id(&job.room, &r.epoch),
+                "epoch": r.epoch, "manifest": r.manifest, "sha256": r.sha256,
+            });
+            Event::of_fact(EventKind::RecordingReady, &job.room, &r.epoch, data)
+        }
+        Ok(_) => return, // nothing was stored: no recording
+        Err(why) => {
+            let data = serde_json::json!({ "reason": why });
+            Event::new(EventKind::RecordingFailed, &job.room, data)
+        }
+    };
+    hooks.emit(event).await;
 }
 
 /// How often idle rooms are looked for.
@@ -192,11 +229,13 @@ pub fn spawn_embedded(
     archive: Arc<dyn Archive>,
     metrics: metrics::CompactorMetrics,
     idle_close: Option<std::time::Duration>,
+    hooks: Webhooks,
 ) -> Arc<EmbeddedQueue> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Job>(10_000);
     if let Some(idle) = idle_close {
         let queue = EmbeddedQueue { tx: tx.clone() };
         let log = log.clone();
+        let hooks = hooks.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(idle_sweep_period(idle));
             loop {
@@ -204,7 +243,7 @@ pub fn spawn_embedded(
                 if queue.tx.is_closed() {
                     return;
                 }
-                if let Err(e) = close_idle_rooms(log.as_ref(), &queue, idle).await {
+                if let Err(e) = close_idle_rooms(log.as_ref(), &queue, idle, &hooks).await {
                     tracing::warn!(error = %e, "idle room sweep failed");
                 }
             }
@@ -219,6 +258,7 @@ pub fn spawn_embedded(
                 match run_job(log.as_ref(), &archive, &job).await {
                     Ok(out) => {
                         metrics.record_done(&out, started.elapsed());
+                        report(&hooks, &job, Ok(&out)).await;
                         break;
                     }
                     Err(CompactError::Transient(why)) if attempt < 5 => {
@@ -229,6 +269,7 @@ pub fn spawn_embedded(
                     Err(e) => {
                         metrics.dead.inc();
                         tracing::error!(room = %job.room, kind = job.kind.as_str(), error = %e, "compaction job abandoned");
+                        report(&hooks, &job, Err(&e.to_string())).await;
                         break;
                     }
                 }

@@ -220,7 +220,7 @@ fn decompress_all(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     zstd::stream::decode_all(bytes)
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(super) fn sha256_hex(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
@@ -381,6 +381,11 @@ pub(super) fn write_recording(
         serde_json::to_vec_pretty(&manifest).map_err(|e| CompactError::Permanent(e.to_string()))?;
     archive.put(&format!("{dir}/manifest.json"), &json)?;
     write_index(archive.as_ref(), &manifest, &json)?;
+    out.recording = Some(super::job::Recorded {
+        epoch: epoch.to_owned(),
+        manifest: format!("{dir}/manifest.json"),
+        sha256: sha256_hex(&json),
+    });
     for name in archive.list(&format!("{dir}/parts"))? {
         archive.delete(&format!("{dir}/parts/{name}"))?;
     }

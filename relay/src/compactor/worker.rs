@@ -72,6 +72,8 @@ pub struct WorkerConfig {
     pub hold: Duration,
     /// Close rooms whose customer has been gone this long (one worker at a time sweeps).
     pub idle_close: Option<Duration>,
+    /// Where `recording.*` and idle `room.closed` events go.
+    pub webhooks: crate::webhook::Webhooks,
 }
 
 /// One delivered job.
@@ -240,7 +242,7 @@ pub async fn run(
                 .arg("PX")
                 .arg(period.as_millis().max(1) as u64);
             if let Ok(Some(_)) = store.command::<Option<String>>(&lock).await {
-                if let Err(e) = super::close_idle_rooms(&store, &queue, idle).await {
+                if let Err(e) = super::close_idle_rooms(&store, &queue, idle, &cfg.webhooks).await {
                     tracing::warn!(error = %e, "idle room sweep failed");
                 }
             }
@@ -280,6 +282,7 @@ pub async fn run(
             tracing::error!(room = %job.room, reason = %reason, "job dead-lettered");
             let _ = dead_letter(&store, &d.id, Some(&job), &reason).await;
             metrics.dead.inc();
+            super::report(&cfg.webhooks, &job, Err(&reason)).await;
             continue;
         }
         let started = Instant::now();
@@ -314,6 +317,9 @@ pub async fn run(
         match result {
             Ok(out) => {
                 metrics.record_done(&out, started.elapsed());
+                // Before the acknowledgement: a crash in between runs the job again, and the
+                // event's id (from the epoch) is queued once.
+                super::report(&cfg.webhooks, &job, Ok(&out)).await;
                 if let Err(e) = ack(&store, &d.id).await {
                     tracing::warn!(error = %e, "ack failed; the job will run again (idempotent)");
                 }
@@ -322,6 +328,7 @@ pub async fn run(
                 tracing::error!(room = %job.room, reason = %why, "job dead-lettered");
                 let _ = dead_letter(&store, &d.id, Some(&job), &why).await;
                 metrics.dead.inc();
+                super::report(&cfg.webhooks, &job, Err(&why)).await;
             }
             Err(CompactError::Transient(why)) => {
                 metrics.failed.inc();

@@ -240,6 +240,9 @@ pub struct ServeArgs {
     /// TLS to Redis (`rediss://`).
     #[command(flatten)]
     pub redis_tls: RedisTlsArgs,
+    /// Webhooks.
+    #[command(flatten)]
+    pub webhook: super::WebhookArgs,
     /// Also write the audit events (target `audit`), and only them, to this file as JSON lines
     /// (appended; created if missing).
     #[arg(long, env = "RELAY_AUDIT_LOG")]

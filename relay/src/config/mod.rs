@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 mod args;
+mod webhook;
 pub use args::{LogFormat, RedisTlsArgs, ServeArgs};
+pub use webhook::{parse_endpoint, Endpoint, WebhookArgs, WebhookConfig};
 
 use crate::mask::MaskPolicy;
 use crate::store::LogConfig;
@@ -97,6 +99,8 @@ pub struct NodeConfig {
     pub ice: crate::guide::IceConfig,
     /// Admission quotas and admin listener limits.
     pub quotas: crate::limits::QuotaConfig,
+    /// Webhook endpoints, signing and delivery.
+    pub webhooks: WebhookConfig,
 }
 
 impl NodeConfig {
@@ -154,6 +158,7 @@ impl NodeConfig {
             demo_dir: None,
             ice: crate::guide::IceConfig::default(),
             quotas: crate::limits::QuotaConfig::default(),
+            webhooks: WebhookConfig::default(),
         }
     }
 }
@@ -361,6 +366,7 @@ impl TryFrom<&ServeArgs> for NodeConfig {
                 admin_request_timeout: a.admin_request_timeout,
                 metrics_token: a.metrics_token.clone().filter(|t| !t.is_empty()),
             },
+            webhooks: WebhookConfig::try_from(&a.webhook)?,
         })
     }
 }

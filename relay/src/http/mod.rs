@@ -18,6 +18,7 @@ pub mod api;
 pub mod demo;
 mod public;
 pub mod starting;
+pub mod webhooks;
 pub mod ws;
 
 use std::future::Future;

@@ -132,7 +132,9 @@ impl Inbound {
                     return Ok(());
                 }
                 let node = self.node.clone();
-                let closed = node.close_room(&self.room).await?;
+                let closed = node
+                    .close_room_by(&self.room, "ended", Some(&self.me))
+                    .await?;
                 crate::audit::session_ended(&self.room, &self.me.id, closed);
                 // Everyone, this connection included, is closed by the room's `Closed` message.
                 Ok(())

@@ -81,6 +81,9 @@ impl Inbound {
                     Ok(None) => {}
                     Err(e) => {
                         let msg = format!("the event cannot be masked, so it was not stored: {e}");
+                        let kind = crate::webhook::EventKind::MaskingRefused;
+                        let frame = id.as_deref().unwrap_or("");
+                        self.report_refused(kind, frame, "unmaskable", &msg).await;
                         return self.send_error(ErrorCode::InvalidEvent, msg, id);
                     }
                 }
@@ -219,6 +222,9 @@ impl Inbound {
         match stored {
             Ok(appended) => {
                 if !appended.duplicate {
+                    let (room, offset) = (&self.room, appended.offset);
+                    let event = crate::webhook::Event::native_page(room, &page, offset, "frame");
+                    node.emit(event).await;
                     node.metrics
                         .native_pages
                         .with_label_values(&["frame"])

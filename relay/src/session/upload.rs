@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use super::exit::Exit;
 use super::inbound::Inbound;
 use crate::store::{ChunkIn, Staged, UploadLimits};
+use crate::webhook::{Event, EventKind};
 
 /// An upload slice as received.
 pub(super) struct Chunk<'a> {
@@ -20,6 +21,17 @@ pub(super) struct Chunk<'a> {
 }
 
 impl Inbound {
+    /// Emits `upload.refused` or `masking.refused`: who sent what (`id`: the upload or frame id),
+    /// the refusal's `reason` kind and its message. A client sending refused frames back to back
+    /// is closed by its violation budget (`--max-violations`), which bounds these events too.
+    pub(super) async fn report_refused(&self, kind: EventKind, id: &str, reason: &str, msg: &str) {
+        let data = serde_json::json!({
+            "sub": self.me.id, "role": self.me.role.as_str(),
+            "id": id, "reason": reason, "message": msg,
+        });
+        self.node.emit(Event::new(kind, &self.room, data)).await;
+    }
+
     /// Stages one upload slice; stitches, checks and publishes the event when it completes.
     pub(super) async fn on_chunk(&mut self, c: Chunk<'_>) -> Result<(), Exit> {
         let node = self.node.clone();
@@ -30,6 +42,8 @@ impl Inbound {
                 "an upload may be at most {} bytes",
                 node.config.max_upload_bytes
             );
+            self.report_refused(EventKind::UploadRefused, &c.id, "too_large", &msg)
+                .await;
             return self.send_error(ErrorCode::TooLarge, msg, Some(c.id));
         }
         node.metrics.upload_bytes.inc_by(c.data.len() as u64);
@@ -93,11 +107,15 @@ impl Inbound {
                      slice later",
                     node.config.max_uploads
                 );
+                self.report_refused(EventKind::UploadRefused, &c.id, "limit", &msg)
+                    .await;
                 return self.send_error(ErrorCode::UploadLimit, msg, Some(c.id));
             }
             Staged::Mismatch(why) => {
                 uploads.with_label_values(&["invalid"]).inc();
                 let msg = format!("upload discarded: {why}");
+                self.report_refused(EventKind::UploadRefused, &c.id, "invalid", &msg)
+                    .await;
                 return self.send_error(ErrorCode::UploadInvalid, msg, Some(c.id));
             }
             Staged::Complete(whole) => whole,
@@ -113,6 +131,8 @@ impl Inbound {
                 uploads.with_label_values(&["invalid"]).inc();
                 node.log.drop_upload(&room, &self.me.id, &c.id).await?;
                 let msg = format!("upload discarded: {why}");
+                self.report_refused(EventKind::UploadRefused, &c.id, "invalid", &msg)
+                    .await;
                 return self.send_error(code, msg, Some(c.id));
             }
         };
@@ -121,7 +141,10 @@ impl Inbound {
             Err(e) => {
                 uploads.with_label_values(&["invalid"]).inc();
                 node.log.drop_upload(&room, &self.me.id, &c.id).await?;
-                return self.send_error(ErrorCode::InvalidEvent, e.to_string(), Some(c.id));
+                let msg = e.to_string();
+                self.report_refused(EventKind::UploadRefused, &c.id, "invalid", &msg)
+                    .await;
+                return self.send_error(ErrorCode::InvalidEvent, msg, Some(c.id));
             }
         };
         self.publish(Some(c.id.clone()), event, head).await?;

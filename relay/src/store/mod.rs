@@ -341,9 +341,31 @@ pub trait Bus: Send + Sync + 'static {
     fn hub(&self) -> &Arc<crate::hub::Hub>;
 }
 
+/// A presence change, decided in the same atomic step as the change itself, so that exactly
+/// one node reports it however many nodes serve the room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresenceChange {
+    /// The first member entered a room that had not been entered before (in this life of the
+    /// room: a closed and removed room opens again).
+    Opened,
+    /// A participant's first connection entered.
+    Joined(Member),
+    /// A participant's last connection left, or expired with its node.
+    Left(Member),
+}
+
+/// Receives a room's presence changes (the node's webhooks). The store awaits it after the
+/// change, outside any lock.
+pub type PresenceWatcher = Arc<
+    dyn Fn(String, PresenceChange) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync,
+>;
+
 /// Who is in a room, over every node.
 #[async_trait]
 pub trait Presence: Send + Sync + 'static {
+    /// Reports presence changes to `watcher` from now on (set once; later calls are ignored).
+    fn watch(&self, watcher: PresenceWatcher);
+
     /// Registers one connection of `member`, unless the room already has `max_members` other
     /// participants or the member already has `max_conns` connections in it (counted over every
     /// node); returns everyone present afterwards. Publishes [`RoomMsg::Joined`] if this is

@@ -234,6 +234,7 @@ impl Relay {
                             max_attempts: 3,
                             hold: Duration::ZERO,
                             idle_close: config.customer_idle_close,
+                            webhooks: assist_relay::webhook::Webhooks::disabled(),
                         };
                         let (_keep, stop) = tokio::sync::watch::channel(false);
                         std::mem::forget(_keep);
@@ -241,6 +242,23 @@ impl Relay {
                         // node's commands.
                         let worker_store =
                             server.store(config.log.clone(), Metrics::new().redis).await;
+                        // Queues `recording.*` (the nodes deliver them), and the members of the
+                        // rooms it removes as left.
+                        let hooks = assist_relay::webhook::Webhooks::cluster(
+                            config.webhooks.clone(),
+                            worker_store.clone(),
+                            Metrics::new().webhook,
+                            false,
+                        );
+                        if hooks.enabled() {
+                            use assist_relay::store::Presence;
+                            worker_store
+                                .watch(assist_relay::webhook::presence_watcher(hooks.clone()));
+                        }
+                        let cfg = assist_relay::compactor::worker::WorkerConfig {
+                            webhooks: hooks,
+                            ..cfg
+                        };
                         tokio::spawn(assist_relay::compactor::worker::run(
                             worker_store,
                             archive,

@@ -42,6 +42,7 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Node>>)> {
         ("GET", "/v1/recordings", get(list_recordings)),
         ("GET", "/v1/recordings/{id}", get(recording)),
         ("GET", "/v1/recordings/{id}/events", get(recording_events)),
+        ("GET", "/v1/webhooks/dead", get(super::webhooks::dead_letters)),
     ]
 }
 
@@ -162,7 +163,7 @@ async fn post_chat(
 }
 
 /// Checks `Authorization: Bearer <api key>` and the room id; `Some` is the refusal to send.
-fn refusal(node: &Node, headers: &HeaderMap, room: &str) -> Option<Response> {
+pub(super) fn refusal(node: &Node, headers: &HeaderMap, room: &str) -> Option<Response> {
     if let Some(r) = unauthorized(node, headers) {
         return Some(r);
     }
@@ -283,6 +284,8 @@ async fn native_page(
     match stored {
         Ok(a) => {
             if !a.duplicate {
+                let event = crate::webhook::Event::native_page(&room, &req.page, a.offset, "api");
+                node.emit(event).await;
                 node.metrics.native_pages.with_label_values(&["api"]).inc();
                 node.metrics
                     .appends

@@ -19,9 +19,9 @@ use self::staging::Staging;
 use super::cap;
 use super::plan::{plan, Bounds};
 use super::{
-    Appended, Archival, Bus, CatchUp, CatchUpRequest, ChunkIn, Entered, Entry, EntryBody,
-    LogConfig, LogState, NewEntry, Presence, RoomInfo, RoomLog, RoomMsg, Staged, StoreError,
-    Subscription, TypedValues, UploadLimits, Uploads, MAX_PAGES, MAX_TYPED_HASHES,
+    Appended, Archival, Bus, CatchUp, CatchUpRequest, ChunkIn, Entry, EntryBody, LogConfig,
+    LogState, NewEntry, PresenceChange, PresenceWatcher, RoomInfo, RoomLog, RoomMsg, Staged,
+    StoreError, Subscription, TypedValues, UploadLimits, Uploads, MAX_PAGES, MAX_TYPED_HASHES,
 };
 use crate::hub::{Hub, HubConfig};
 
@@ -35,6 +35,7 @@ pub struct MemoryStore {
     used: Arc<AtomicU64>,
     /// The node's fan-out: appends are delivered to it under the room lock.
     hub: Arc<Hub>,
+    watcher: std::sync::OnceLock<PresenceWatcher>,
 }
 
 struct RoomState {
@@ -52,6 +53,8 @@ struct RoomState {
     dedup: HashMap<(String, String), u64>,
     dedup_order: VecDeque<(String, String)>,
     presence: HashMap<String, (Member, HashSet<u64>)>,
+    /// A member has entered this room (its `room.opened` was reported).
+    opened: bool,
     last_activity: Instant,
     /// Page timeline, oldest first, at most `MAX_PAGES`.
     pages: VecDeque<PageRecord>,
@@ -108,6 +111,7 @@ impl RoomState {
             dedup: HashMap::new(),
             dedup_order: VecDeque::new(),
             presence: HashMap::new(),
+            opened: false,
             last_activity: Instant::now(),
             pages: VecDeque::new(),
             tail_bytes: 0,
@@ -184,6 +188,7 @@ impl MemoryStore {
             }),
             config,
             used,
+            watcher: Default::default(),
         })
     }
 
@@ -492,7 +497,17 @@ impl Archival for MemoryStore {
     }
 
     async fn remove_room(&self, room: &str) -> Result<(), StoreError> {
-        self.rooms.remove(room);
+        // Members still connected are reported as left now: their connections end with the room.
+        let left = self.rooms.remove(room).map(|(_, r)| {
+            let mut left: Vec<Member> = lock(&r).presence.drain().map(|(_, (m, _))| m).collect();
+            left.sort_by(|a, b| a.id.cmp(&b.id));
+            left
+        });
+        let left = left
+            .unwrap_or_default()
+            .into_iter()
+            .map(PresenceChange::Left);
+        presence::report(self.watcher.get(), room, left.collect()).await;
         Ok(())
     }
 
@@ -607,75 +622,7 @@ impl Bus for MemoryStore {
     }
 }
 
-#[async_trait]
-impl Presence for MemoryStore {
-    async fn enter(
-        &self,
-        room_id: &str,
-        member: &Member,
-        conn: u64,
-        max_members: usize,
-        max_conns: usize,
-    ) -> Result<Entered, StoreError> {
-        let room = self.room(room_id);
-        let mut st = lock(&room);
-        st.last_activity = Instant::now();
-        let first = !st.presence.contains_key(&member.id);
-        if first && st.presence.len() >= max_members {
-            return Ok(Entered::Full);
-        }
-        if st
-            .presence
-            .get(&member.id)
-            .is_some_and(|(_, conns)| conns.len() >= max_conns)
-        {
-            return Ok(Entered::TooManyConnections);
-        }
-        st.presence
-            .entry(member.id.clone())
-            .or_insert_with(|| (member.clone(), HashSet::new()))
-            .1
-            .insert(conn);
-        st.seen.entered(member, first);
-        if first {
-            self.hub
-                .send(room_id, RoomMsg::Joined(Arc::new(member.clone())));
-        }
-        if member.role == assist_relay_proto::Role::Customer {
-            st.customer_left = None;
-        }
-        Ok(Entered::Members(st.members()))
-    }
-
-    async fn exit(&self, room_id: &str, member: &Member, conn: u64) -> Result<(), StoreError> {
-        let Some(room) = self.rooms.get(room_id).map(|r| r.clone()) else {
-            return Ok(());
-        };
-        let mut st = lock(&room);
-        st.last_activity = Instant::now();
-        let last = match st.presence.get_mut(&member.id) {
-            Some((_, conns)) => {
-                conns.remove(&conn);
-                conns.is_empty()
-            }
-            None => false,
-        };
-        if last {
-            st.presence.remove(&member.id);
-            st.seen.left(member);
-            self.hub
-                .send(room_id, RoomMsg::Left(Arc::new(member.clone())));
-            let customer_present = st
-                .presence
-                .values()
-                .any(|(m, _)| m.role == assist_relay_proto::Role::Customer);
-            if member.role == assist_relay_proto::Role::Customer && !customer_present {
-                st.customer_left = Some(Instant::now());
-            }
-        }
-        Ok(())
-    }
-}
+mod presence;
 
 mod directory;
 #[cfg(test)]

@@ -107,6 +107,21 @@ impl Archival for RedisStore {
     async fn remove_room(&self, room: &str) -> Result<(), StoreError> {
         let k = Keys::of(room);
         let mut conn = self.inner.conn.clone();
+        // Members still connected are reported as left now (their connections end with the
+        // room): reap.lua with a `now` past every expiry takes them all, atomically, so a
+        // later exit of theirs reports nothing twice.
+        // KEYS and ARGV in the order `scripts/reap.lua` names them.
+        let left: Vec<String> = self
+            .inner
+            .scripts
+            .reap
+            .key(&k.presence)
+            .arg(u64::from(u32::MAX) * 1_000_000)
+            .arg(&k.channel)
+            .arg(self.inner.sharded())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
         let _: () = conn
             .del(&[&k.meta, &k.log, &k.chat, &k.pages, &k.typed, &k.presence])
             .await
@@ -115,6 +130,7 @@ impl Archival for RedisStore {
             .zrem(super::keys::LIVE_ROOMS, room)
             .await
             .map_err(unavailable)?;
+        self.report_left(room, &left).await;
         Ok(())
     }
 

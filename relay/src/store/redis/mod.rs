@@ -174,6 +174,7 @@ impl RedisStore {
             local: Mutex::new(HashMap::new()),
             ping_ok: AtomicBool::new(true),
             node_id: format!("{:08x}", rand::random::<u32>()),
+            watcher: Default::default(),
         });
         let _ = router.set(Arc::downgrade(&inner));
         tokio::spawn(presence::presence_loop(Arc::downgrade(&inner)));

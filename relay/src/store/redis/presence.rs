@@ -14,7 +14,7 @@ use super::commands::{lock, unavailable};
 use super::keys::{Keys, LIVE_ROOMS};
 use super::shared::{Inner, RedisStore};
 use crate::hub::now_us;
-use crate::store::{Entered, Presence, StoreError};
+use crate::store::{Entered, Presence, PresenceChange, PresenceWatcher, StoreError};
 
 #[async_trait]
 impl Presence for RedisStore {
@@ -60,10 +60,14 @@ impl Presence for RedisStore {
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
-        match reply.first().map(String::as_str) {
-            Some("full") => return Ok(Entered::Full),
-            Some("conns") => return Ok(Entered::TooManyConnections),
-            _ => {}
+        let refused = match reply.first().map(String::as_str) {
+            Some("full") => Some(Entered::Full),
+            Some("conns") => Some(Entered::TooManyConnections),
+            _ => None,
+        };
+        if let Some(refused) = refused {
+            self.report_left(room, &reply[1..]).await;
+            return Ok(refused);
         }
         lock(&inner.local).insert((room.to_owned(), conn), key);
         // The directory's index of rooms (another slot than the room's keys on a Redis
@@ -77,9 +81,20 @@ impl Presence for RedisStore {
         if let Err(e) = listed {
             tracing::debug!(error = %e, "room directory add failed");
         }
-        let mut members: Vec<Member> = reply
+        let flags = reply.get(1).map_or("", String::as_str);
+        let n_left: usize = reply.get(2).and_then(|n| n.parse().ok()).unwrap_or(0);
+        let left_end = (3 + n_left).min(reply.len());
+        self.report_left(room, &reply[3.min(left_end)..left_end])
+            .await;
+        if flags.contains('o') {
+            self.report(room, PresenceChange::Opened).await;
+        }
+        if flags.contains('j') {
+            self.report(room, PresenceChange::Joined(member.clone()))
+                .await;
+        }
+        let mut members: Vec<Member> = reply[left_end..]
             .iter()
-            .skip(1)
             .filter_map(|s| parse_member(s))
             .collect();
         members.sort_by(|a, b| a.id.cmp(&b.id));
@@ -94,7 +109,7 @@ impl Presence for RedisStore {
         let k = Keys::of(room);
         let mut c = inner.conn.clone();
         // KEYS and ARGV in the order `scripts/reap.lua` and `scripts/exit.lua` name them.
-        let _: i64 = inner
+        let left: Vec<String> = inner
             .scripts
             .exit
             .key(&k.presence)
@@ -108,7 +123,27 @@ impl Presence for RedisStore {
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;
+        self.report_left(room, &left).await;
         Ok(())
+    }
+
+    fn watch(&self, watcher: PresenceWatcher) {
+        let _ = self.inner.watcher.set(watcher);
+    }
+}
+
+impl RedisStore {
+    async fn report(&self, room: &str, change: PresenceChange) {
+        if let Some(w) = self.inner.watcher.get() {
+            w(room.to_owned(), change).await;
+        }
+    }
+
+    /// Reports `<sub>\x1f<role>` entries as left.
+    pub(super) async fn report_left(&self, room: &str, left: &[String]) {
+        for m in left.iter().filter_map(|s| parse_member(s)) {
+            self.report(room, PresenceChange::Left(m)).await;
+        }
     }
 }
 
@@ -176,7 +211,7 @@ pub(super) async fn presence_loop(weak: std::sync::Weak<Inner>) {
         for room in rooms {
             let k = Keys::of(room);
             // KEYS and ARGV in the order `scripts/reap.lua` names them.
-            let r: Result<i64, _> = inner
+            let r: Result<Vec<String>, _> = inner
                 .scripts
                 .reap
                 .key(&k.presence)
@@ -185,8 +220,14 @@ pub(super) async fn presence_loop(weak: std::sync::Weak<Inner>) {
                 .arg(inner.sharded())
                 .invoke_async(&mut conn)
                 .await;
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "presence reap failed");
+            match r {
+                Ok(left) => {
+                    let store = RedisStore {
+                        inner: inner.clone(),
+                    };
+                    store.report_left(room, &left).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "presence reap failed"),
             }
         }
     }

@@ -48,7 +48,7 @@ impl Scripts {
             archived: Script::new(ARCHIVED),
             enter: Script::new(&format!("{REAP}{ENTER}")),
             exit: Script::new(&format!("{REAP}{EXIT}")),
-            reap: Script::new(&format!("{REAP}return 1")),
+            reap: Script::new(&format!("{REAP}return left")),
             relay: Script::new(RELAY),
             live: Script::new(LIVE),
         }

@@ -44,6 +44,8 @@ pub(super) struct Inner {
     /// The last PING answered (cleared at once when the connection drops).
     pub(super) ping_ok: AtomicBool,
     pub(super) node_id: String,
+    /// Where presence changes are reported (the node's webhooks).
+    pub(super) watcher: std::sync::OnceLock<crate::store::PresenceWatcher>,
 }
 
 impl Inner {
@@ -81,5 +83,14 @@ impl RedisStore {
     pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
         let mut conn = self.inner.conn.clone();
         cmd.query_async(&mut conn).await
+    }
+
+    /// Runs a Lua script on the store's connection (the webhook outbox's scripts).
+    pub async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::ScriptInvocation<'_>,
+    ) -> redis::RedisResult<T> {
+        let mut conn = self.inner.conn.clone();
+        script.invoke_async(&mut conn).await
     }
 }

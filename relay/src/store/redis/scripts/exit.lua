@@ -10,7 +10,7 @@
 --   4 member  the presence member `<sub>\x1f<role>\x1f<node>:<conn>`
 --   5 sub     the participant
 --   6 role    its role
--- Returns 1.
+-- Returns `left` (reap.lua's), with this participant if that was its last connection.
 local meta = KEYS[2]
 local member, sub, role = ARGV[4], ARGV[5], ARGV[6]
 
@@ -19,9 +19,12 @@ local still = false
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', presence, now, '+inf')) do
   if sub_of(m) == sub then still = true end
 end
-if not still and present[sub] then publish('L' .. sub .. '\31' .. role) end
+if not still and present[sub] then
+  publish('L' .. sub .. '\31' .. role)
+  table.insert(left, sub .. '\31' .. role)
+end
 if not still and redis.call('EXISTS', meta) == 1 then
   redis.call('HDEL', meta, 'j:' .. sub)
   if role == 'agent' then redis.call('HSET', meta, 'aseen', now_ms) end
 end
-return 1
+return left

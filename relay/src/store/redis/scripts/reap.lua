@@ -1,7 +1,8 @@
 -- Removes expired presence entries and announces participants left with no live connection:
 -- a prelude of enter.lua and exit.lua, and on its own (plus `return 1`) the presence loop's reap
--- (store/redis/presence.rs). Leaves `present` (sub -> role), `now`, `sub_of` and `publish` for
--- the rest of the script.
+-- (store/redis/presence.rs). Leaves `present` (sub -> role), `now`, `sub_of`, `publish` and
+-- `left` (`<sub>\x1f<role>` of each participant announced as left, for the webhooks) for the
+-- rest of the script; alone it returns `left`.
 --
 -- KEYS
 --   1 presence  `ar:{R}:presence` sorted set: one member `<sub>\x1f<role>\x1f<node>:<conn>`
@@ -25,10 +26,12 @@ if #dead > 0 then redis.call('ZREMRANGEBYSCORE', presence, '-inf', '(' .. now) e
 local present = {}
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', presence, now, '+inf')) do present[sub_of(m)] = role_of(m) end
 local gone = {}
+local left = {}
 for _, m in ipairs(dead) do
   local s = sub_of(m)
   if not present[s] and not gone[s] then
     gone[s] = true
     publish('L' .. s .. '\31' .. role_of(m))
+    table.insert(left, s .. '\31' .. role_of(m))
   end
 end
