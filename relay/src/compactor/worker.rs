@@ -19,7 +19,8 @@ use redis::streams::{
 };
 
 pub use super::metrics::CompactorMetrics;
-use super::{run_job, Archive, CompactError, Job, JobKind, JobQueue};
+use super::video::{render_room, RenderStage};
+use super::{run_job, Archive, CompactError, Job, JobKind, JobQueue, Outcome};
 use crate::store::redis::RedisStore;
 use crate::store::StoreError;
 
@@ -73,6 +74,9 @@ pub struct WorkerConfig {
     pub hold: Duration,
     /// Close rooms whose customer has been gone this long (one worker at a time sweeps).
     pub idle_close: Option<Duration>,
+    /// The render stage (`--render video`): a final job that writes a recording queues a
+    /// render job, and this worker runs render jobs (one at a time: one renderer per worker).
+    pub render: Option<Arc<RenderStage>>,
 }
 
 /// One delivered job.
@@ -310,11 +314,32 @@ pub async fn run(
                 }
             })
         };
-        let result = run_job(&store, &archive, &job).await;
+        let result = match (&cfg.render, job.kind) {
+            (Some(stage), JobKind::Render) => {
+                let (archive, stage, room) = (archive.clone(), stage.clone(), job.room.clone());
+                tokio::task::spawn_blocking(move || render_room(archive.as_ref(), &room, &stage))
+                    .await
+                    .map_err(|e| CompactError::Transient(format!("render task: {e}")))
+                    .and_then(|r| r.map(|_| Outcome::default()))
+            }
+            _ => run_job(&store, &archive, &job).await,
+        };
         heartbeat.abort();
         match result {
             Ok(out) => {
                 metrics.record_done(&out, started.elapsed());
+                if out.recorded && job.kind == JobKind::Final && cfg.render.is_some() {
+                    // Queued before the ack: a crash in between re-runs the final job, which
+                    // queues it again (a render job is idempotent).
+                    let render = Job {
+                        room: job.room.clone(),
+                        kind: JobKind::Render,
+                    };
+                    if let Err(e) = queue.enqueue(render).await {
+                        tracing::warn!(room = %job.room, error = %e, "render job not queued; the final job will run again");
+                        continue;
+                    }
+                }
                 if let Err(e) = ack(&store, &d.id).await {
                     tracing::warn!(error = %e, "ack failed; the job will run again (idempotent)");
                 }
