@@ -234,6 +234,7 @@ impl Relay {
                             max_attempts: 3,
                             hold: Duration::ZERO,
                             idle_close: config.customer_idle_close,
+                            render: None,
                         };
                         let (_keep, stop) = tokio::sync::watch::channel(false);
                         std::mem::forget(_keep);
