@@ -369,7 +369,7 @@ fn what_was_typed_never_reaches_the_events_the_video_is_made_from() {
     assert!(text.contains("************"));
 }
 
-fn render_fails(events: &str, extra: &[&str]) -> (i32, String, PathBuf) {
+fn render_fails(events: &str, extra: &[&str]) -> (i32, String) {
     ensure_renderer();
     let dir = temp_dir(&format!("fail-{}", rand::random::<u32>()));
     let input = dir.join("events.json");
@@ -393,38 +393,75 @@ fn render_fails(events: &str, extra: &[&str]) -> (i32, String, PathBuf) {
             "no temporary file left"
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
     (
         run.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&run.stderr).into_owned(),
-        dir,
     )
 }
 
 #[test]
 fn a_recording_that_cannot_render_fails_with_its_reason_and_leaves_nothing() {
-    let (code, why, _) = render_fails(r#"[{"type":3,"timestamp":1,"data":{"source":1}}]"#, &[]);
+    let (code, why) = render_fails(r#"[{"type":3,"timestamp":1,"data":{"source":1}}]"#, &[]);
     assert_eq!(code, 70, "{why}");
     assert!(why.contains("no FullSnapshot"), "{why}");
-    let (code, why, _) = render_fails(&fixture(), &["--render-max-duration", "30s"]);
+    let (code, why) = render_fails(&fixture(), &["--render-max-duration", "30s"]);
     assert_eq!(code, 70, "{why}");
     assert!(
         why.contains("too long") && why.contains("over the limit of 0:30"),
         "{why}"
     );
-    let (code, why, _) = render_fails(&fixture(), &["--render-fps", "0"]);
+    let (code, why) = render_fails(&fixture(), &["--render-fps", "0"]);
     assert_eq!(code, 64, "{why}");
 }
 
 #[test]
 fn a_render_past_its_timeout_is_stopped_and_fails() {
     let started = std::time::Instant::now();
-    let (code, why, _) = render_fails(&fixture(), &["--render-timeout", "2s"]);
+    let (code, why) = render_fails(&fixture(), &["--render-timeout", "2s"]);
     assert_eq!(code, 70, "{why}");
     assert!(why.contains("timed out after 2s"), "{why}");
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "stopped promptly"
     );
+}
+
+#[test]
+fn webm_is_vp9_at_the_same_size() {
+    ensure_renderer();
+    let dir = temp_dir("webm");
+    let input = dir.join("events.json");
+    let first_page: Vec<String> = common::fixture_events("loan-apply.json")
+        .into_iter()
+        .take(40)
+        .collect();
+    std::fs::write(&input, format!("[{}]", first_page.join(","))).expect("events");
+    let out = dir.join("v.webm");
+    let run = Command::new(env!("CARGO_BIN_EXE_relay"))
+        .arg("render")
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .arg("--render-dir")
+        .arg(render_dir())
+        .args(["--format", "webm"])
+        .output()
+        .expect("relay render runs");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let probe = ffprobe(&out);
+    let v = &probe["streams"][0];
+    assert_eq!(v["codec_name"], "vp9");
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(390), Some(844))
+    );
+    assert_eq!(probe["format"]["format_name"], "matroska,webm");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The render stage: a final job writes the recording and queues a render job; the worker

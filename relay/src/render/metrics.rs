@@ -92,8 +92,8 @@ impl RenderMetrics {
         );
     }
 
-    /// A render failed after `took`; `recorded` says whether the failure went into the manifest
-    /// (the recording's fault) or the job will be retried (the renderer's).
+    /// A render failed after `took`: a setup failure (the renderer's fault) is retried and not
+    /// counted as a failed job; the others (the recording's) are final.
     pub fn failed(&self, room: &str, epoch: &str, e: &RenderError, took: std::time::Duration) {
         self.failures.with_label_values(&[e.kind()]).inc();
         self.seconds.observe(took.as_secs_f64());

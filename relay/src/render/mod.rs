@@ -180,8 +180,20 @@ pub fn render(src: Source<'_>, cfg: &RenderConfig, out: &Path) -> Result<Video, 
         )));
     }
     let plan = plan::plan(src.events, src.chat, src.started_ms, &cfg.plan)?;
-    let work = WorkDir::new()?;
     let setup = |e: std::io::Error| RenderError::Setup(format!("temporary files: {e}"));
+    let name = out
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| RenderError::Setup(format!("{} is not a file name", out.display())))?;
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(setup)?;
+    // Fixed names per output: what a render killed half-way leaves, the next one replaces.
+    let tmp = dir.join(format!(".{name}.rendering"));
+    let _ = std::fs::remove_file(&tmp);
+    let work = WorkDir::new(dir.join(format!(".{name}.work")))?;
     let events = work.0.join("events.json");
     std::fs::write(&events, src.events).map_err(setup)?;
     let job = serde_json::json!({
@@ -199,18 +211,6 @@ pub fn render(src: Source<'_>, cfg: &RenderConfig, out: &Path) -> Result<Video, 
     if let Some(path) = &subs {
         std::fs::write(path, plan::srt(&plan.cues)).map_err(setup)?;
     }
-    let name = out
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| RenderError::Setup(format!("{} is not a file name", out.display())))?;
-    let dir = match out.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(setup)?;
-    // One temporary name per output: a render killed half-way leaves it, the next one replaces it.
-    let tmp = dir.join(format!(".{name}.rendering"));
-    let _ = std::fs::remove_file(&tmp);
     let result = run(
         cfg,
         &plan,
@@ -446,12 +446,14 @@ fn join_tail(h: Option<std::thread::JoinHandle<String>>) -> String {
     h.and_then(|h| h.join().ok()).unwrap_or_default()
 }
 
-/// A private temporary directory, removed on drop.
+/// The working directory of one render, removed on drop.
 struct WorkDir(PathBuf);
 
 impl WorkDir {
-    fn new() -> Result<WorkDir, RenderError> {
-        let dir = std::env::temp_dir().join(format!("relay-render-{:016x}", rand::random::<u64>()));
+    /// The render's working directory (the events, the job, the subtitles), emptied first and
+    /// removed on drop.
+    fn new(dir: PathBuf) -> Result<WorkDir, RenderError> {
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)
             .map_err(|e| RenderError::Setup(format!("temporary directory: {e}")))?;
         Ok(WorkDir(dir))
