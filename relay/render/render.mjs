@@ -11,6 +11,7 @@
 //   frames:   [[offset_ms, caption_index], ...]: per frame, the replay time (ms after the first
 //             event) and the caption to overlay (-1: none)
 //   captions: caption texts
+//   virtual_dom: false to apply events straight to the page (large recordings; see below)
 //
 // Determinism: the replay never plays on a clock. For each frame the Replayer is paused at the
 // frame's time (`pause(offset)` applies every event before it, synchronously), then the page is
@@ -86,7 +87,7 @@ async function main() {
     const errors = [];
     page.on('pageerror', (e) => errors.push(e.message));
     await page.evaluate(
-      ({ eventsJson, scale, rules }) => {
+      ({ eventsJson, scale, rules, useVirtualDom }) => {
         const events = JSON.parse(eventsJson);
         const stage = document.getElementById('stage');
         stage.style.transform = `scale(${scale})`;
@@ -97,6 +98,10 @@ async function main() {
           showDebug: false,
           mouseTail: false,
           triggerFocus: false,
+          // rrweb's default (a virtual DOM, diffed into the page on every seek) matches its
+          // player exactly, but on a page of tens of thousands of elements each frame's diff
+          // costs seconds: the relay turns it off for large recordings (`virtual_dom`).
+          useVirtualDom,
           insertStyleRules: rules,
         });
         window.showCaption = (text) => {
@@ -105,7 +110,7 @@ async function main() {
           c.firstChild.textContent = text || '';
         };
       },
-      { eventsJson, scale: job.scale, rules: NO_MOTION },
+      { eventsJson, scale: job.scale, rules: NO_MOTION, useVirtualDom: job.virtual_dom !== false },
     );
     // Sorted as the Replayer sorts them: a frame changes only if an event falls before its time.
     const times = JSON.parse(eventsJson)
