@@ -148,6 +148,18 @@ pub fn recording_written(room: &str, epoch: &str, manifest: &str) {
     );
 }
 
+/// A recording's video was written (`ready`, with its archive key) or failed (see the manifest).
+pub fn video(room: &str, epoch: &str, ready: bool, key: Option<&str>) {
+    tracing::info!(
+        target: TARGET,
+        event = if ready { "video_ready" } else { "video_failed" },
+        node = node(),
+        room,
+        epoch,
+        key = key.unwrap_or(""),
+    );
+}
+
 fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;

@@ -30,7 +30,8 @@
 //! - [`hub`]: the node's fan-out. Both backends hand it ordered entries; it keeps the one
 //!   registry of rooms with subscribers here, their rings and lag accounting, and each entry's
 //!   frames, encoded once per codec however many viewers receive it.
-//! - [`compactor`]: archives room logs and writes recordings; [`export`] reads them back.
+//! - [`compactor`]: archives room logs and writes recordings; [`export`] reads them back;
+//!   [`render`] turns them into videos (`relay render`, the compactor's render stage).
 //! - [`audit`]: the audit trail (target `audit`, JSON lines with --audit-log). [`telemetry`]:
 //!   metrics, every series registered at 0 from the start. [`webhook`]: events POSTed to the
 //!   integrator's endpoints, from an outbox (in-process, or Redis streams in cluster mode).
@@ -52,6 +53,7 @@ pub mod mask;
 pub mod native;
 pub mod node;
 pub mod pages;
+pub mod render;
 mod session;
 pub mod store;
 pub mod telemetry;

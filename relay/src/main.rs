@@ -37,6 +37,27 @@ enum Command {
     Compactor(Box<CompactorArgs>),
     /// Write a replay page (HTML + the recording) for a room's recording.
     Export(ExportArgs),
+    /// Render a recording to a video file (H.264 MP4, or WebM) with rrweb's Replayer in headless
+    /// Chromium and ffmpeg.
+    Render(RenderArgs),
+}
+
+#[derive(clap::Args)]
+struct RenderArgs {
+    /// A recording directory (<archive>/<room>/<epoch>), a room id in --archive-dir (its latest
+    /// recording, or --epoch), or a file of rrweb events (a JSON array).
+    recording: String,
+    /// The video file to write (replaced atomically).
+    #[arg(long)]
+    out: std::path::PathBuf,
+    /// Archive directory the compactor writes to (with a room id).
+    #[arg(long, env = "RELAY_ARCHIVE_DIR", default_value = "./data/archive")]
+    archive_dir: std::path::PathBuf,
+    /// Epoch of the recording (with a room id; default: the latest).
+    #[arg(long)]
+    epoch: Option<String>,
+    #[command(flatten)]
+    options: assist_relay::render::options::RenderOptions,
 }
 
 #[derive(clap::Args)]
@@ -86,6 +107,20 @@ struct CompactorArgs {
     /// `relay serve`; the compactor queues them, the relay nodes deliver them.
     #[command(flatten)]
     webhook: assist_relay::config::WebhookArgs,
+    /// Render stage: `video` renders every recording written (a render job on the same
+    /// stream; one render at a time per worker); `off` by default.
+    #[arg(long, env = "RELAY_RENDER", value_enum, default_value_t = RenderStageArg::Off)]
+    render: RenderStageArg,
+    #[command(flatten)]
+    render_options: assist_relay::render::options::RenderOptions,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RenderStageArg {
+    /// No videos.
+    Off,
+    /// A video of every recording.
+    Video,
 }
 
 #[derive(clap::Args)]
@@ -242,6 +277,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Render(args) => match render(&args) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err((code, e)) => {
+                eprintln!("relay render: {e:#}");
+                ExitCode::from(code)
+            }
+        },
         Command::Serve(args) => {
             let config = match NodeConfig::try_from(args.as_ref()) {
                 Ok(c) => c,
@@ -282,6 +327,51 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `relay render`: the video's path and figures as one JSON line; on failure an exit code (64
+/// bad flags, 66 no such recording, 69 renderer unavailable, 70 the render failed) and the reason.
+fn render(args: &RenderArgs) -> Result<String, (u8, anyhow::Error)> {
+    use assist_relay::compactor::video::{chat_cues, read_recording_dir};
+    use assist_relay::render::{self as r, RenderError};
+    let cfg = args
+        .options
+        .config()
+        .map_err(|e| (64, anyhow::anyhow!(e)))?;
+    let path = std::path::Path::new(&args.recording);
+    let missing = |e: &dyn std::fmt::Display| (66, anyhow::anyhow!("{}: {e}", args.recording));
+    let (events, chat, started_ms) = if path.is_dir() {
+        let (m, events, chat) = read_recording_dir(path).map_err(|e| missing(&e))?;
+        (events, chat_cues(&chat), m.started_ms)
+    } else if path.is_file() {
+        (std::fs::read(path).map_err(|e| missing(&e))?, Vec::new(), 0)
+    } else {
+        validate_id("room", &args.recording).map_err(|e| missing(&e))?;
+        let archive = assist_relay::compactor::FsArchive::new(&args.archive_dir);
+        let (m, events, chat) = assist_relay::compactor::read_recording(
+            &archive,
+            &args.recording,
+            args.epoch.as_deref(),
+        )
+        .map_err(|e| missing(&e))?;
+        (events, chat_cues(&chat), m.started_ms)
+    };
+    let src = r::Source {
+        events: &events,
+        chat: &chat,
+        started_ms,
+    };
+    let video = r::render(src, &cfg, &args.out).map_err(|e| {
+        let code = match e {
+            RenderError::Setup(_) => 69,
+            RenderError::Settings(_) => 64,
+            _ => 70,
+        };
+        (code, anyhow::Error::new(e))
+    })?;
+    let mut line = serde_json::to_value(&video).map_err(|e| (70, e.into()))?;
+    line["out"] = serde_json::Value::from(args.out.display().to_string());
+    Ok(line.to_string())
 }
 
 fn token(args: &TokenArgs) -> anyhow::Result<String> {
@@ -483,6 +573,39 @@ fn compactor_webhooks(
     hooks
 }
 
+/// `recording.video_ready` / `recording.video_failed` for the render stage. Called from the
+/// render job's blocking thread, after the manifest records the video and before the job is
+/// acknowledged: the event is in the outbox before the job is done.
+fn video_webhooks(
+    hooks: &assist_relay::webhook::Webhooks,
+) -> Option<assist_relay::compactor::video::VideoHook> {
+    use assist_relay::compactor::video::VideoNotice;
+    use assist_relay::webhook::{Event, EventKind};
+    if !hooks.enabled() {
+        return None;
+    }
+    let hooks = hooks.clone();
+    let handle = tokio::runtime::Handle::current();
+    Some(Arc::new(move |n: &VideoNotice| {
+        let ready = n.status.error.is_none() && n.key.is_some();
+        let (kind, data) = if ready {
+            let data = serde_json::json!({
+                "recording": assist_relay::compactor::recording_id(&n.room, &n.epoch),
+                "epoch": n.epoch, "file": n.key, "video": n.status.video,
+            });
+            (EventKind::RecordingVideoReady, data)
+        } else {
+            let data = serde_json::json!({
+                "recording": assist_relay::compactor::recording_id(&n.room, &n.epoch),
+                "epoch": n.epoch, "error": n.status.error,
+            });
+            (EventKind::RecordingVideoFailed, data)
+        };
+        let event = Event::of_fact(kind, &n.room, &n.epoch, data);
+        handle.block_on(hooks.emit(event));
+    }))
+}
+
 async fn compactor(
     args: CompactorArgs,
     tls: Option<assist_relay::store::redis::RedisTls>,
@@ -539,8 +662,25 @@ async fn compactor(
         hold: args.hold,
         idle_close: Some(args.customer_idle_close).filter(|d| !d.is_zero()),
         webhooks: compactor_webhooks(hooks, &store),
+        render: None,
     };
     let cmetrics = CompactorMetrics::new();
+    let cfg = if args.render == RenderStageArg::Video {
+        let stage = assist_relay::compactor::video::RenderStage {
+            config: args.render_options.config().map_err(anyhow::Error::msg)?,
+            metrics: assist_relay::render::RenderMetrics::register(cmetrics.registry())?,
+            // On the archive's filesystem (a dot directory, invisible to the archive's listing),
+            // so a finished video moves in with a rename.
+            scratch: args.archive_dir.join(".render"),
+            notify: video_webhooks(&cfg.webhooks),
+        };
+        WorkerConfig {
+            render: Some(Arc::new(stage)),
+            ..cfg
+        }
+    } else {
+        cfg
+    };
     let admin = args.admin_listen;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut admin_stop = stop_rx.clone();

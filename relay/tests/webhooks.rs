@@ -88,7 +88,8 @@ async fn a_session_arrives_once_in_order_and_signed_through_failures() {
     cust.publish(&synthetic(2, 2), Some("s")).await;
     // A bot posts into the room's chat over the server API (no webhook of its own: it is in
     // the recording's transcript).
-    let bot = r#"{"from":"ticket-bot","text":"Ticket 4711 is attached to this session","id":"bot-1"}"#;
+    let bot =
+        r#"{"from":"ticket-bot","text":"Ticket 4711 is attached to this session","id":"bot-1"}"#;
     let request = format!(
         "POST /v1/rooms/{room}/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{bot}",
         bot.len()

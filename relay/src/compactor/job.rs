@@ -15,6 +15,8 @@ pub enum JobKind {
     Live,
     /// Seal the room, archive the rest, write the recording, delete the room from the store.
     Final,
+    /// Render the room's recordings that have no video yet (the render stage, `--render video`).
+    Render,
 }
 
 impl JobKind {
@@ -23,6 +25,7 @@ impl JobKind {
         match self {
             JobKind::Live => "live",
             JobKind::Final => "final",
+            JobKind::Render => "render",
         }
     }
     /// From the wire string.
@@ -30,6 +33,7 @@ impl JobKind {
         match s {
             "live" => Some(JobKind::Live),
             "final" => Some(JobKind::Final),
+            "render" => Some(JobKind::Render),
             _ => None,
         }
     }

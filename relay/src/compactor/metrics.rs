@@ -103,6 +103,11 @@ impl CompactorMetrics {
         self.duration.observe(took.as_secs_f64());
     }
 
+    /// The registry (the render stage registers `relay_render_*` in it).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = Vec::new();

@@ -26,6 +26,7 @@
 mod job;
 mod metrics;
 mod recording;
+pub mod video;
 pub mod worker;
 
 use std::sync::Arc;
@@ -52,6 +53,12 @@ pub async fn run_job(
     job: &Job,
 ) -> Result<Outcome, CompactError> {
     let mut out = Outcome::default();
+    if job.kind == JobKind::Render {
+        // Run by a worker's render stage (`video`), never here.
+        return Err(CompactError::Permanent(
+            "a render job reached a worker without a render stage (--render video)".into(),
+        ));
+    }
     let mut state = log.log_state(&job.room).await?;
     if job.kind == JobKind::Final && state.exists && !state.sealed {
         log.seal(&job.room).await?;
@@ -83,7 +90,7 @@ pub async fn run_job(
     }
     let upto = match job.kind {
         JobKind::Live => state.floor.saturating_sub(1),
-        JobKind::Final => state.head,
+        JobKind::Final | JobKind::Render => state.head,
     };
     if upto > state.archived {
         archive_range(

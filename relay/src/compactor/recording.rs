@@ -29,6 +29,12 @@ pub trait Archive: Send + Sync + 'static {
     fn list(&self, prefix: &str) -> std::io::Result<Vec<String>>;
     /// Deletes `key` if present.
     fn delete(&self, key: &str) -> std::io::Result<()>;
+    /// Moves the local file `src` under `key` atomically (a rendered video: too big to hold in
+    /// memory twice where the archive can do better than this default).
+    fn put_file(&self, key: &str, src: &Path) -> std::io::Result<()> {
+        self.put(key, &std::fs::read(src)?)?;
+        std::fs::remove_file(src)
+    }
 }
 
 /// An [`Archive`] in a local directory: temporary file, fsync, rename, fsync of the directory.
@@ -127,6 +133,22 @@ impl Archive for FsArchive {
             _ => Ok(()),
         }
     }
+
+    fn put_file(&self, key: &str, src: &Path) -> std::io::Result<()> {
+        let path = self.path(key)?;
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        std::fs::create_dir_all(&dir)?;
+        std::fs::File::open(src)?.sync_all()?;
+        if std::fs::rename(src, &path).is_err() {
+            // Another filesystem: copy to a temporary name beside the target, then rename.
+            let tmp = dir.join(format!(".{:016x}.tmp", rand::random::<u64>()));
+            std::fs::copy(src, &tmp)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            std::fs::remove_file(src)?;
+        }
+        std::fs::File::open(&dir)?.sync_all()
+    }
 }
 
 /// One archived line.
@@ -206,6 +228,9 @@ pub struct Manifest {
     pub files: Vec<FileInfo>,
     /// When the recording was written, ms since the Unix epoch.
     pub compacted_ms: u64,
+    /// The video's status, once the render stage has run (absent before, and without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<super::video::VideoStatus>,
 }
 
 pub(super) fn room_dir(room: &str, epoch: &str) -> String {
@@ -376,6 +401,7 @@ pub(super) fn write_recording(
         pages,
         files,
         compacted_ms: crate::hub::now_us() / 1000,
+        video: None,
     };
     let json =
         serde_json::to_vec_pretty(&manifest).map_err(|e| CompactError::Permanent(e.to_string()))?;

@@ -18,7 +18,8 @@ use redis::streams::{
 };
 
 pub use super::metrics::CompactorMetrics;
-use super::{run_job, Archive, CompactError, Job, JobKind, JobQueue};
+use super::video::{render_room, RenderStage};
+use super::{run_job, Archive, CompactError, Job, JobKind, JobQueue, Outcome};
 use crate::store::redis::RedisStore;
 use crate::store::StoreError;
 
@@ -74,6 +75,9 @@ pub struct WorkerConfig {
     pub idle_close: Option<Duration>,
     /// Where `recording.*` and idle `room.closed` events go.
     pub webhooks: crate::webhook::Webhooks,
+    /// The render stage (`--render video`): a final job that writes a recording queues a
+    /// render job, and this worker runs render jobs (one at a time: one renderer per worker).
+    pub render: Option<Arc<RenderStage>>,
 }
 
 /// One delivered job.
@@ -312,7 +316,16 @@ pub async fn run(
                 }
             })
         };
-        let result = run_job(&store, &archive, &job).await;
+        let result = match (&cfg.render, job.kind) {
+            (Some(stage), JobKind::Render) => {
+                let (archive, stage, room) = (archive.clone(), stage.clone(), job.room.clone());
+                tokio::task::spawn_blocking(move || render_room(archive.as_ref(), &room, &stage))
+                    .await
+                    .map_err(|e| CompactError::Transient(format!("render task: {e}")))
+                    .and_then(|r| r.map(|_| Outcome::default()))
+            }
+            _ => run_job(&store, &archive, &job).await,
+        };
         heartbeat.abort();
         match result {
             Ok(out) => {
@@ -320,6 +333,18 @@ pub async fn run(
                 // Before the acknowledgement: a crash in between runs the job again, and the
                 // event's id (from the epoch) is queued once.
                 super::report(&cfg.webhooks, &job, Ok(&out)).await;
+                if out.recorded && job.kind == JobKind::Final && cfg.render.is_some() {
+                    // Queued before the ack: a crash in between re-runs the final job, which
+                    // queues it again (a render job is idempotent).
+                    let render = Job {
+                        room: job.room.clone(),
+                        kind: JobKind::Render,
+                    };
+                    if let Err(e) = queue.enqueue(render).await {
+                        tracing::warn!(room = %job.room, error = %e, "render job not queued; the final job will run again");
+                        continue;
+                    }
+                }
                 if let Err(e) = ack(&store, &d.id).await {
                     tracing::warn!(error = %e, "ack failed; the job will run again (idempotent)");
                 }

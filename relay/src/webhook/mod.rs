@@ -58,6 +58,11 @@ pub enum EventKind {
     UploadRefused,
     /// A frame was refused because masking could not make it safe.
     MaskingRefused,
+    /// The render stage (`relay compactor --render video`) wrote the recording's video;
+    /// `data.file` is its archive key.
+    RecordingVideoReady,
+    /// The render stage gave up on the recording's video; `data.error` says why.
+    RecordingVideoFailed,
 }
 
 impl EventKind {
@@ -73,6 +78,8 @@ impl EventKind {
             EventKind::NativePage => "native_page",
             EventKind::UploadRefused => "upload.refused",
             EventKind::MaskingRefused => "masking.refused",
+            EventKind::RecordingVideoReady => "recording.video_ready",
+            EventKind::RecordingVideoFailed => "recording.video_failed",
         }
     }
 }

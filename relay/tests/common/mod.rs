@@ -235,6 +235,7 @@ impl Relay {
                             hold: Duration::ZERO,
                             idle_close: config.customer_idle_close,
                             webhooks: assist_relay::webhook::Webhooks::disabled(),
+                            render: None,
                         };
                         let (_keep, stop) = tokio::sync::watch::channel(false);
                         std::mem::forget(_keep);

@@ -42,7 +42,11 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Node>>)> {
         ("GET", "/v1/recordings", get(list_recordings)),
         ("GET", "/v1/recordings/{id}", get(recording)),
         ("GET", "/v1/recordings/{id}/events", get(recording_events)),
-        ("GET", "/v1/webhooks/dead", get(super::webhooks::dead_letters)),
+        (
+            "GET",
+            "/v1/webhooks/dead",
+            get(super::webhooks::dead_letters),
+        ),
     ]
 }
 
