@@ -76,7 +76,8 @@ client.on('closed', (c) => {
 // The agent's guidance (pointer, highlight, notes): drawn in a 0×0 `rr-block` host with
 // `pointer-events: none`, so it is never recorded and never takes the customer's clicks. Created
 // before recording starts: the first snapshot has the (empty) host.
-const overlay = new GuideOverlay(client);
+// dim: 'none': the demo shades the page itself (dim.js), around the highlight and the chat panel.
+const overlay = new GuideOverlay(client, { dim: 'none' });
 // A highlight dims the page around its element, never the element itself nor the chat panel.
 dimAroundHighlight(client, overlay, {
   dim: /** @type {HTMLElement} */ (document.getElementById('guide-dim')),

@@ -1,7 +1,7 @@
 // The customer page's dimming around the agent's highlight: the page is dimmed outside the
 // highlighted element, and never over the elements in `keep` (the chat panel, so the customer can
-// still read and answer the agent). The SDK's GuideOverlay draws the box itself; its own
-// full-window shade is turned off by demo.css (`.assist-relay-guide` rule).
+// still read and answer the agent). The SDK's GuideOverlay draws the box itself, with its own
+// shade off (`dim: 'none'`; its `keep` option does the same as this file for other pages).
 //
 // The shade is one fixed element over the window with an even-odd clip path that cuts out the
 // highlighted element and every `keep` element; it lives in an `rr-block` host, so it is never

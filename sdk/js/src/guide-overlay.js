@@ -9,7 +9,8 @@ const OVERLAY_CSS = {
   host: 'position:fixed;left:0;top:0;width:0;height:0;overflow:visible;pointer-events:none;z-index:2147483647;margin:0;padding:0;border:0;',
   pointer:
     'position:fixed;width:14px;height:14px;margin:-7px 0 0 -7px;border-radius:50%;background:rgba(229,57,53,.85);box-shadow:0 0 0 3px rgba(229,57,53,.3);pointer-events:none;transition:left .08s linear,top .08s linear;',
-  box: 'position:fixed;border:3px solid #e53935;border-radius:4px;box-shadow:0 0 0 4000px rgba(0,0,0,.08);pointer-events:none;box-sizing:border-box;',
+  box: 'position:fixed;border:3px solid #e53935;border-radius:4px;pointer-events:none;box-sizing:border-box;',
+  shade: 'position:fixed;left:0;top:0;width:100vw;height:100vh;background:rgba(0,0,0,.08);pointer-events:none;',
   bubble:
     'position:fixed;max-width:280px;padding:6px 10px;border-radius:6px;background:#212121;color:#fff;font:14px/1.35 system-ui,sans-serif;white-space:pre-wrap;word-break:break-word;pointer-events:none;',
 };
@@ -19,15 +20,22 @@ const OVERLAY_CSS = {
  * fixed host with rrweb's block class, so the recording never contains it, and takes no clicks.
  * Highlight and bubbles follow their element (read every animation frame while shown). Cleared
  * on every `joined` (guidance is not replayed) and when the client closes.
+ *
+ * A highlight shades the page outside its element only (`dim: 'outside'`, the default): one
+ * window-sized shade with an even-odd clip path cut out around the element and around every
+ * `keep` element (say the chat panel, so the customer can still read and answer the agent).
+ * `dim: 'none'` draws the box alone.
  */
 export class GuideOverlay {
   /**
    * @param {import('../types/core.js').RelayClient} client
    * @param {{ document?: any, window?: any, mirror?: { getNode(id: number): any },
-   *   blockClass?: string, pointerTimeout?: number }} [options]
+   *   blockClass?: string, pointerTimeout?: number, dim?: 'outside' | 'none',
+   *   keep?: Element[] | (() => Element[]) }} [options]
    *   `mirror`: the recorder's mirror (default rrweb's `record.mirror`); `blockClass`: the class
    *   your rrweb `record` blocks (default `rr-block`); `pointerTimeout`: ms after which an idle
-   *   pointer fades (default 5000).
+   *   pointer fades (default 5000); `dim`: shade the page outside a highlight (default
+   *   `'outside'`) or not (`'none'`); `keep`: elements a highlight never shades.
    */
   constructor(client, options = {}) {
     this.client = client;
@@ -36,6 +44,9 @@ export class GuideOverlay {
     this.mirror = options.mirror ?? rrwebRecord.mirror;
     this.blockClass = options.blockClass ?? 'rr-block';
     this.pointerTimeout = options.pointerTimeout ?? 5000;
+    this.dim = options.dim ?? 'outside';
+    /** @type {Element[] | (() => Element[])} */
+    this.keep = options.keep ?? [];
     /** @type {{ x: number, y: number } | null} */
     this.pointer = null;
     /** @type {number | null} */
@@ -51,6 +62,8 @@ export class GuideOverlay {
     this._pointerEl = null;
     /** @type {HTMLElement | null} */
     this._boxEl = null;
+    /** @type {HTMLElement | null} */
+    this._shadeEl = null;
     /** @type {Map<number, any>} */
     this._bubbleEls = new Map();
     this._frame = null;
@@ -141,6 +154,14 @@ export class GuideOverlay {
       this._boxEl.remove();
       this._boxEl = null;
     }
+    if (target && this.dim === 'outside') {
+      const shade = (this._shadeEl ??= this._child(OVERLAY_CSS.shade));
+      const clip = this._clip(target.getBoundingClientRect());
+      if (shade.style.clipPath !== clip) shade.style.clipPath = clip;
+    } else if (this._shadeEl) {
+      this._shadeEl.remove();
+      this._shadeEl = null;
+    }
     for (const [node, el] of this._bubbleEls) {
       if (!this.annotations.has(node)) {
         el.remove();
@@ -170,6 +191,31 @@ export class GuideOverlay {
   /** Whether anything is drawn. */
   get visible() {
     return !!(this._pointerEl || this._boxEl || this._bubbleEls.size);
+  }
+
+  /**
+   * The shade's clip path: the window less the highlight (4 px around it) and the `keep` elements.
+   * @param {{ left: number, top: number, width: number, height: number }} r
+   */
+  _clip(r) {
+    const w = Math.round(this.win.innerWidth ?? 0);
+    const h = Math.round(this.win.innerHeight ?? 0);
+    let d = `M0 0H${w}V${h}H0Z`;
+    const hole = (/** @type {typeof r} */ b, /** @type {number} */ pad) => {
+      const x = Math.round(b.left - pad);
+      const y = Math.round(b.top - pad);
+      const bw = Math.round(b.width + 2 * pad);
+      const bh = Math.round(b.height + 2 * pad);
+      if (bw > 0 && bh > 0) d += `M${x} ${y}h${bw}v${bh}h${-bw}Z`;
+    };
+    hole(r, 4);
+    const keep = typeof this.keep === 'function' ? this.keep() : this.keep;
+    for (const el of keep ?? []) {
+      if (el && el.isConnected !== false && typeof el.getBoundingClientRect === 'function') {
+        hole(el.getBoundingClientRect(), 0);
+      }
+    }
+    return `path(evenodd, '${d}')`;
   }
 
   _schedule() {

@@ -147,7 +147,8 @@ test('GuideOverlay draws in an unrecorded, click-through 0×0 host and follows e
   const { client, ws } = await joinedClient();
   const nodes = new Map([[57, target({ left: 100, top: 50, width: 80, height: 20, bottom: 70 })]]);
   const mirror = { getNode: (id) => nodes.get(id) ?? null };
-  const overlay = new GuideOverlay(client, { document: dom.document, window: dom.window, mirror });
+  // (the shade is the next test's)
+  const overlay = new GuideOverlay(client, { document: dom.document, window: dom.window, mirror, dim: 'none' });
   const host = overlay.host;
   assert.equal(dom.body.children[0], host);
   assert.match(host.className, /(^| )rr-block( |$)/, 'rrweb blocks the host: its children are never recorded');
@@ -242,4 +243,33 @@ test('attachGuide sends the pointer on mouse moves and highlights on click', asy
   liveView.root.dispatch('click', { clientX: 5, clientY: 6 });
   assert.equal(ws.framesOf('guide').length, 2);
   sender.destroy();
+});
+
+test('a highlight shades the page only outside its element and the kept elements', async () => {
+  const dom = fakeDom();
+  dom.window.innerWidth = 1000;
+  dom.window.innerHeight = 600;
+  const { client, ws } = await joinedClient();
+  const nodes = new Map([[57, target({ left: 100, top: 50, width: 80, height: 20, bottom: 70 })]]);
+  const mirror = { getNode: (id) => nodes.get(id) ?? null };
+  const chat = target({ left: 700, top: 300, width: 300, height: 300, bottom: 600 });
+  const overlay = new GuideOverlay(client, { document: dom.document, window: dom.window, mirror, keep: [chat] });
+  const agent = { id: 'ag', role: 'agent' };
+  ws.receive({ type: 'guide', offset: 3, from: agent, guide: { kind: 'highlight', node: 57 } });
+  const [box, shade] = overlay.host.children;
+  assert.doesNotMatch(box.style.cssText, /box-shadow:0 0 0 4000px/, 'the box no longer shades the whole window');
+  assert.match(shade.style.cssText, /position:fixed;left:0;top:0;width:100vw;height:100vh/);
+  assert.match(shade.style.cssText, /pointer-events:none/);
+  assert.equal(
+    shade.style.clipPath,
+    "path(evenodd, 'M0 0H1000V600H0ZM96 46h88v28h-88ZM700 300h300v300h-300Z')",
+    'the window less the highlight (4 px around it) and the chat panel',
+  );
+  // the element moves: the hole follows on the next frame
+  nodes.get(57).rect = { left: 100, top: 10, width: 80, height: 20, bottom: 30 };
+  dom.runFrame();
+  assert.match(shade.style.clipPath, /M96 6h88v28h-88Z/);
+  ws.receive({ type: 'guide', offset: 3, from: agent, guide: { kind: 'clear' } });
+  assert.equal(overlay.host.children.length, 0, 'no shade without a highlight');
+  overlay.destroy();
 });

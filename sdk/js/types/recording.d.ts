@@ -44,6 +44,10 @@ export interface GuideOverlayOptions {
   blockClass?: string;
   /** An idle pointer disappears after this long (ms); default 5000. */
   pointerTimeout?: number;
+  /** A highlight shades the page outside its element (`'outside'`, the default) or not (`'none'`). */
+  dim?: 'outside' | 'none';
+  /** Elements a highlight never shades (the chat panel, say); an array or a function giving one. */
+  keep?: Element[] | (() => Element[]);
 }
 
 /** Customer side: draws guidance over the page, unrecorded (rrweb block class), `pointer-events: none`. */
