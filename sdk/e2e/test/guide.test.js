@@ -178,14 +178,16 @@ describe('agent guidance and voice calls in Chromium (2 nodes + nginx + Redis)',
         () =>
           customer.page.evaluate(() => {
             const host = window.overlay.host;
-            if (!host || host.children.length < 2) return null;
+            const part = (name) => host?.querySelector(`[data-part="${name}"]`);
+            if (!host || !part('box') || !part('bubble')) return null;
             const r = (el) => {
               const b = el.getBoundingClientRect();
               return { left: b.left, top: b.top, right: b.right, bottom: b.bottom };
             };
             return {
-              box: r(host.children[0]),
-              bubble: host.children[1].textContent,
+              box: r(part('box')),
+              bubble: part('bubble').textContent,
+              shade: part('shade')?.style.clipPath ?? null,
               button: r(document.getElementById('export')),
               hostClass: host.className,
               hostPointerEvents: getComputedStyle(host).pointerEvents,
@@ -198,6 +200,8 @@ describe('agent guidance and voice calls in Chromium (2 nodes + nginx + Redis)',
       assert.ok(box.top <= button.top && box.bottom >= button.bottom, `box ${JSON.stringify(box)} spans button ${JSON.stringify(button)}`);
       assert.ok(box.right - button.right < 12 && button.left - box.left < 12, 'the box hugs the button');
       assert.equal(drawn.bubble, 'Click Export to download the orders');
+      // The page is shaded outside the highlight only: a clip path with the highlight cut out.
+      assert.match(drawn.shade ?? '', /^path\(evenodd, /, 'the SDK shades outside the highlight');
       assert.match(drawn.hostClass, /\brr-block\b/);
       assert.equal(drawn.hostPointerEvents, 'none');
 

@@ -131,7 +131,7 @@ export class GuideOverlay {
     if (!this.host) return;
     // pointer: page coordinates of the replay -> this window's viewport
     if (this.pointer) {
-      const el = (this._pointerEl ??= this._child(OVERLAY_CSS.pointer));
+      const el = (this._pointerEl ??= this._child(OVERLAY_CSS.pointer, 'pointer'));
       const sx = this.win.scrollX ?? 0;
       const sy = this.win.scrollY ?? 0;
       el.style.left = `${this.pointer.x - sx}px`;
@@ -142,7 +142,7 @@ export class GuideOverlay {
     }
     const target = this.highlighted !== null ? this.element(this.highlighted) : null;
     if (target) {
-      const box = (this._boxEl ??= this._child(OVERLAY_CSS.box));
+      const box = (this._boxEl ??= this._child(OVERLAY_CSS.box, 'box'));
       const r = target.getBoundingClientRect();
       Object.assign(box.style, {
         left: `${r.left - 4}px`,
@@ -155,7 +155,7 @@ export class GuideOverlay {
       this._boxEl = null;
     }
     if (target && this.dim === 'outside') {
-      const shade = (this._shadeEl ??= this._child(OVERLAY_CSS.shade));
+      const shade = (this._shadeEl ??= this._child(OVERLAY_CSS.shade, 'shade'));
       const clip = this._clip(target.getBoundingClientRect());
       if (shade.style.clipPath !== clip) shade.style.clipPath = clip;
     } else if (this._shadeEl) {
@@ -176,7 +176,7 @@ export class GuideOverlay {
         continue;
       }
       if (!el) {
-        el = this._child(OVERLAY_CSS.bubble);
+        el = this._child(OVERLAY_CSS.bubble, 'bubble');
         this._bubbleEls.set(node, el);
       }
       if (el.textContent !== text) el.textContent = text; // text, never markup
@@ -230,11 +230,13 @@ export class GuideOverlay {
 
   /**
    * @param {string} css
+   * @param {string} part `data-part`: pointer, box, shade or bubble
    * @returns {HTMLElement}
    */
-  _child(css) {
+  _child(css, part) {
     const el = this._el('div', css);
     el.className = this.blockClass;
+    el.setAttribute?.('data-part', part);
     this.host.appendChild(el);
     return el;
   }

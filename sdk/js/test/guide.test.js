@@ -260,6 +260,8 @@ test('a highlight shades the page only outside its element and the kept elements
   assert.doesNotMatch(box.style.cssText, /box-shadow:0 0 0 4000px/, 'the box no longer shades the whole window');
   assert.match(shade.style.cssText, /position:fixed;left:0;top:0;width:100vw;height:100vh/);
   assert.match(shade.style.cssText, /pointer-events:none/);
+  assert.equal(shade.attributes['data-part'], 'shade');
+  assert.equal(box.attributes['data-part'], 'box');
   assert.equal(
     shade.style.clipPath,
     "path(evenodd, 'M0 0H1000V600H0ZM96 46h88v28h-88ZM700 300h300v300h-300Z')",
